@@ -1,0 +1,68 @@
+"""JSON errors everywhere: DRF errors, Django's 404/500 and database outages."""
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import JsonResponse
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+def json_exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):
+        # Domain rules from the service layers: a 400 naming the field, like serializer errors.
+        body = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    response = exception_handler(exc, context)
+    if response is not None:
+        if isinstance(response.data, list):
+            response.data = {"detail": response.data}
+        return response
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        return Response(
+            {"detail": "The database is unavailable; retry later."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+    if isinstance(exc, DatabaseError):
+        logger.exception("database error")
+        return Response(
+            {"detail": "The database could not complete the request; retry later."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+    return None
+
+
+def json_404(request, exception=None):
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+def json_500(request):
+    return JsonResponse({"detail": "Internal server error."}, status=500)
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def json_404_or_page(request, exception=None):
+    if _is_api(request):
+        return json_404(request, exception)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def json_500_or_page(request):
+    if _is_api(request):
+        return json_500(request)
+    from django.views.defaults import server_error
+
+    return server_error(request)

@@ -1,0 +1,108 @@
+"""Fixed-horizon frequentist tests on summary statistics.
+
+The formulas accept numpy arrays as well as floats so simulations can run them vectorised;
+edge cases (n < 2, zero variance) are screened out by the caller before they get here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import special
+
+ALTERNATIVES = ("two-sided", "larger", "smaller")
+
+
+def welch_df(var1: ArrayLike, n1: ArrayLike, var0: ArrayLike, n0: ArrayLike) -> np.ndarray:
+    """Welch-Satterthwaite degrees of freedom from unit variances and sizes."""
+    a = np.asarray(var1, dtype=float) / n1
+    b = np.asarray(var0, dtype=float) / n0
+    return (a + b) ** 2 / (a * a / (np.asarray(n1, dtype=float) - 1) + b * b / (np.asarray(n0, dtype=float) - 1))
+
+
+def t_pvalue(t: ArrayLike, df: ArrayLike, alternative: str = "two-sided") -> np.ndarray:
+    t = np.asarray(t, dtype=float)
+    if alternative == "two-sided":
+        return 2.0 * special.stdtr(df, -np.abs(t))
+    if alternative == "larger":
+        return special.stdtr(df, -t)
+    if alternative == "smaller":
+        return special.stdtr(df, t)
+    raise ValueError(f"alternative must be one of {ALTERNATIVES}")
+
+
+def z_pvalue(z: ArrayLike, alternative: str = "two-sided") -> np.ndarray:
+    z = np.asarray(z, dtype=float)
+    if alternative == "two-sided":
+        return 2.0 * special.ndtr(-np.abs(z))
+    if alternative == "larger":
+        return special.ndtr(-z)
+    if alternative == "smaller":
+        return special.ndtr(z)
+    raise ValueError(f"alternative must be one of {ALTERNATIVES}")
+
+
+def t_critical(alpha: float, df: ArrayLike) -> np.ndarray:
+    """Two-sided critical value t_{df, 1 - alpha/2}."""
+    return special.stdtrit(df, 1.0 - alpha / 2.0)
+
+
+def z_critical(alpha: float) -> float:
+    """Two-sided critical value z_{1 - alpha/2}."""
+    return float(special.ndtri(1.0 - alpha / 2.0))
+
+
+def welch_ttest(
+    mean1: ArrayLike,
+    var1: ArrayLike,
+    n1: ArrayLike,
+    mean0: ArrayLike,
+    var0: ArrayLike,
+    n0: ArrayLike,
+    alternative: str = "two-sided",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Welch's unequal-variance t-test of mean1 - mean0: returns (t, df, p).
+
+    ``var`` are unit (sample) variances; matches scipy.stats.ttest_ind_from_stats(equal_var=False)
+    given standard deviations sqrt(var).
+    """
+    se = np.sqrt(np.asarray(var1, dtype=float) / n1 + np.asarray(var0, dtype=float) / n0)
+    t = (np.asarray(mean1, dtype=float) - mean0) / se
+    df = welch_df(var1, n1, var0, n0)
+    return t, df, t_pvalue(t, df, alternative)
+
+
+def proportions_ztest_pooled(
+    count1: ArrayLike,
+    n1: ArrayLike,
+    count0: ArrayLike,
+    n0: ArrayLike,
+    alternative: str = "two-sided",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-proportion z-test with the pooled (null) variance: returns (z, p).
+
+    Same as statsmodels ``proportions_ztest([c1, c0], [n1, n0])``.
+    """
+    c1 = np.asarray(count1, dtype=float)
+    c0 = np.asarray(count0, dtype=float)
+    n1 = np.asarray(n1, dtype=float)
+    n0 = np.asarray(n0, dtype=float)
+    pooled = (c1 + c0) / (n1 + n0)
+    se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n0))
+    z = (c1 / n1 - c0 / n0) / se
+    return z, z_pvalue(z, alternative)
+
+
+def relative_lift(
+    mean1: ArrayLike, var_mean1: ArrayLike, mean0: ArrayLike, var_mean0: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """Relative lift r = m1/m0 - 1 and its delta-method standard error.
+
+    Var(r) ~ Var(m1)/m0^2 + Var(m0) m1^2/m0^4 (independent arms), i.e.
+    s1^2/(n1 m0^2) + s0^2 m1^2/(n0 m0^4).
+    """
+    m1 = np.asarray(mean1, dtype=float)
+    m0 = np.asarray(mean0, dtype=float)
+    r = m1 / m0 - 1.0
+    var = np.asarray(var_mean1, dtype=float) / m0**2 + np.asarray(var_mean0, dtype=float) * m1**2 / m0**4
+    return r, np.sqrt(var)

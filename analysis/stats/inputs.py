@@ -1,0 +1,144 @@
+"""Input types of the engine and their validation.
+
+Everything the engine needs is a handful of sums per variant and metric (sufficient
+statistics), so the SQL side can aggregate without ever shipping unit-level rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+from .errors import StatsInputError
+
+KINDS = ("conversion", "count", "sum", "ratio")
+ROLES = ("primary", "secondary", "guardrail")
+DIRECTIONS = ("increase", "decrease")
+
+
+@dataclass(frozen=True)
+class VariantStats:
+    """Per-variant sufficient statistics of one metric.
+
+    For ``conversion`` metrics ``sum`` is the number of converted units (``sum_sq`` is
+    ignored: for a 0/1 value it equals ``sum``). For ``ratio`` metrics ``sum``/``sum_sq``
+    describe the per-unit numerators and ``den_*``/``cross_sum`` the per-unit denominators.
+    ``pre_*`` are the same metric measured before first exposure (CUPED); units with no
+    pre-period activity contribute 0.
+    """
+
+    n: int
+    sum: float = 0.0
+    sum_sq: float = 0.0
+    den_sum: float | None = None
+    den_sum_sq: float | None = None
+    cross_sum: float | None = None
+    pre_sum: float | None = None
+    pre_sum_sq: float | None = None
+    pre_cross: float | None = None
+
+
+@dataclass(frozen=True)
+class MetricInput:
+    """One metric of an experiment with its per-variant statistics."""
+
+    key: str
+    name: str
+    kind: str
+    role: str
+    direction: str
+    variants: dict[str, VariantStats]
+
+
+def as_float(value: Any, field: str) -> float:
+    """A finite float, or StatsInputError naming ``field`` (accepts Decimal, numpy, int)."""
+    if value is None or isinstance(value, bool):
+        raise StatsInputError(field, "must be a number")
+    if not isinstance(value, Real):
+        try:
+            value = float(value)  # Decimal and friends
+        except (TypeError, ValueError):
+            raise StatsInputError(field, "must be a number") from None
+    x = float(value)
+    if not math.isfinite(x):
+        raise StatsInputError(field, "must be a finite number")
+    return x
+
+
+def as_optional_float(value: Any, field: str) -> float | None:
+    return None if value is None else as_float(value, field)
+
+
+def as_count(value: Any, field: str) -> int:
+    """A non-negative integer (integral floats are accepted)."""
+    x = as_float(value, field)
+    if x < 0 or x != math.floor(x):
+        raise StatsInputError(field, "must be a non-negative integer")
+    return int(x)
+
+
+def as_probability(value: Any, field: str) -> float:
+    x = as_float(value, field)
+    if not 0.0 < x < 1.0:
+        raise StatsInputError(field, "must be strictly between 0 and 1")
+    return x
+
+
+def as_choice(value: Any, field: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise StatsInputError(field, f"must be one of {', '.join(choices)}")
+    return str(value)
+
+
+@dataclass(frozen=True)
+class CleanStats:
+    """Validated float view of VariantStats (internal)."""
+
+    n: int
+    s: float
+    q: float
+    den_s: float | None
+    den_q: float | None
+    cross: float | None
+    pre_s: float | None
+    pre_q: float | None
+    pre_cross: float | None
+
+    @property
+    def has_pre(self) -> bool:
+        return None not in (self.pre_s, self.pre_q, self.pre_cross)
+
+
+EMPTY = CleanStats(0, 0.0, 0.0, None, None, None, None, None, None)
+
+
+def clean_stats(vs: Any, kind: str, field: str) -> CleanStats:
+    """Validate one VariantStats; raise StatsInputError for impossible sums."""
+    if not isinstance(vs, VariantStats):
+        raise StatsInputError(field, "must be a VariantStats")
+    n = as_count(vs.n, f"{field}.n")
+    s = as_float(vs.sum, f"{field}.sum")
+    q = as_float(vs.sum_sq, f"{field}.sum_sq")
+    den_s = as_optional_float(vs.den_sum, f"{field}.den_sum")
+    den_q = as_optional_float(vs.den_sum_sq, f"{field}.den_sum_sq")
+    cross = as_optional_float(vs.cross_sum, f"{field}.cross_sum")
+    pre_s = as_optional_float(vs.pre_sum, f"{field}.pre_sum")
+    pre_q = as_optional_float(vs.pre_sum_sq, f"{field}.pre_sum_sq")
+    pre_x = as_optional_float(vs.pre_cross, f"{field}.pre_cross")
+    if kind == "conversion":
+        if s < 0 or s > n:
+            raise StatsInputError(f"{field}.sum", "conversions must be between 0 and n")
+        q = s  # a 0/1 value squared is itself
+    elif q < 0:
+        raise StatsInputError(f"{field}.sum_sq", "a sum of squares cannot be negative")
+    if kind == "ratio" and n > 0 and None in (den_s, den_q, cross):
+        raise StatsInputError(
+            f"{field}.den_sum", "ratio metrics need den_sum, den_sum_sq and cross_sum"
+        )
+    if den_q is not None and den_q < 0:
+        raise StatsInputError(f"{field}.den_sum_sq", "a sum of squares cannot be negative")
+    if pre_q is not None and pre_q < 0:
+        raise StatsInputError(f"{field}.pre_sum_sq", "a sum of squares cannot be negative")
+    return CleanStats(n, s, q, den_s, den_q, cross, pre_s, pre_q, pre_x)

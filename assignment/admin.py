@@ -1,0 +1,21 @@
+from django.contrib import admin
+
+from .models import Exposure
+
+
+@admin.register(Exposure)
+class ExposureAdmin(admin.ModelAdmin):
+    """Read-only: exposures come from the assignment API, never from hand edits."""
+
+    list_display = ("unit_id", "experiment", "variant", "first_seen", "last_seen")
+    list_filter = ("experiment",)
+    search_fields = ("unit_id",)
+    list_select_related = ("experiment", "variant")
+    date_hierarchy = "first_seen"
+    readonly_fields = ("experiment", "variant", "unit_id", "first_seen", "last_seen", "attributes")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

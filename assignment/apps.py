@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class AssignmentConfig(AppConfig):
+    name = "assignment"
+    verbose_name = "Assignment and exposures"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # experiments/ must not know about us: we listen to its models' signals instead.
+        from . import signals
+
+        signals.connect()

@@ -1,0 +1,341 @@
+"""Exposure buffering: the hot path appends, a task writes rows in bulk.
+
+Production (``settings.REDIS_URL`` set): every answer ``RPUSH``-es its exposures to one shared
+Redis list, which ``flush`` drains. Draining is at-least-once and the write is idempotent:
+
+1. the queue is claimed whole with an atomic ``RENAME`` to a processing list whose name is
+   registered (with a timestamp) in a sorted set *before* the rename;
+2. the processing list is read in chunks and upserted (``upsert``) inside a transaction;
+3. the processing list is deleted only after the commit.
+
+A flusher that dies between 1 and 3 leaves its processing list behind; any later flush claims
+lists older than ``ASSIGNMENT_EXPOSURE_LEASE_SECONDS`` (again with ``RENAME``, so only one
+flusher wins) and processes them. Replaying a list is harmless because the upsert keeps the
+minimum ``first_seen`` and the maximum ``last_seen``.
+
+When Redis cannot be reached at push time, exposures go to an in-process buffer (the answer
+reports ``degraded``) and Redis is not retried for ``ASSIGNMENT_REDIS_RETRY_SECONDS``. The same
+bounded buffer is the only one in the embedded mode (no Redis). It is written to the database
+when it holds ``ASSIGNMENT_EXPOSURE_BUFFER_SIZE`` items or its oldest item is
+``ASSIGNMENT_EXPOSURE_BUFFER_SECONDS`` old, by ``flush`` (the periodic task) and at exit.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+
+logger = logging.getLogger(__name__)
+
+DEGRADED_LOCAL_BUFFER = "exposures-local-buffer"
+
+# (experiment id, variant id, unit id, unix time, attributes)
+Item = tuple[int, int, str, float, dict]
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+# --- in-process buffer ---------------------------------------------------------------------------
+
+class LocalBuffer:
+    """A bounded FIFO; past ``ASSIGNMENT_EXPOSURE_BUFFER_MAX`` items the oldest are dropped."""
+
+    def __init__(self) -> None:
+        self._items: deque[Item] = deque()
+        self._lock = threading.Lock()
+        self.oldest_at = 0.0
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def extend(self, items: Sequence[Item]) -> None:
+        limit = _setting("ASSIGNMENT_EXPOSURE_BUFFER_MAX", 100_000)
+        with self._lock:
+            if not self._items:
+                self.oldest_at = time.monotonic()
+            self._items.extend(items)
+            overflow = len(self._items) - limit
+            if overflow > 0:
+                for _ in range(overflow):
+                    self._items.popleft()
+                self.dropped += overflow
+                logger.error("exposure buffer full: dropped %d exposures", overflow)
+
+    def due(self) -> bool:
+        if not self._items:
+            return False
+        return (
+            len(self._items) >= _setting("ASSIGNMENT_EXPOSURE_BUFFER_SIZE", 500)
+            or time.monotonic() - self.oldest_at >= _setting("ASSIGNMENT_EXPOSURE_BUFFER_SECONDS", 5.0)
+        )
+
+    def take(self) -> list[Item]:
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            return items
+
+    def put_back(self, items: list[Item]) -> None:
+        with self._lock:
+            self._items.extendleft(reversed(items))
+            self.oldest_at = time.monotonic()
+
+    def discard_unit(self, unit_id: str) -> int:
+        with self._lock:
+            kept = [item for item in self._items if item[2] != unit_id]
+            removed = len(self._items) - len(kept)
+            self._items = deque(kept)
+            return removed
+
+
+local_buffer = LocalBuffer()
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+_clients: dict[str, object] = {}
+_redis_down_until = 0.0
+
+
+def redis_client():
+    url = _setting("REDIS_URL", None)
+    if not url:
+        return None
+    client = _clients.get(url)
+    if client is None:
+        import redis
+
+        timeout = _setting("ASSIGNMENT_REDIS_TIMEOUT", 0.5)
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        _clients[url] = client
+    return client
+
+
+def _keys() -> tuple[str, str, str]:
+    prefix = _setting("ASSIGNMENT_REDIS_PREFIX", "{assignment}")
+    return f"{prefix}:exposures", f"{prefix}:exposures:processing", f"{prefix}:exposures:processing:"
+
+
+def _encode(item: Item) -> str:
+    return json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+
+
+def _decode(raw: bytes) -> Item | None:
+    try:
+        exp, var, unit, ts, attrs = json.loads(raw)
+        return int(exp), int(var), str(unit), float(ts), attrs if isinstance(attrs, dict) else {}
+    except (ValueError, TypeError):
+        logger.error("skipping a malformed exposure message: %r", raw[:200])
+        return None
+
+
+# --- hot path -----------------------------------------------------------------------------------
+
+def record(items: Sequence[Item]) -> tuple[str, ...]:
+    """Queue exposures; returns what degraded (empty when all is well). Never touches the DB,
+    except the amortised write of a due in-process buffer."""
+    global _redis_down_until
+    if not items:
+        return ()
+    client = redis_client()
+    if client is not None:
+        if time.monotonic() >= _redis_down_until:
+            try:
+                pending = local_buffer.take() if len(local_buffer) else []
+                client.rpush(_keys()[0], *map(_encode, [*pending, *items]))
+                return ()
+            except Exception:
+                if pending:
+                    local_buffer.put_back(pending)
+                _redis_down_until = time.monotonic() + _setting("ASSIGNMENT_REDIS_RETRY_SECONDS", 5.0)
+                logger.warning("Redis unreachable; buffering exposures in process", exc_info=True)
+        local_buffer.extend(items)
+        _flush_local_if_due()
+        return (DEGRADED_LOCAL_BUFFER,)
+    local_buffer.extend(items)
+    _flush_local_if_due()
+    return ()
+
+
+def _flush_local_if_due() -> None:
+    if local_buffer.due():
+        try:
+            flush_local()
+        except Exception:  # the answer must not fail because the write did; items were kept
+            logger.exception("could not write buffered exposures; kept for the next flush")
+
+
+def flush_local() -> int:
+    """Write this process's buffer to the database; on failure the items go back."""
+    items = local_buffer.take()
+    if not items:
+        return 0
+    try:
+        upsert(items)
+    except Exception:
+        local_buffer.put_back(items)
+        raise
+    return len(items)
+
+
+# --- draining Redis ------------------------------------------------------------------------------
+
+def _claim(client, source: str, registry: str, prefix: str) -> str | None:
+    """Atomically move ``source`` to a fresh registered processing list; None if empty."""
+    import redis
+
+    name = f"{prefix}{uuid.uuid4().hex}"
+    client.zadd(registry, {name: time.time()})  # registered first: a crash leaves a trace
+    try:
+        client.rename(source, name)
+    except redis.ResponseError:  # no such key: nothing to take
+        client.zrem(registry, name)
+        return None
+    return name
+
+
+def _process(client, name: str, chunk: int) -> int:
+    """Upsert a processing list in chunks, then delete it (only after every commit)."""
+    count, start = 0, 0
+    while True:
+        raw = client.lrange(name, start, start + chunk - 1)
+        if not raw:
+            break
+        items = [item for item in map(_decode, raw) if item is not None]
+        upsert(items)
+        count += len(raw)
+        start += chunk
+    return count
+
+
+def flush_redis() -> int:
+    client = redis_client()
+    if client is None:
+        return 0
+    queue, registry, prefix = _keys()
+    chunk = _setting("ASSIGNMENT_EXPOSURE_FLUSH_CHUNK", 2000)
+    lease = _setting("ASSIGNMENT_EXPOSURE_LEASE_SECONDS", 120.0)
+    claimed: list[str] = []
+    # Processing lists left by a dead flusher.
+    for stale in client.zrangebyscore(registry, "-inf", time.time() - lease):
+        stale = stale.decode() if isinstance(stale, bytes) else stale
+        taken = _claim(client, stale, registry, prefix)
+        client.zrem(registry, stale)
+        if taken:
+            claimed.append(taken)
+    current = _claim(client, queue, registry, prefix)
+    if current:
+        claimed.append(current)
+    total = 0
+    for name in claimed:
+        total += _process(client, name, chunk)
+        client.delete(name)
+        client.zrem(registry, name)
+    return total
+
+
+def flush() -> int:
+    """Write everything buffered (this process's buffer and the shared queue); returns count."""
+    total = flush_local()
+    try:
+        total += flush_redis()
+    except Exception as exc:
+        import redis
+
+        if not isinstance(exc, redis.RedisError):
+            raise
+        logger.warning("Redis unreachable during flush; will retry", exc_info=True)
+    return total
+
+
+def _flush_at_exit() -> None:
+    try:
+        if len(local_buffer):
+            flush_local()
+    except Exception:
+        logger.exception("exposures lost at exit: %d", len(local_buffer))
+
+
+atexit.register(_flush_at_exit)
+
+
+# --- the bulk upsert ------------------------------------------------------------------------------
+
+def collapse(items: Iterable[Item]) -> list[Item]:
+    """One item per (experiment, unit): earliest time (with its variant and attributes) plus
+    the latest time, returned as ``(exp, variant, unit, first, attrs)`` + last in ``_last``."""
+    first: dict[tuple[int, str], Item] = {}
+    last: dict[tuple[int, str], float] = {}
+    for item in items:
+        key = (item[0], item[2])
+        seen = first.get(key)
+        if seen is None or item[3] < seen[3]:
+            first[key] = item
+        if item[3] > last.get(key, float("-inf")):
+            last[key] = item[3]
+    return [(*first[key], last[key]) for key in first]  # type: ignore[misc]
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def upsert(items: Iterable[Item]) -> int:
+    """Insert or merge exposures with one ``INSERT ... ON CONFLICT`` per batch (SQLite & PG).
+
+    Items of deleted experiments or variants (or a variant of another experiment) are skipped.
+    """
+    from experiments.models import Variant
+
+    from .models import Exposure
+
+    rows = collapse(items)
+    if not rows:
+        return 0
+    variant_ids = {row[1] for row in rows}
+    owner = dict(Variant.objects.filter(pk__in=variant_ids).values_list("pk", "experiment_id"))
+    rows = [row for row in rows if owner.get(row[1]) == row[0]]
+    if not rows:
+        return 0
+    meta = Exposure._meta
+    table = connection.ops.quote_name(meta.db_table)
+    fields = [meta.get_field(n) for n in ("experiment", "variant", "unit_id", "first_seen", "last_seen", "attributes")]
+    cols = [connection.ops.quote_name(f.column) for f in fields]
+    ex, var, unit, first, last, attrs = cols
+    newer = f"excluded.{first} < {table}.{first}"
+    sql_head = f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
+    sql_tail = (
+        f" ON CONFLICT ({ex}, {unit}) DO UPDATE SET "
+        f"{var} = CASE WHEN {newer} THEN excluded.{var} ELSE {table}.{var} END, "
+        f"{attrs} = CASE WHEN {newer} THEN excluded.{attrs} ELSE {table}.{attrs} END, "
+        f"{first} = CASE WHEN {newer} THEN excluded.{first} ELSE {table}.{first} END, "
+        f"{last} = CASE WHEN excluded.{last} > {table}.{last} THEN excluded.{last} ELSE {table}.{last} END"
+    )
+    first_field, attrs_field = fields[3], fields[5]
+    batch = 400  # 6 parameters a row stays under SQLite's variable limit
+    with transaction.atomic(), connection.cursor() as cursor:
+        for i in range(0, len(rows), batch):
+            chunk = rows[i : i + batch]
+            params: list = []
+            for exp_id, variant_id, unit_id, first_ts, attributes, last_ts in chunk:
+                params += [
+                    exp_id, variant_id, unit_id,
+                    first_field.get_db_prep_save(_dt(first_ts), connection),
+                    first_field.get_db_prep_save(_dt(last_ts), connection),
+                    attrs_field.get_db_prep_save(attributes, connection),
+                ]
+            placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(sql_head + placeholders + sql_tail, params)
+    return len(rows)

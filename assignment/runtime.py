@@ -1,0 +1,112 @@
+"""The process-local configuration: built once, then served without touching the database.
+
+Every change to a definition bumps a version stamp in the shared Django cache (see
+``signals``). Each process reads the stamp at most every ``ASSIGNMENT_CONFIG_CHECK_SECONDS``
+(default 1 s) and rebuilds when it moved, so all processes converge within about a second while
+the hot path costs one dict lookup. ``ASSIGNMENT_CONFIG_MAX_AGE`` (default 300 s) rebuilds
+anyway, a safety net for writes that bypass model signals (``QuerySet.update``).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+from .document import Ids, build_document, canonical_json
+from .evaluator import Evaluator
+
+logger = logging.getLogger(__name__)
+
+STAMP_KEY = "assignment:config:stamp"
+
+
+@dataclass(frozen=True)
+class State:
+    evaluator: Evaluator
+    document: dict
+    body: bytes  # the document rendered once, served as is by GET /config
+    etag: str
+    ids: Ids
+
+    @property
+    def version(self) -> str:
+        return self.document["version"]
+
+
+_lock = threading.Lock()
+_state: State | None = None
+_stamp: object = None
+_checked_at = 0.0
+_built_at = 0.0
+
+
+def bump_version() -> None:
+    """Tell every process (this one at once) that the definitions changed."""
+    global _checked_at, _stamp
+    try:
+        cache.set(STAMP_KEY, uuid.uuid4().hex, timeout=None)
+    except Exception:  # the shared cache is down: other processes catch up by max age
+        logger.warning("could not bump the assignment config stamp", exc_info=True)
+    _stamp = None
+    _checked_at = 0.0
+
+
+def _read_stamp() -> object:
+    try:
+        stamp = cache.get(STAMP_KEY)
+        if stamp is None:
+            cache.add(STAMP_KEY, uuid.uuid4().hex, timeout=None)
+            stamp = cache.get(STAMP_KEY)
+        return stamp
+    except Exception:
+        logger.warning("shared cache unavailable; config refreshed by age only", exc_info=True)
+        return _stamp if _stamp is not None else "unavailable"
+
+
+def _build() -> State:
+    document, ids = build_document()
+    previous = _state
+    if previous is not None and previous.version == document["version"]:
+        return previous  # nothing that matters changed: keep the compiled evaluator
+    body = canonical_json(document)
+    return State(Evaluator(document), document, body, f'"{document["version"]}"', ids)
+
+
+def current() -> State:
+    """The configuration of this process, refreshed when the shared stamp moved."""
+    global _state, _stamp, _checked_at, _built_at
+    state = _state
+    now = time.monotonic()
+    if state is not None and now - _checked_at < getattr(settings, "ASSIGNMENT_CONFIG_CHECK_SECONDS", 1.0):
+        return state
+    with _lock:
+        state = _state
+        if state is not None and now - _checked_at < getattr(settings, "ASSIGNMENT_CONFIG_CHECK_SECONDS", 1.0):
+            return state
+        stamp = _read_stamp()
+        max_age = getattr(settings, "ASSIGNMENT_CONFIG_MAX_AGE", 300.0)
+        if state is None or stamp != _stamp or now - _built_at >= max_age:
+            try:
+                state = _build()
+            except Exception:
+                if state is None:
+                    raise
+                # Keep answering from the last good configuration; try again next check.
+                logger.exception("could not rebuild the assignment config; serving the previous one")
+                _checked_at = now
+                return state
+            _state, _stamp, _built_at = state, stamp, now
+        _checked_at = now
+        return state
+
+
+def reset() -> None:
+    """Forget everything (tests)."""
+    global _state, _stamp, _checked_at, _built_at
+    with _lock:
+        _state, _stamp, _checked_at, _built_at = None, None, 0.0, 0.0

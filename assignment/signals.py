@@ -1,0 +1,25 @@
+"""Invalidate every process's configuration when an experiment definition changes."""
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+from . import runtime
+
+
+def _changed(sender, **kwargs) -> None:
+    # Now, so this process (and its open transaction) sees the change at once; and again after
+    # the commit, so no other process can rebuild from the not-yet-committed state and keep it.
+    runtime.bump_version()
+    transaction.on_commit(runtime.bump_version)
+
+
+def connect() -> None:
+    from experiments.models import Experiment, Layer, Override, TargetingRule, Variant
+
+    for model in (Layer, Experiment, Variant, TargetingRule, Override):
+        for signal in (post_save, post_delete):
+            signal.connect(
+                _changed, sender=model, weak=False,
+                dispatch_uid=f"assignment-config-{signal is post_save}-{model.__name__}",
+            )

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("assignments", views.AssignmentsView.as_view(), name="assignments"),
+    path(
+        "experiments/<str:key>/assignment",
+        views.ExperimentAssignmentView.as_view(),
+        name="experiment-assignment",
+    ),
+    path("config", views.ConfigView.as_view(), name="assignment-config"),
+]

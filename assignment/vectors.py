@@ -1,0 +1,186 @@
+"""Build the language-neutral test vectors in ``assignment/vectors.json``.
+
+Run ``python -m assignment.vectors`` after an *intended* change of the algorithm (which is a
+breaking change for every SDK: bump ``schema_version``). Tests check the committed file against
+this evaluator and against an independent transcription of docs/assignment.md.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .evaluator import Evaluator, variant_ranges
+from .hashing import BUCKETS, experiment_bucket, hash_input, layer_bucket
+
+PATH = Path(__file__).with_name("vectors.json")
+
+DOCUMENT: dict[str, Any] = {
+    "schema_version": 1,
+    "version": "vectors",
+    "generated_at": "2026-01-01T00:00:00Z",
+    "hash": {"algorithm": "sha256", "buckets": BUCKETS},
+    "layers": {
+        "checkout": {"salt": "checkout-layer", "holdout_percent": 5.0},
+        "search": {"salt": "search", "holdout_percent": 0.0},
+    },
+    "experiments": [
+        {
+            "key": "checkout-button", "status": "running", "salt": "checkout-button",
+            "traffic_allocation": 100.0, "layer": "checkout", "layer_range": [500, 5500],
+            "variants": [
+                {"key": "control", "weight": 50.0, "is_control": True, "payload": {}},
+                {"key": "green", "weight": 50.0, "is_control": False, "payload": {"color": "green"}},
+            ],
+            "targeting": [{"attribute": "country", "operator": "in", "values": ["CN", "US"]}],
+            "overrides": {"qa-user-1": "green"}, "shipped_variant": None,
+        },
+        {
+            "key": "checkout-copy", "status": "running", "salt": "checkout-copy",
+            "traffic_allocation": 60.0, "layer": "checkout", "layer_range": [5500, 10000],
+            "variants": [
+                {"key": "control", "weight": 50.0, "is_control": True, "payload": {"copy": "Buy"}},
+                {"key": "urgent", "weight": 50.0, "is_control": False, "payload": {"copy": "Buy now"}},
+            ],
+            "targeting": [], "overrides": {}, "shipped_variant": None,
+        },
+        {
+            "key": "ranking-v2", "status": "running", "salt": "ranking-v2",
+            "traffic_allocation": 20.0, "layer": "search", "layer_range": [0, 10000],
+            "variants": [
+                {"key": "a", "weight": 33.33, "is_control": True, "payload": {"model": "a"}},
+                {"key": "b", "weight": 33.33, "is_control": False, "payload": {"model": "b"}},
+                {"key": "c", "weight": 33.34, "is_control": False, "payload": {"model": "c"}},
+            ],
+            "targeting": [
+                {"attribute": "age", "operator": "gte", "values": [18]},
+                {"attribute": "platform", "operator": "not_equals", "values": ["web"]},
+                {"attribute": "beta", "operator": "equals", "values": [True]},
+            ],
+            "overrides": {}, "shipped_variant": None,
+        },
+        {
+            "key": "free-shipping", "status": "running", "salt": "Free Shipping 2026 ünï",
+            "traffic_allocation": 100.0, "layer": None, "layer_range": None,
+            "variants": [
+                {"key": "off", "weight": 90.0, "is_control": True, "payload": {"threshold": None}},
+                {"key": "on", "weight": 10.0, "is_control": False, "payload": {"threshold": 25}},
+            ],
+            "targeting": [
+                {"attribute": "email", "operator": "contains", "values": ["@"]},
+                {"attribute": "banned", "operator": "not_exists", "values": []},
+            ],
+            "overrides": {}, "shipped_variant": None,
+        },
+        {
+            "key": "paused-test", "status": "paused", "salt": "paused-test",
+            "traffic_allocation": 100.0, "layer": None, "layer_range": None,
+            "variants": [
+                {"key": "control", "weight": 50.0, "is_control": True, "payload": {"v": 0}},
+                {"key": "treatment", "weight": 50.0, "is_control": False, "payload": {"v": 1}},
+            ],
+            "targeting": [], "overrides": {"qa-user-2": "treatment"}, "shipped_variant": None,
+        },
+        {
+            "key": "draft-test", "status": "draft", "salt": "draft-test",
+            "traffic_allocation": 100.0, "layer": None, "layer_range": None,
+            "variants": [
+                {"key": "control", "weight": 50.0, "is_control": True, "payload": {}},
+                {"key": "new", "weight": 50.0, "is_control": False, "payload": {"new": True}},
+            ],
+            "targeting": [], "overrides": {"qa-user-1": "new"}, "shipped_variant": None,
+        },
+        {
+            "key": "shipped-test", "status": "completed", "salt": "shipped-test",
+            "traffic_allocation": 100.0, "layer": None, "layer_range": None,
+            "variants": [
+                {"key": "control", "weight": 50.0, "is_control": True, "payload": {"size": "s"}},
+                {"key": "big", "weight": 50.0, "is_control": False, "payload": {"size": "xl"}},
+            ],
+            "targeting": [], "overrides": {"qa-user-1": "control"}, "shipped_variant": "big",
+        },
+        {
+            "key": "archived-test", "status": "archived", "salt": "archived-test",
+            "traffic_allocation": 100.0, "layer": None, "layer_range": None,
+            "variants": [
+                {"key": "control", "weight": 50.0, "is_control": True, "payload": {"x": 1}},
+                {"key": "b", "weight": 50.0, "is_control": False, "payload": {"x": 2}},
+            ],
+            "targeting": [], "overrides": {}, "shipped_variant": None,
+        },
+    ],
+}
+
+UNIT_IDS = [f"u-{i}" for i in range(40)] + [
+    "qa-user-1", "qa-user-2", "ünit-ß", "用户-42", "😀", " spaced id ", "a:b:c", "x" * 256,
+]
+
+ATTRIBUTE_SETS = [
+    {"country": "CN", "platform": "ios", "age": 30, "beta": True, "email": "a@b.c"},
+    {"country": "US", "platform": "web", "age": "17", "beta": "true", "email": "nobody"},
+    {"country": "DE", "age": 18.0, "beta": False, "email": "x@y", "banned": False},
+    {},
+]
+
+HASH_CASES = [
+    ("exp", "checkout-button", "u-123"),
+    ("exp", "checkout-button", "qa-user-1"),
+    ("layer", "checkout-layer", "u-123"),
+    ("exp", "Free Shipping 2026 ünï", "用户-42"),
+    ("exp", "s", "😀"),
+    ("exp", "", ""),
+    ("layer", "a:b", "c"),
+    ("layer", "a", "b:c"),
+]
+
+RANGE_CASES = [
+    ([50.0, 50.0], 100.0), ([50.0, 50.0], 10.0), ([33.33, 33.33, 33.34], 20.0),
+    ([33.33, 33.33, 33.34], 100.0), ([90.0, 10.0], 55.55), ([25, 25, 25, 25], 0.01),
+    ([1.0, 1.0, 1.0], 100.0), ([70.0, 30.0], 0.0),
+]
+
+
+def build() -> dict[str, Any]:
+    evaluator = Evaluator(DOCUMENT)
+    layers = DOCUMENT["layers"]
+    cases = []
+    for spec in DOCUMENT["experiments"]:
+        layer = spec["layer"]
+        for i, unit in enumerate(UNIT_IDS):
+            attributes = ATTRIBUTE_SETS[i % len(ATTRIBUTE_SETS)]
+            answer = evaluator.evaluate(spec["key"], unit, attributes)
+            cases.append({
+                "experiment": spec["key"], "unit_id": unit, "attributes": attributes,
+                "experiment_bucket": experiment_bucket(spec["salt"], unit),
+                "layer_bucket": layer_bucket(layers[layer]["salt"], unit) if layer else None,
+                "variant": answer.variant, "in_experiment": answer.in_experiment,
+                "reason": answer.reason,
+            })
+    return {
+        "description": "Assignment test vectors; the algorithm is specified in docs/assignment.md.",
+        "hash": [
+            {
+                "namespace": ns, "salt": salt, "unit_id": unit,
+                "input_hex": hash_input(ns, salt, unit).hex(),
+                "sha256_hex": hashlib.sha256(hash_input(ns, salt, unit)).hexdigest(),
+                "bucket": experiment_bucket(salt, unit) if ns == "exp" else layer_bucket(salt, unit),
+            }
+            for ns, salt, unit in HASH_CASES
+        ],
+        "ranges": [
+            {"weights": w, "traffic_allocation": a, "ranges": [list(r) for r in variant_ranges(w, a)]}
+            for w, a in RANGE_CASES
+        ],
+        "document": DOCUMENT,
+        "cases": cases,
+    }
+
+
+def main() -> None:
+    PATH.write_text(json.dumps(build(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {PATH}")
+
+
+if __name__ == "__main__":
+    main()

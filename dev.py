@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Set-up in one command, with nothing but Python 3.11+.
+
+    python3 dev.py serve   # virtualenv, install, migrate, demo login + demo data, serve :8000
+    python3 dev.py test    # virtualenv, install with test extras, run the whole test suite
+
+Both are idempotent: the virtualenv is reused and reinstalled only when pyproject.toml changes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("VENV_DIR", ROOT / ".venv"))
+PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+PG_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def run(*args: str | os.PathLike, env: dict | None = None, check: bool = True) -> int:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    return subprocess.run([str(a) for a in args], cwd=ROOT, env=env, check=check).returncode
+
+
+def ensure_venv(extras: str) -> None:
+    """Create the virtualenv and install the project (with ``extras``) when anything changed."""
+    if sys.version_info < (3, 11):
+        sys.exit("Python 3.11 or newer is needed.")
+    if not PY.exists():
+        print(f"Creating the virtualenv in {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    stamp = VENV / f".installed-{extras or 'base'}"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PY, "-m", "pip", "install", "--quiet", "-e", f".[{extras}]" if extras else ".")
+    stamp.write_text(digest)
+
+
+def serve() -> None:
+    ensure_venv("")
+    manage = [PY, "manage.py"]
+    run(*manage, "migrate", "--noinput")
+    run(*manage, "seed_demo")
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = os.environ.get("PORT", "8000")
+    base = f"http://{host}:{port}"
+    print(
+        "\n"
+        f"  Reports        {base}/reports/\n"
+        f"  Admin          {base}/admin/      (login: demo / demo-password)\n"
+        f"  API docs       {base}/api/docs/\n"
+        f"  OpenAPI schema {base}/api/schema/\n",
+        flush=True,
+    )
+    os.execv(str(PY), [str(PY), "manage.py", "runserver", "--noreload", f"{host}:{port}"])
+
+
+def test(pytest_args: list[str]) -> None:
+    """Run the suite on SQLite (embedded mode), then its database tests on PostgreSQL + Redis."""
+    ensure_venv("dev")
+    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    base_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    base_env.setdefault("TEST_REDIS_URL", REDIS_TEST_URL)
+    base_env.setdefault("TEST_DATABASE_URL", PG_URL)
+    run(PY, "-m", "ruff", "check", ".")
+    run(PY, "manage.py", "makemigrations", "--check", "--dry-run", env=base_env)
+    status = run(PY, "-m", "pytest", "-m", "not postgres", *pytest_args, env=base_env, check=False)
+    pg_env = dict(base_env, DATABASE_URL=PG_URL, REDIS_URL=REDIS_TEST_URL, CELERY_TASK_ALWAYS_EAGER="true")
+    print("\n=== The same database tests on PostgreSQL and Redis (production mode) ===", flush=True)
+    pg_status = run(PY, "-m", "pytest", "-m", "db or postgres", *pytest_args, env=pg_env, check=False)
+    status = 0 if status == 5 else status  # 5: nothing selected
+    pg_status = 0 if pg_status == 5 else pg_status
+    if status or pg_status:
+        sys.exit(status or pg_status)
+    if ci:
+        print("CI: all suites passed.")
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("serve", "test"):
+        sys.exit(__doc__)
+    if sys.argv[1] == "serve":
+        serve()
+    else:
+        test(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""The product manager's admin: define experiments, run them, see who changed what."""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from . import services
+from .forms import (
+    ExperimentForm,
+    ExperimentMetricFormSet,
+    LayerForm,
+    MetricForm,
+    TargetingRuleForm,
+    VariantFormSet,
+)
+from .models import Experiment, ExperimentMetric, Layer, Metric, Override, TargetingRule, Variant
+
+STATUS_COLOURS = {
+    "draft": "#6b7280", "running": "#16a34a", "paused": "#d97706",
+    "completed": "#2563eb", "archived": "#9ca3af",
+}
+
+
+def _locked(obj) -> bool:
+    return obj is not None and obj.is_locked
+
+
+class VariantInline(admin.TabularInline):
+    model = Variant
+    formset = VariantFormSet
+    fields = ["key", "name", "weight", "is_control", "payload", "position"]
+    extra = 0
+    min_num = 0
+
+    def get_extra(self, request, obj=None, **kwargs):
+        return 2 if obj is None else 0
+
+    def has_add_permission(self, request, obj=None):
+        return not _locked(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return not _locked(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not _locked(obj) and super().has_delete_permission(request, obj)
+
+
+class ExperimentMetricInline(admin.TabularInline):
+    model = ExperimentMetric
+    formset = ExperimentMetricFormSet
+    fields = ["metric", "role", "position"]
+    autocomplete_fields = ["metric"]
+    extra = 1
+
+
+class TargetingRuleInline(admin.TabularInline):
+    model = TargetingRule
+    form = TargetingRuleForm
+    fields = ["attribute", "operator", "values", "position"]
+    extra = 0
+
+
+class OverrideInline(admin.TabularInline):
+    model = Override
+    fields = ["unit_id", "variant", "note"]
+    extra = 0
+    verbose_name = "QA override (forced variant for one unit)"
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "variant":
+            object_id = request.resolver_match.kwargs.get("object_id")
+            kwargs["queryset"] = Variant.objects.filter(experiment_id=object_id) if object_id else Variant.objects.none()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+def _transition_action(name: str, label: str):
+    def action(modeladmin, request, queryset):
+        for experiment in queryset:
+            try:
+                services.TRANSITION_FUNCTIONS[name](experiment, actor=request.user.get_username())
+            except ValidationError as e:
+                for msg in e.messages:
+                    messages.error(request, f"{experiment.key}: {msg}")
+            else:
+                messages.success(request, f"{experiment.key}: {label.lower()}ed." if not label.endswith("e") else f"{experiment.key}: {label.lower()}d.")
+
+    action.__name__ = f"{name}_selected"
+    action.short_description = f"{label} selected experiments"
+    return action
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(SimpleHistoryAdmin):
+    form = ExperimentForm
+    inlines = [VariantInline, ExperimentMetricInline, TargetingRuleInline, OverrideInline]
+    list_display = ["key", "name", "status_badge", "layer", "owner", "traffic_allocation", "started_at", "report_link"]
+    list_filter = ["status", "layer", "owner"]
+    search_fields = ["key", "name", "hypothesis"]
+    list_select_related = ["layer", "owner"]
+    actions = [
+        _transition_action("start", "Start"),
+        _transition_action("pause", "Pause"),
+        _transition_action("resume", "Resume"),
+        _transition_action("complete", "Complete"),
+        _transition_action("archive", "Archive"),
+    ]
+    history_list_display = ["status", "traffic_allocation"]
+    fieldsets = [
+        (None, {"fields": ["key", "name", "hypothesis", "description", "owner", "status"]}),
+        ("Traffic", {"fields": ["traffic_allocation", "salt", "layer", "layer_share"]}),
+        ("Analysis", {"fields": ["significance_level", "correction", "sequential_testing", "cuped",
+                                 "planned_sample_size", "planned_duration_days"]}),
+        ("Timeline", {"fields": ["created_at", "started_at", "paused_at", "ended_at", "archived_at", "shipped_variant"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = ["status", "created_at", "started_at", "paused_at", "ended_at", "archived_at", "shipped_variant"]
+        if obj is not None and obj.started_at is not None:
+            fields += list(services.LOCKED_ONCE_STARTED)
+        if _locked(obj):
+            fields += list(services.LOCKED_WHILE_RUNNING)
+        if obj is not None and obj.status == Experiment.Status.ARCHIVED:
+            fields = [f for fs in self.fieldsets for f in fs[1]["fields"]]
+        return fields
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Experiment):
+        return format_html(
+            '<span style="background:{};color:#fff;padding:2px 8px;border-radius:10px">{}</span>',
+            STATUS_COLOURS.get(obj.status, "#6b7280"), obj.get_status_display(),
+        )
+
+    @admin.display(description="report")
+    def report_link(self, obj: Experiment):
+        return format_html('<a href="/reports/{}/">report</a>', obj.key)
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.owner_id is None:
+            obj.owner = request.user
+        obj._change_reason = f"{'changed' if change else 'created'} by {request.user.get_username()} in the admin"
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("<path:object_id>/transition/<str:action>/", self.admin_site.admin_view(self.transition_view),
+                 name="%s_%s_transition" % info),
+            *super().get_urls(),
+        ]
+
+    def transition_view(self, request, object_id, action):
+        """The start/pause/resume/complete/archive buttons on the experiment page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        experiment = get_object_or_404(Experiment, pk=object_id)
+        if not self.has_change_permission(request, experiment) or action not in services.TRANSITION_FUNCTIONS:
+            messages.error(request, "That action is not allowed.")
+        else:
+            kwargs = {}
+            if action == "complete" and request.POST.get("shipped_variant"):
+                kwargs["shipped_variant"] = request.POST["shipped_variant"]
+            try:
+                services.TRANSITION_FUNCTIONS[action](experiment, actor=request.user.get_username(), **kwargs)
+                messages.success(request, f"Experiment '{experiment.key}': {action} done.")
+            except ValidationError as e:
+                for msg in e.messages:
+                    messages.error(request, msg)
+        return HttpResponseRedirect(reverse("admin:experiments_experiment_change", args=[experiment.pk]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        experiment = self.get_object(request, object_id)
+        if experiment is not None:
+            extra_context["allowed_transitions"] = services.allowed_actions(experiment)
+            extra_context["variant_keys"] = list(experiment.variants.values_list("key", flat=True))
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(Metric)
+class MetricAdmin(SimpleHistoryAdmin):
+    form = MetricForm
+    list_display = ["key", "name", "kind", "event", "denominator_event", "direction", "cap", "conversion_window_hours"]
+    list_filter = ["kind", "direction"]
+    search_fields = ["key", "name", "event"]
+
+
+@admin.register(Layer)
+class LayerAdmin(SimpleHistoryAdmin):
+    form = LayerForm
+    list_display = ["key", "name", "holdout_percent", "experiment_count"]
+    search_fields = ["key", "name"]
+
+    @admin.display(description="experiments")
+    def experiment_count(self, obj: Layer) -> int:
+        return obj.experiments.count()

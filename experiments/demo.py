@@ -1,0 +1,58 @@
+"""The demo definitions a new user sees on first run: metrics, a layer and a running experiment."""
+from __future__ import annotations
+
+from django.db import transaction
+
+from . import services
+from .models import Experiment, Layer, Metric
+
+DEMO_METRICS = [
+    {"key": "purchase", "name": "Purchase conversion", "event": "purchase", "kind": "conversion",
+     "description": "Share of users who buy at least once within 7 days.", "conversion_window_hours": 168},
+    {"key": "revenue", "name": "Revenue per user", "event": "purchase", "kind": "sum", "cap": 500.0},
+    {"key": "orders", "name": "Orders per user", "event": "purchase", "kind": "count"},
+    {"key": "revenue-per-order", "name": "Revenue per order", "event": "purchase", "kind": "ratio",
+     "numerator_aggregation": "sum", "denominator_event": "purchase", "denominator_aggregation": "count"},
+    {"key": "refund", "name": "Refund rate", "event": "refund", "kind": "conversion", "direction": "decrease",
+     "description": "Guardrail: the change must not make more users ask for refunds."},
+]
+DEMO_EXPERIMENT = {
+    "key": "checkout-button",
+    "name": "Green checkout button",
+    "hypothesis": "A green, larger checkout button makes more users complete their purchase, "
+                  "without more refunds.",
+    "traffic_allocation": 100,
+    "layer_share": 90,
+    "planned_sample_size": 40000,
+    "planned_duration_days": 14,
+    "variants": [
+        {"key": "control", "name": "Blue button", "weight": 50, "is_control": True, "payload": {"color": "blue"}},
+        {"key": "green", "name": "Green button", "weight": 50, "payload": {"color": "green", "size": "large"}},
+    ],
+    "metrics": [
+        {"metric": "purchase", "role": "primary"},
+        {"metric": "revenue", "role": "secondary"},
+        {"metric": "orders", "role": "secondary"},
+        {"metric": "revenue-per-order", "role": "secondary"},
+        {"metric": "refund", "role": "guardrail"},
+    ],
+    "targeting": [{"attribute": "platform", "operator": "in", "values": ["ios", "android", "web"]}],
+}
+
+
+@transaction.atomic
+def ensure_demo_definitions() -> tuple[Experiment, bool]:
+    """Create the demo definitions unless they exist; return the experiment and whether it is new."""
+    existing = Experiment.objects.filter(key=DEMO_EXPERIMENT["key"]).first()
+    if existing is not None:
+        return existing, False
+    for data in DEMO_METRICS:
+        if not Metric.objects.filter(key=data["key"]).exists():
+            services.save_metric(Metric(), data, actor="demo")
+    layer = Layer.objects.filter(key="checkout").first() or services.save_layer(
+        Layer(), {"key": "checkout", "name": "Checkout flow", "holdout_percent": 5,
+                  "description": "Checkout experiments; 5 % of users see none of them."}, actor="demo"
+    )
+    experiment = services.create_experiment({**DEMO_EXPERIMENT, "layer": layer}, actor="demo")
+    experiment = services.start_experiment(experiment, actor="demo")
+    return experiment, True

@@ -1,0 +1,131 @@
+"""Admin forms and formsets that enforce the service layer's rules with field messages."""
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from . import services
+from .models import Experiment, Layer, Metric
+
+
+def _raise_for(form_or_formset, error: ValidationError) -> None:
+    """Re-raise a service error so the admin shows its messages on the form or formset."""
+    messages = []
+    for field, errs in error.message_dict.items() if hasattr(error, "error_dict") else [("", error.messages)]:
+        for msg in errs:
+            messages.append(msg if not field or field == "__all__" else f"{msg}")
+    raise ValidationError(messages)
+
+
+def _live_rows(formset) -> list[dict]:
+    rows = []
+    for form in formset.forms:
+        if not hasattr(form, "cleaned_data") or not form.cleaned_data:
+            continue
+        if form.cleaned_data.get("DELETE"):
+            continue
+        rows.append(form.cleaned_data)
+    return rows
+
+
+class ExperimentForm(forms.ModelForm):
+    class Meta:
+        model = Experiment
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        instance = self.instance
+        if instance.pk:
+            changes = {f: cleaned[f] for f in self.changed_data if f in cleaned}
+            try:
+                services.validate_changes(instance, changes)
+            except ValidationError as e:
+                for field, errs in e.message_dict.items():
+                    for msg in errs:
+                        self.add_error(field if field in self.fields else None, msg)
+        if "layer" in cleaned or "layer_share" in cleaned:
+            layer = cleaned.get("layer", getattr(instance, "layer", None))
+            share = cleaned.get("layer_share", getattr(instance, "layer_share", None))
+            if "layer" in self.fields or "layer_share" in self.fields:
+                try:
+                    services.validate_layer_share(layer, share, experiment=instance if instance.pk else None)
+                except ValidationError as e:
+                    for msg in e.message_dict.get("layer_share", []):
+                        self.add_error("layer_share" if "layer_share" in self.fields else None, msg)
+        return cleaned
+
+
+class VariantFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        if self.instance.pk and self.instance.is_locked:
+            return  # read-only inline: nothing submitted
+        try:
+            services.validate_variants(_live_rows(self))
+        except ValidationError as e:
+            _raise_for(self, e)
+
+
+class ExperimentMetricFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        rows = _live_rows(self)
+        to_start = bool(self.instance.pk) and self.instance.status != Experiment.Status.DRAFT
+        try:
+            services.validate_metrics(rows, to_start=to_start)
+        except ValidationError as e:
+            _raise_for(self, e)
+
+
+class TargetingRuleForm(forms.ModelForm):
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("operator") and "values" in cleaned and not cleaned.get("DELETE"):
+            values = cleaned.get("values")
+            if values is None:
+                values = cleaned["values"] = []
+            try:
+                services.validate_targeting([{**cleaned, "values": values}])
+            except ValidationError as e:
+                for msg in e.message_dict.get("targeting", []):
+                    self.add_error("values", msg.split(": ", 1)[-1])
+        return cleaned
+
+
+class LayerForm(forms.ModelForm):
+    class Meta:
+        model = Layer
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk:
+            try:
+                services.validate_layer_changes(self.instance, {f: cleaned[f] for f in self.changed_data if f in cleaned})
+            except ValidationError as e:
+                for field, errs in e.message_dict.items():
+                    for msg in errs:
+                        self.add_error(field if field in self.fields else None, msg)
+        return cleaned
+
+
+class MetricForm(forms.ModelForm):
+    class Meta:
+        model = Metric
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        probe = Metric(kind=cleaned.get("kind"), denominator_event=cleaned.get("denominator_event") or "")
+        try:
+            services.validate_metric(probe)
+        except ValidationError as e:
+            for field, errs in e.message_dict.items():
+                for msg in errs:
+                    self.add_error(field, msg)
+        return cleaned

@@ -1,0 +1,321 @@
+"""Experiment definitions: what is tested, on whom, and how success is measured.
+
+Models hold data and field-level invariants only; rules that span several rows (weights that sum
+to 100 %, status transitions, locks while running) live in ``experiments.services`` so the admin,
+the API and tasks enforce them identically.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+PERCENT = [MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))]
+KEY_VALIDATOR = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]{0,63}$",
+    "Use 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit.",
+)
+EVENT_NAME_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+    "Event names are 1-128 characters: letters, digits, '_', '.', ':' or '-'.",
+)
+
+def history_user(instance=None, request=None, **kwargs):
+    """Who made a change: the logged-in person; API-key changes are named in the change reason."""
+    from django.contrib.auth.models import AbstractBaseUser
+
+    user = getattr(request, "user", None)
+    return user if isinstance(user, AbstractBaseUser) else None
+
+
+#: Layer buckets: a layer hashes each unit into one of this many buckets.
+LAYER_BUCKETS = 10_000
+
+
+class Layer(models.Model):
+    """A namespace whose experiments never share a unit, with an optional holdout."""
+
+    key = models.CharField(max_length=64, unique=True, validators=[KEY_VALIDATOR])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    salt = models.CharField(
+        max_length=128, blank=True,
+        help_text="Hashing salt; defaults to the key. Changing it reshuffles the layer's units.",
+    )
+    holdout_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("0"), validators=PERCENT,
+        help_text="Share of the layer's units kept out of all of its experiments (long-term holdout).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.salt:
+            self.salt = self.key
+        super().save(*args, **kwargs)
+
+
+class Metric(models.Model):
+    """A reusable definition of how outcomes become a per-unit number."""
+
+    class Kind(models.TextChoices):
+        CONVERSION = "conversion", "Conversion (did the unit do it at least once)"
+        COUNT = "count", "Count of events per unit"
+        SUM = "sum", "Sum of the event value per unit (e.g. revenue)"
+        RATIO = "ratio", "Ratio of two per-unit sums (e.g. revenue per order)"
+
+    class Direction(models.TextChoices):
+        INCREASE = "increase", "Higher is better"
+        DECREASE = "decrease", "Lower is better"
+
+    class Aggregation(models.TextChoices):
+        SUM = "sum", "Sum of values"
+        COUNT = "count", "Count of events"
+
+    key = models.CharField(max_length=64, unique=True, validators=[KEY_VALIDATOR])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    event = models.CharField(
+        max_length=128, validators=[EVENT_NAME_VALIDATOR],
+        help_text="Event name counted (the numerator's event for ratio metrics).",
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CONVERSION)
+    numerator_aggregation = models.CharField(
+        max_length=8, choices=Aggregation.choices, default=Aggregation.SUM,
+        help_text="Ratio metrics: how the numerator event is aggregated per unit.",
+    )
+    denominator_event = models.CharField(
+        max_length=128, blank=True, validators=[EVENT_NAME_VALIDATOR],
+        help_text="Ratio metrics only: the denominator's event (e.g. 'purchase' for revenue per order).",
+    )
+    denominator_aggregation = models.CharField(
+        max_length=8, choices=Aggregation.choices, default=Aggregation.COUNT,
+        help_text="Ratio metrics: how the denominator event is aggregated per unit.",
+    )
+    direction = models.CharField(
+        max_length=8, choices=Direction.choices, default=Direction.INCREASE
+    )
+    cap = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0)],
+        help_text="Winsorization: each unit's value is capped at this before summing (blank: no cap).",
+    )
+    conversion_window_hours = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Count only events within this many hours after the unit's first exposure (blank: no limit).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Experiment(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+        ARCHIVED = "archived", "Archived"
+
+    class Correction(models.TextChoices):
+        HOLM = "holm", "Holm (family-wise error)"
+        BH = "bh", "Benjamini-Hochberg (false discovery rate)"
+
+    key = models.CharField(
+        max_length=64, unique=True, validators=[KEY_VALIDATOR],
+        help_text="Stable identifier used by client applications; locked once started.",
+    )
+    name = models.CharField(max_length=200)
+    hypothesis = models.TextField(blank=True)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="experiments",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    traffic_allocation = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("100"), validators=PERCENT,
+        help_text="Percent of eligible units enrolled. While running it may only grow.",
+    )
+    salt = models.CharField(
+        max_length=128, blank=True,
+        help_text="Hashing salt; defaults to the key; locked once started.",
+    )
+    layer = models.ForeignKey(
+        Layer, null=True, blank=True, on_delete=models.PROTECT, related_name="experiments"
+    )
+    layer_share = models.DecimalField(
+        max_digits=5, decimal_places=2, null=True, blank=True, validators=PERCENT,
+        help_text="Percent of the layer reserved for this experiment (layered experiments only).",
+    )
+    layer_bucket_start = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    layer_bucket_end = models.PositiveIntegerField(null=True, blank=True, editable=False)
+
+    significance_level = models.FloatField(
+        default=0.05, validators=[MinValueValidator(0.0001), MaxValueValidator(0.5)],
+        help_text="Alpha of the two-sided tests (0.05 means 95 % intervals).",
+    )
+    correction = models.CharField(
+        max_length=8, choices=Correction.choices, default=Correction.HOLM,
+        help_text="Multiple-comparison correction across metrics and variants.",
+    )
+    sequential_testing = models.BooleanField(
+        default=False,
+        help_text="Always-valid p-values and intervals, safe to look at every day.",
+    )
+    cuped = models.BooleanField(
+        default=True, help_text="Variance reduction with pre-exposure data (CUPED)."
+    )
+    planned_sample_size = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Total units planned across all variants."
+    )
+    planned_duration_days = models.PositiveIntegerField(null=True, blank=True)
+    shipped_variant = models.ForeignKey(
+        "Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Once completed: the variant every unit now gets.",
+    )
+    history = HistoricalRecords(excluded_fields=["updated_at"], get_user=history_user)
+
+    class Meta:
+        ordering = ["-created_at", "key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def is_locked(self) -> bool:
+        """Running or paused experiments keep key, salt, variants and weights fixed."""
+        return self.status in (self.Status.RUNNING, self.Status.PAUSED)
+
+    @property
+    def control(self) -> Variant | None:
+        return next((v for v in self.variants.all() if v.is_control), None)
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.salt:
+            self.salt = self.key
+        super().save(*args, **kwargs)
+
+
+class Variant(models.Model):
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")
+    key = models.CharField(max_length=64, validators=[KEY_VALIDATOR])
+    name = models.CharField(max_length=200, blank=True)
+    weight = models.DecimalField(
+        max_digits=5, decimal_places=2, validators=PERCENT,
+        help_text="Percent of the experiment's units; the weights of an experiment sum to 100.",
+    )
+    is_control = models.BooleanField(default=False)
+    payload = models.JSONField(
+        default=dict, blank=True,
+        help_text="JSON the client application receives, e.g. {\"color\": \"green\"}.",
+    )
+    position = models.PositiveIntegerField(default=0)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "key"], name="unique_variant_key"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ExperimentMetric(models.Model):
+    class Role(models.TextChoices):
+        PRIMARY = "primary", "Primary (decides the experiment)"
+        SECONDARY = "secondary", "Secondary (explains it)"
+        GUARDRAIL = "guardrail", "Guardrail (must not get worse)"
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="experiment_metrics")
+    metric = models.ForeignKey(Metric, on_delete=models.PROTECT, related_name="experiment_metrics")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.PRIMARY)
+    position = models.PositiveIntegerField(default=0)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "metric"], name="unique_experiment_metric"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric.key} ({self.role})"
+
+
+class TargetingRule(models.Model):
+    """One condition on a unit attribute; all of an experiment's rules must hold. Data, not code."""
+
+    class Operator(models.TextChoices):
+        EQUALS = "equals", "equals"
+        NOT_EQUALS = "not_equals", "does not equal"
+        IN = "in", "is one of"
+        NOT_IN = "not_in", "is none of"
+        GT = "gt", "greater than"
+        GTE = "gte", "greater than or equal"
+        LT = "lt", "less than"
+        LTE = "lte", "less than or equal"
+        CONTAINS = "contains", "contains"
+        EXISTS = "exists", "is present"
+        NOT_EXISTS = "not_exists", "is absent"
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="targeting_rules")
+    attribute = models.CharField(
+        max_length=64,
+        validators=[RegexValidator(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$", "Attribute names are 1-64 letters, digits, '_', '.', '-'.")],
+    )
+    operator = models.CharField(max_length=16, choices=Operator.choices)
+    values = models.JSONField(
+        default=list, blank=True,
+        help_text='A JSON list, e.g. ["CN", "US"]; one element for single-value operators; empty for exists.',
+    )
+    position = models.PositiveIntegerField(default=0)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.attribute} {self.operator} {self.values}"
+
+
+class Override(models.Model):
+    """A forced variant for one unit, for QA; never counted in analysis."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="overrides")
+    unit_id = models.CharField(max_length=256)
+    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="overrides")
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["experiment", "unit_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "unit_id"], name="unique_override_unit"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.unit_id} -> {self.variant.key}"

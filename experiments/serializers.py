@@ -1,0 +1,111 @@
+"""Validation of the definitions API. Cross-row rules are delegated to ``experiments.services``."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from .models import Experiment, ExperimentMetric, Layer, Metric, TargetingRule
+
+_SCALAR_FIELD = serializers.JSONField()
+
+
+class LayerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Layer
+        fields = ["key", "name", "description", "salt", "holdout_percent", "created_at"]
+        read_only_fields = ["created_at"]
+        extra_kwargs = {"salt": {"required": False}}
+
+
+class MetricSerializer(serializers.ModelSerializer):
+    cap = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1e15)
+
+    class Meta:
+        model = Metric
+        fields = [
+            "key", "name", "description", "event", "kind", "numerator_aggregation",
+            "denominator_event", "denominator_aggregation", "direction", "cap",
+            "conversion_window_hours", "created_at",
+        ]
+        read_only_fields = ["created_at"]
+        extra_kwargs = {"conversion_window_hours": {"max_value": 24 * 365 * 5}}
+
+
+class VariantSerializer(serializers.Serializer):
+    key = serializers.RegexField(r"^[a-z0-9][a-z0-9_-]{0,63}$", max_length=64, error_messages={
+        "invalid": "Use 1-64 lowercase letters, digits, '-' or '_'."})
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    weight = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=Decimal("0"), max_value=Decimal("100"))
+    is_control = serializers.BooleanField(default=False)
+    payload = serializers.JSONField(required=False, default=dict)
+
+    def validate_payload(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("The payload must be a JSON object.")
+        return value
+
+
+class ExperimentMetricSerializer(serializers.Serializer):
+    metric = serializers.SlugRelatedField(slug_field="key", queryset=Metric.objects.all())
+    role = serializers.ChoiceField(choices=ExperimentMetric.Role.choices, default="primary")
+
+
+class TargetingRuleSerializer(serializers.Serializer):
+    attribute = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$", max_length=64)
+    operator = serializers.ChoiceField(choices=TargetingRule.Operator.choices)
+    values = serializers.ListField(child=serializers.JSONField(), required=False, default=list, max_length=1000)
+
+    def validate_values(self, values):
+        for v in values:
+            if v is None or not isinstance(v, (str, int, float, bool)) or (isinstance(v, str) and len(v) > 256):
+                raise serializers.ValidationError("Each value must be a string (up to 256 characters), number or boolean.")
+        return values
+
+
+class ExperimentSerializer(serializers.ModelSerializer):
+    key = serializers.RegexField(r"^[a-z0-9][a-z0-9_-]{0,63}$", max_length=64, error_messages={
+        "invalid": "Use 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit."})
+    layer = serializers.SlugRelatedField(slug_field="key", queryset=Layer.objects.all(), allow_null=True, required=False)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    variants = VariantSerializer(many=True)
+    metrics = ExperimentMetricSerializer(many=True, required=False, source="experiment_metrics")
+    targeting = TargetingRuleSerializer(many=True, required=False, source="targeting_rules")
+    shipped_variant = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    report_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "key", "name", "hypothesis", "description", "owner", "status", "traffic_allocation",
+            "salt", "layer", "layer_share", "significance_level", "correction",
+            "sequential_testing", "cuped", "planned_sample_size", "planned_duration_days",
+            "variants", "metrics", "targeting", "shipped_variant", "created_at", "updated_at",
+            "started_at", "paused_at", "ended_at", "archived_at", "report_url",
+        ]
+        read_only_fields = [
+            "owner", "status", "created_at", "updated_at", "started_at", "paused_at", "ended_at",
+            "archived_at", "shipped_variant",
+        ]
+        extra_kwargs = {"salt": {"required": False}, "planned_sample_size": {"max_value": 2_000_000_000}}
+
+    def get_report_url(self, obj: Experiment) -> str:
+        return f"/reports/{obj.key}/"
+
+    def to_service_data(self) -> dict:
+        """The validated data in the shape ``experiments.services`` expects."""
+        data = dict(self.validated_data)
+        if "experiment_metrics" in data:
+            data["metrics"] = data.pop("experiment_metrics")
+        if "targeting_rules" in data:
+            data["targeting"] = data.pop("targeting_rules")
+        return data
+
+
+class ExperimentUpdateSerializer(ExperimentSerializer):
+    key = serializers.RegexField(r"^[a-z0-9][a-z0-9_-]{0,63}$", max_length=64, required=False)
+    variants = VariantSerializer(many=True, required=False)
+
+
+class CompleteSerializer(serializers.Serializer):
+    shipped_variant = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=64)

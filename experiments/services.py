@@ -1,0 +1,462 @@
+"""Every write to experiment definitions goes through here: the admin, the API and tasks alike.
+
+Rules that span rows live here, not in models: a violation raises Django's ``ValidationError``
+with a dict naming the field, which the admin shows next to the field and the API turns into a
+400 JSON body.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from .models import (
+    LAYER_BUCKETS,
+    Experiment,
+    ExperimentMetric,
+    Layer,
+    Metric,
+    TargetingRule,
+    Variant,
+)
+
+Status = Experiment.Status
+
+#: The only moves a status may make: draft -> running <-> paused -> completed -> archived.
+TRANSITIONS: dict[str, set[str]] = {
+    Status.DRAFT: {Status.RUNNING},
+    Status.RUNNING: {Status.PAUSED, Status.COMPLETED},
+    Status.PAUSED: {Status.RUNNING, Status.COMPLETED},
+    Status.COMPLETED: {Status.ARCHIVED},
+    Status.ARCHIVED: set(),
+}
+#: Experiments that hold a share of their layer.
+ACTIVE_STATUSES = (Status.DRAFT, Status.RUNNING, Status.PAUSED)
+#: Fields that would silently reassign units if changed after the start.
+LOCKED_ONCE_STARTED = ("key", "salt")
+LOCKED_WHILE_RUNNING = ("layer", "layer_share")
+EXPERIMENT_FIELDS = (
+    "key", "name", "hypothesis", "description", "owner", "traffic_allocation", "salt", "layer",
+    "layer_share", "significance_level", "correction", "sequential_testing", "cuped",
+    "planned_sample_size", "planned_duration_days",
+)
+HUNDRED = Decimal("100")
+
+
+# --- validation of plain data (shared by serializers, admin formsets and the functions below) ---
+
+def _decimal(value: Any, field: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError, TypeError):
+        raise ValidationError({field: [f"{value!r} is not a number."]}) from None
+    if not number.is_finite():
+        raise ValidationError({field: [f"{value!r} is not a finite number."]})
+    return number
+
+
+def _fmt(value: Any) -> str:
+    """A percent for messages: 50, 12.5 (not 50.00)."""
+    return f"{Decimal(str(value)).normalize():f}"
+
+
+def validate_variants(variants: Sequence[Mapping[str, Any]]) -> None:
+    """At least two variants, exactly one control, unique keys, positive weights summing to 100."""
+    errors: list[str] = []
+    if len(variants) < 2:
+        errors.append("An experiment needs at least two variants (a control and a treatment).")
+    keys = [v.get("key") for v in variants]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1 and k})
+    if duplicates:
+        errors.append(f"Variant keys must be unique; repeated: {', '.join(duplicates)}.")
+    controls = sum(1 for v in variants if v.get("is_control"))
+    if controls != 1:
+        errors.append(f"Exactly one variant must be the control (found {controls}).")
+    total = Decimal("0")
+    for variant in variants:
+        weight = _decimal(variant.get("weight"), "variants")
+        if weight <= 0:
+            errors.append(f"Variant '{variant.get('key')}' needs a positive weight (got {weight}).")
+        total += weight
+    if variants and total != HUNDRED:
+        errors.append(f"Variant weights must sum to 100 (they sum to {_fmt(total)}).")
+    if errors:
+        raise ValidationError({"variants": errors})
+
+
+def validate_metrics(metrics: Sequence[Mapping[str, Any]], *, to_start: bool = False) -> None:
+    """No metric twice; at least one primary metric before the experiment may start."""
+    errors: list[str] = []
+    keys = [getattr(m.get("metric"), "key", m.get("metric")) for m in metrics]
+    duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if duplicates:
+        errors.append(f"A metric may appear once per experiment; repeated: {', '.join(duplicates)}.")
+    roles = {r.value for r in ExperimentMetric.Role}
+    for m in metrics:
+        if m.get("role") not in roles:
+            errors.append(f"Role must be one of {', '.join(sorted(roles))} (got {m.get('role')!r}).")
+    if to_start and not any(m.get("role") == ExperimentMetric.Role.PRIMARY for m in metrics):
+        errors.append("At least one primary metric is needed to start the experiment.")
+    if errors:
+        raise ValidationError({"metrics": errors})
+
+
+_SCALAR = (str, int, float, bool)
+_SINGLE_VALUE = {"equals", "not_equals", "gt", "gte", "lt", "lte", "contains"}
+_NUMERIC = {"gt", "gte", "lt", "lte"}
+
+
+def validate_targeting(rules: Sequence[Mapping[str, Any]]) -> None:
+    """Targeting rules are structured data: a known operator and a list of scalar values."""
+    errors: list[str] = []
+    operators = set(TargetingRule.Operator.values)
+    for i, rule in enumerate(rules):
+        where = f"Rule {i + 1} ({rule.get('attribute') or '?'})"
+        op = rule.get("operator")
+        values = rule.get("values", [])
+        if not rule.get("attribute"):
+            errors.append(f"{where}: attribute is required.")
+        if op not in operators:
+            errors.append(f"{where}: unknown operator {op!r}; use one of {', '.join(sorted(operators))}.")
+            continue
+        if not isinstance(values, list) or any(not isinstance(v, _SCALAR) for v in values):
+            errors.append(f"{where}: values must be a list of strings, numbers or booleans.")
+            continue
+        if op in _SINGLE_VALUE and len(values) != 1:
+            errors.append(f"{where}: operator '{op}' takes exactly one value (got {len(values)}).")
+        elif op in ("in", "not_in") and not values:
+            errors.append(f"{where}: operator '{op}' needs at least one value.")
+        elif op in ("exists", "not_exists") and values:
+            errors.append(f"{where}: operator '{op}' takes no values.")
+        if op in _NUMERIC and values and (isinstance(values[0], bool) or not isinstance(values[0], int | float)):
+            errors.append(f"{where}: operator '{op}' compares numbers; give a number.")
+    if errors:
+        raise ValidationError({"targeting": errors})
+
+
+def validate_layer_share(
+    layer: Layer | None, share: Any, *, experiment: Experiment | None = None
+) -> None:
+    """A layered experiment reserves a share; the layer's holdout plus shares stay within 100 %."""
+    if layer is None:
+        if share not in (None, ""):
+            raise ValidationError({"layer_share": ["Only experiments in a layer have a layer share."]})
+        return
+    if share in (None, ""):
+        raise ValidationError({"layer_share": ["Give the percent of the layer this experiment takes."]})
+    share = _decimal(share, "layer_share")
+    if not Decimal("0") < share <= HUNDRED:
+        raise ValidationError({"layer_share": ["The layer share must be above 0 and at most 100."]})
+    others = layer.experiments.filter(status__in=ACTIVE_STATUSES)
+    if experiment is not None and experiment.pk:
+        others = others.exclude(pk=experiment.pk)
+    taken = sum((e.layer_share or Decimal("0") for e in others), Decimal("0"))
+    free = HUNDRED - Decimal(str(layer.holdout_percent)) - taken
+    if share > free:
+        raise ValidationError({"layer_share": [
+            f"Layer '{layer.key}' has {_fmt(free)} % free (holdout "
+            f"{_fmt(layer.holdout_percent)} %, other experiments {_fmt(taken)} %); "
+            f"{_fmt(share)} % asked."
+        ]})
+
+
+def validate_changes(experiment: Experiment, changes: Mapping[str, Any]) -> None:
+    """Refuse changes that would silently reassign units of a started experiment."""
+    errors: dict[str, list[str]] = {}
+    if experiment.started_at is not None:
+        for field in LOCKED_ONCE_STARTED:
+            if field in changes and changes[field] != getattr(experiment, field):
+                errors[field] = [f"The {field} cannot change once the experiment has started."]
+    if experiment.is_locked:
+        for field in LOCKED_WHILE_RUNNING:
+            if field in changes and changes[field] != getattr(experiment, field):
+                errors[field] = [f"The {field.replace('_', ' ')} cannot change while the experiment is {experiment.status}."]
+        if "traffic_allocation" in changes:
+            new = _decimal(changes["traffic_allocation"], "traffic_allocation")
+            if new < experiment.traffic_allocation:
+                errors["traffic_allocation"] = [
+                    f"While {experiment.status}, traffic may only grow (now "
+                    f"{_fmt(experiment.traffic_allocation)} %): lowering it would drop enrolled units."
+                ]
+        if "variants" in changes:
+            errors["variants"] = [f"Variants and weights are locked while the experiment is {experiment.status}."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def validate_layer_changes(layer: Layer, changes: Mapping[str, Any]) -> None:
+    """A layer with running experiments keeps its salt and holdout, or units would move."""
+    if not layer.pk or not layer.experiments.filter(status__in=(Status.RUNNING, Status.PAUSED)).exists():
+        if "holdout_percent" in changes and layer.pk:
+            taken = sum(
+                (e.layer_share or Decimal("0") for e in layer.experiments.filter(status__in=ACTIVE_STATUSES)),
+                Decimal("0"),
+            )
+            if _decimal(changes["holdout_percent"], "holdout_percent") + taken > HUNDRED:
+                raise ValidationError({"holdout_percent": [
+                    f"The layer's experiments already take {_fmt(taken)} %; the holdout cannot exceed the rest."
+                ]})
+        return
+    errors = {}
+    for field in ("salt", "holdout_percent", "key"):
+        if field in changes and changes[field] != getattr(layer, field):
+            errors[field] = [f"The layer's {field.replace('_', ' ')} cannot change while experiments run in it."]
+    if errors:
+        raise ValidationError(errors)
+
+
+# --- writes -----------------------------------------------------------------------------------
+
+def _reason(actor: str | None, text: str) -> str:
+    return f"{text} by {actor}" if actor else text
+
+
+def _replace_children(experiment: Experiment, data: Mapping[str, Any]) -> None:
+    if "variants" in data:
+        experiment.variants.all().delete()
+        for i, v in enumerate(data["variants"]):
+            Variant.objects.create(
+                experiment=experiment, key=v["key"], name=v.get("name") or v["key"],
+                weight=_decimal(v["weight"], "variants"), is_control=bool(v.get("is_control")),
+                payload=v.get("payload") or {}, position=i,
+            )
+    if "metrics" in data:
+        experiment.experiment_metrics.all().delete()
+        for i, m in enumerate(data["metrics"]):
+            metric = m["metric"]
+            if not isinstance(metric, Metric):
+                metric = Metric.objects.get(key=metric)
+            ExperimentMetric.objects.create(
+                experiment=experiment, metric=metric, role=m.get("role", "primary"), position=i
+            )
+    if "targeting" in data:
+        experiment.targeting_rules.all().delete()
+        for i, r in enumerate(data["targeting"]):
+            TargetingRule.objects.create(
+                experiment=experiment, attribute=r["attribute"], operator=r["operator"],
+                values=list(r.get("values") or []), position=i,
+            )
+
+
+def _full_clean(experiment: Experiment) -> None:
+    experiment.full_clean(exclude=["owner", "shipped_variant"], validate_unique=True)
+
+
+@transaction.atomic
+def create_experiment(data: Mapping[str, Any], *, actor: str | None = None) -> Experiment:
+    """Create an experiment with its variants, metrics and targeting in one go."""
+    validate_variants(data.get("variants", []))
+    validate_metrics(data.get("metrics", []))
+    validate_targeting(data.get("targeting", []))
+    validate_layer_share(data.get("layer"), data.get("layer_share"))
+    experiment = Experiment(**{f: data[f] for f in EXPERIMENT_FIELDS if f in data})
+    _full_clean(experiment)
+    experiment._change_reason = _reason(actor, "created")
+    experiment.save()
+    _replace_children(experiment, data)
+    return experiment
+
+
+@transaction.atomic
+def update_experiment(experiment: Experiment, data: Mapping[str, Any], *, actor: str | None = None) -> Experiment:
+    """Partial update; lists given (variants, metrics, targeting) replace the current ones."""
+    experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    if experiment.status == Status.ARCHIVED:
+        raise ValidationError({"status": ["Archived experiments are read-only."]})
+    changes = {f: data[f] for f in (*EXPERIMENT_FIELDS, "variants") if f in data}
+    if "variants" in data and not experiment.is_locked:
+        changes.pop("variants")
+    validate_changes(experiment, changes)
+    if "variants" in data:
+        validate_variants(data["variants"])
+    if "metrics" in data:
+        validate_metrics(data["metrics"], to_start=experiment.status != Status.DRAFT)
+    if "targeting" in data:
+        validate_targeting(data["targeting"])
+    layer = data.get("layer", experiment.layer)
+    share = data.get("layer_share", experiment.layer_share)
+    if "layer" in data or "layer_share" in data:
+        validate_layer_share(layer, share, experiment=experiment)
+    for field in EXPERIMENT_FIELDS:
+        if field in data:
+            setattr(experiment, field, data[field])
+    _full_clean(experiment)
+    experiment._change_reason = _reason(actor, "changed")
+    experiment.save()
+    _replace_children(experiment, data)
+    return experiment
+
+
+def _check_transition(experiment: Experiment, target: str) -> None:
+    if target not in TRANSITIONS[experiment.status]:
+        allowed = ", ".join(sorted(TRANSITIONS[experiment.status])) or "nothing"
+        raise ValidationError({"status": [
+            f"A {experiment.status} experiment cannot become {target}; it can become: {allowed}."
+        ]})
+
+
+def _allocate_layer_range(experiment: Experiment) -> tuple[int, int]:
+    """First fit of the experiment's share among the ranges its layer's live experiments hold."""
+    layer = experiment.layer
+    size = int((Decimal(str(experiment.layer_share)) * LAYER_BUCKETS / HUNDRED).to_integral_value())
+    holdout_end = int((Decimal(str(layer.holdout_percent)) * LAYER_BUCKETS / HUNDRED).to_integral_value())
+    taken = sorted(
+        (e.layer_bucket_start, e.layer_bucket_end)
+        for e in layer.experiments.select_for_update().filter(
+            status__in=(Status.RUNNING, Status.PAUSED), layer_bucket_start__isnull=False
+        ).exclude(pk=experiment.pk)
+    )
+    cursor = holdout_end
+    for start, end in taken:
+        if start - cursor >= size:
+            return cursor, cursor + size
+        cursor = max(cursor, end)
+    if LAYER_BUCKETS - cursor >= size:
+        return cursor, cursor + size
+    raise ValidationError({"layer_share": [
+        f"Layer '{layer.key}' has no free contiguous range of {_fmt(experiment.layer_share)} %."
+    ]})
+
+
+@transaction.atomic
+def start_experiment(experiment: Experiment, *, actor: str | None = None) -> Experiment:
+    """Draft -> running, after checking that the definition is complete and consistent."""
+    experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    _check_transition(experiment, Status.RUNNING)
+    variants = list(experiment.variants.values("key", "weight", "is_control"))
+    validate_variants(variants)
+    validate_metrics(
+        [{"metric": em.metric.key, "role": em.role} for em in experiment.experiment_metrics.select_related("metric")],
+        to_start=True,
+    )
+    validate_targeting(list(experiment.targeting_rules.values("attribute", "operator", "values")))
+    if experiment.layer_id:
+        validate_layer_share(experiment.layer, experiment.layer_share, experiment=experiment)
+        experiment.layer_bucket_start, experiment.layer_bucket_end = _allocate_layer_range(experiment)
+    experiment.status = Status.RUNNING
+    experiment.started_at = timezone.now()
+    experiment._change_reason = _reason(actor, "started")
+    experiment.save()
+    return experiment
+
+
+@transaction.atomic
+def pause_experiment(experiment: Experiment, *, actor: str | None = None) -> Experiment:
+    experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    _check_transition(experiment, Status.PAUSED)
+    experiment.status = Status.PAUSED
+    experiment.paused_at = timezone.now()
+    experiment._change_reason = _reason(actor, "paused")
+    experiment.save()
+    return experiment
+
+
+@transaction.atomic
+def resume_experiment(experiment: Experiment, *, actor: str | None = None) -> Experiment:
+    experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    if experiment.status != Status.PAUSED:
+        raise ValidationError({"status": [f"Only a paused experiment can resume; this one is {experiment.status}."]})
+    experiment.status = Status.RUNNING
+    experiment.paused_at = None
+    experiment._change_reason = _reason(actor, "resumed")
+    experiment.save()
+    return experiment
+
+
+@transaction.atomic
+def complete_experiment(
+    experiment: Experiment, *, shipped_variant: str | None = None, actor: str | None = None
+) -> Experiment:
+    """Stop enrolling; optionally ship a variant so every unit now gets its payload."""
+    experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    _check_transition(experiment, Status.COMPLETED)
+    if shipped_variant:
+        variant = experiment.variants.filter(key=shipped_variant).first()
+        if variant is None:
+            raise ValidationError({"shipped_variant": [f"No variant '{shipped_variant}' in this experiment."]})
+        experiment.shipped_variant = variant
+    experiment.status = Status.COMPLETED
+    experiment.ended_at = timezone.now()
+    experiment.layer_bucket_start = experiment.layer_bucket_end = None  # frees the layer range
+    experiment._change_reason = _reason(actor, "completed" + (f", shipping {shipped_variant}" if shipped_variant else ""))
+    experiment.save()
+    return experiment
+
+
+@transaction.atomic
+def archive_experiment(experiment: Experiment, *, actor: str | None = None) -> Experiment:
+    experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
+    _check_transition(experiment, Status.ARCHIVED)
+    experiment.status = Status.ARCHIVED
+    experiment.archived_at = timezone.now()
+    experiment._change_reason = _reason(actor, "archived")
+    experiment.save()
+    return experiment
+
+
+#: What each action does to the status.
+ACTION_TARGETS = {
+    "start": Status.RUNNING, "pause": Status.PAUSED, "resume": Status.RUNNING,
+    "complete": Status.COMPLETED, "archive": Status.ARCHIVED,
+}
+
+
+def allowed_actions(experiment: Experiment) -> list[str]:
+    """The actions offered for an experiment's current status (``resume`` only from paused)."""
+    actions = []
+    for action, target in ACTION_TARGETS.items():
+        if target not in TRANSITIONS[experiment.status]:
+            continue
+        if action == "start" and experiment.status != Status.DRAFT:
+            continue
+        if action == "resume" and experiment.status != Status.PAUSED:
+            continue
+        actions.append(action)
+    return actions
+
+
+TRANSITION_FUNCTIONS = {
+    "start": start_experiment,
+    "pause": pause_experiment,
+    "resume": resume_experiment,
+    "complete": complete_experiment,
+    "archive": archive_experiment,
+}
+
+
+@transaction.atomic
+def save_layer(layer: Layer, data: Mapping[str, Any], *, actor: str | None = None) -> Layer:
+    validate_layer_changes(layer, data)
+    for field, value in data.items():
+        setattr(layer, field, value)
+    layer.full_clean()
+    layer._change_reason = _reason(actor, "changed" if layer.pk else "created")
+    layer.save()
+    return layer
+
+
+@transaction.atomic
+def save_metric(metric: Metric, data: Mapping[str, Any], *, actor: str | None = None) -> Metric:
+    for field, value in data.items():
+        setattr(metric, field, value)
+    validate_metric(metric)
+    metric.full_clean()
+    metric._change_reason = _reason(actor, "changed" if metric.pk else "created")
+    metric.save()
+    return metric
+
+
+def validate_metric(metric: Metric) -> None:
+    """Ratio metrics need a denominator; other kinds must not have one."""
+    if metric.kind == Metric.Kind.RATIO and not metric.denominator_event:
+        raise ValidationError({"denominator_event": ["Ratio metrics need a denominator event."]})
+    if metric.kind != Metric.Kind.RATIO and metric.denominator_event:
+        raise ValidationError({"denominator_event": ["Only ratio metrics have a denominator event."]})
+
+
+def keys_in_use(keys: Iterable[str]) -> set[str]:
+    return set(Experiment.objects.filter(key__in=list(keys)).values_list("key", flat=True))

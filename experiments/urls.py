@@ -1,0 +1,20 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("metrics", views.MetricListCreate.as_view(), name="metric-list"),
+    path("metrics/<slug:key>", views.MetricDetail.as_view(), name="metric-detail"),
+    path("layers", views.LayerListCreate.as_view(), name="layer-list"),
+    path("layers/<slug:key>", views.LayerDetail.as_view(), name="layer-detail"),
+    path("experiments", views.ExperimentListCreate.as_view(), name="experiment-list"),
+    path("experiments/<slug:key>", views.ExperimentDetail.as_view(), name="experiment-detail"),
+    *[
+        path(
+            f"experiments/<slug:key>/{action}",
+            views.ExperimentTransition.as_view(action=action),
+            name=f"experiment-{action}",
+        )
+        for action in ("start", "pause", "resume", "complete", "archive")
+    ],
+]

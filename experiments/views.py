@@ -1,0 +1,126 @@
+"""Definitions API: thin views over ``experiments.services``."""
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from access.permissions import ReadAnalystWriteAdmin
+
+from . import services
+from .models import Experiment, Layer, Metric
+from .serializers import (
+    CompleteSerializer,
+    ExperimentSerializer,
+    ExperimentUpdateSerializer,
+    LayerSerializer,
+    MetricSerializer,
+)
+
+
+def actor_of(request) -> str:
+    return str(request.user)
+
+
+class MetricListCreate(generics.ListCreateAPIView):
+    """Reusable metrics. Analysts read, admins create."""
+
+    permission_classes = [ReadAnalystWriteAdmin]
+    serializer_class = MetricSerializer
+    queryset = Metric.objects.all()
+
+    def perform_create(self, serializer):
+        serializer.instance = services.save_metric(Metric(), serializer.validated_data, actor=actor_of(self.request))
+
+
+class MetricDetail(generics.RetrieveAPIView):
+    permission_classes = [ReadAnalystWriteAdmin]
+    serializer_class = MetricSerializer
+    queryset = Metric.objects.all()
+    lookup_field = "key"
+
+
+class LayerListCreate(generics.ListCreateAPIView):
+    """Layers (namespaces) whose experiments never share a unit."""
+
+    permission_classes = [ReadAnalystWriteAdmin]
+    serializer_class = LayerSerializer
+    queryset = Layer.objects.all()
+
+    def perform_create(self, serializer):
+        serializer.instance = services.save_layer(Layer(), serializer.validated_data, actor=actor_of(self.request))
+
+
+class LayerDetail(generics.RetrieveAPIView):
+    permission_classes = [ReadAnalystWriteAdmin]
+    serializer_class = LayerSerializer
+    queryset = Layer.objects.all()
+    lookup_field = "key"
+
+
+def _experiments():
+    return Experiment.objects.select_related("layer", "owner", "shipped_variant").prefetch_related(
+        "variants", "experiment_metrics__metric", "targeting_rules"
+    )
+
+
+class ExperimentListCreate(generics.ListCreateAPIView):
+    """Experiments. Created in one request with their variants, metrics and targeting."""
+
+    permission_classes = [ReadAnalystWriteAdmin]
+    serializer_class = ExperimentSerializer
+
+    def get_queryset(self):
+        qs = _experiments()
+        status_filter = self.request.query_params.get("status")
+        if status_filter:
+            qs = qs.filter(status=status_filter)
+        return qs
+
+    def perform_create(self, serializer):
+        serializer.instance = services.create_experiment(serializer.to_service_data(), actor=actor_of(self.request))
+
+
+class ExperimentDetail(generics.RetrieveUpdateAPIView):
+    """One experiment. PATCH changes what its status allows (see the invariants in the docs)."""
+
+    permission_classes = [ReadAnalystWriteAdmin]
+    lookup_field = "key"
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return _experiments()
+
+    def get_serializer_class(self):
+        return ExperimentUpdateSerializer if self.request.method == "PATCH" else ExperimentSerializer
+
+    @extend_schema(request=ExperimentUpdateSerializer, responses=ExperimentSerializer)
+    def patch(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+    def perform_update(self, serializer):
+        services.update_experiment(serializer.instance, serializer.to_service_data(), actor=actor_of(self.request))
+        serializer.instance = _experiments().get(pk=serializer.instance.pk)
+
+
+class ExperimentTransition(APIView):
+    """POST /experiments/<key>/start|pause|resume|complete|archive."""
+
+    permission_classes = [ReadAnalystWriteAdmin]
+    action: str = ""
+
+    @extend_schema(
+        request=CompleteSerializer,
+        responses={200: ExperimentSerializer, 400: OpenApiResponse(description="Invalid transition or definition")},
+    )
+    def post(self, request, key: str):
+        experiment = get_object_or_404(Experiment, key=key)
+        kwargs = {}
+        if self.action == "complete":
+            body = CompleteSerializer(data=request.data or {})
+            body.is_valid(raise_exception=True)
+            kwargs["shipped_variant"] = body.validated_data.get("shipped_variant") or None
+        services.TRANSITION_FUNCTIONS[self.action](experiment, actor=actor_of(request), **kwargs)
+        return Response(ExperimentSerializer(_experiments().get(pk=experiment.pk)).data, status=status.HTTP_200_OK)

@@ -1,0 +1,124 @@
+"""A deliberately naive, line-by-line transcription of docs/assignment.md.
+
+It shares no code with ``assignment/``: if the spec and the implementation drift apart, the
+vector tests that run both disagree. Keep it as literal as the document.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+
+
+def ref_bucket(namespace, salt, unit_id):
+    data = (namespace + ":" + salt + ":" + unit_id).encode("utf-8")
+    digest = hashlib.sha256(data).digest()
+    value = 0
+    for byte in digest[:8]:
+        value = value * 256 + byte
+    return value % 10000
+
+
+def ref_units(percent):
+    return max(0, min(10000, math.floor(percent * 100 + 0.5 + 1e-9)))
+
+
+def ref_ranges(weights, allocation):
+    w = [ref_units(x) for x in weights]
+    total = sum(w)
+    a = ref_units(allocation)
+    result = []
+    cumulative = 0
+    for wi in w:
+        b_start = (10000 * cumulative) // total
+        cumulative += wi
+        b_end = (10000 * cumulative) // total
+        result.append((b_start, b_start + ((b_end - b_start) * a) // 10000))
+    return result
+
+
+NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+
+
+def ref_number(v):
+    if v is True or v is False:
+        return None
+    if isinstance(v, (int, float)) or (isinstance(v, str) and NUMBER.match(v)):
+        try:
+            number = float(v)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def ref_equal(a, v):
+    if isinstance(a, bool) or isinstance(v, bool):
+        def as_bool(x):
+            if isinstance(x, bool):
+                return x
+            return {"true": True, "false": False}.get(x) if isinstance(x, str) else None
+        return as_bool(a) is not None and as_bool(a) == as_bool(v)
+    if isinstance(a, str) and isinstance(v, str):
+        return a == v
+    na, nv = ref_number(a), ref_number(v)
+    return na is not None and nv is not None and na == nv
+
+
+def ref_rule(rule, attributes):
+    a = attributes.get(rule["attribute"])
+    op, values = rule["operator"], rule.get("values") or []
+    if op == "not_exists":
+        return a is None
+    if a is None:
+        return False
+    if op == "exists":
+        return True
+    if op == "equals":
+        return ref_equal(a, values[0])
+    if op == "not_equals":
+        return not ref_equal(a, values[0])
+    if op == "in":
+        return any(ref_equal(a, v) for v in values)
+    if op == "not_in":
+        return not any(ref_equal(a, v) for v in values)
+    if op in ("gt", "gte", "lt", "lte"):
+        na, nv = ref_number(a), ref_number(values[0])
+        if na is None or nv is None:
+            return False
+        return {"gt": na > nv, "gte": na >= nv, "lt": na < nv, "lte": na <= nv}[op]
+    if op == "contains":
+        return isinstance(a, str) and isinstance(values[0], str) and values[0] in a
+    return False
+
+
+def ref_assign(document, key, unit_id, attributes):
+    """-> (variant, in_experiment, reason)"""
+    exp = next(e for e in document["experiments"] if e["key"] == key)
+    variants = exp["variants"]
+    control = next((v for v in variants if v["is_control"]), variants[0])["key"]
+    keys = [v["key"] for v in variants]
+    status = exp["status"]
+    if status in ("completed", "archived") and exp.get("shipped_variant") in keys:
+        return exp["shipped_variant"], False, "shipped"
+    if status in ("draft", "running", "paused") and exp["overrides"].get(unit_id) in keys:
+        return exp["overrides"][unit_id], status == "running", "override"
+    if status != "running":
+        return control, False, "not_running"
+    for rule in exp["targeting"]:
+        if not ref_rule(rule, attributes):
+            return control, False, "targeting"
+    if exp["layer"] is not None:
+        layer = document["layers"][exp["layer"]]
+        lb = ref_bucket("layer", layer["salt"], unit_id)
+        if lb < ref_units(layer["holdout_percent"]):
+            return control, False, "layer_holdout"
+        r = exp["layer_range"]
+        if r is None or not (r[0] <= lb < r[1]):
+            return control, False, "layer_other_experiment"
+    b = ref_bucket("exp", exp["salt"], unit_id)
+    ranges = ref_ranges([v["weight"] for v in variants], exp["traffic_allocation"])
+    for (start, end), v in zip(ranges, variants, strict=True):
+        if start <= b < end:
+            return v["key"], True, "assigned"
+    return control, False, "traffic_allocation"
