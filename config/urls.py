@@ -13,21 +13,10 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("api/v1/", include("experiments.urls")),
+    path("api/v1/", include("assignment.urls")),
+    path("api/v1/", include("analysis.urls")),
+    path("", include("analysis.pages")),
 ]
-
-for optional in ("assignment.urls", "analysis.urls"):
-    # Apps add their routes as they land; the API is one namespace under /api/v1/.
-    try:
-        __import__(optional)
-    except ModuleNotFoundError:
-        continue
-    urlpatterns.append(path("api/v1/", include(optional)))
-
-try:
-    __import__("analysis.pages")
-    urlpatterns.append(path("", include("analysis.pages")))
-except ModuleNotFoundError:
-    pass
 
 handler404 = "access.exceptions.json_404_or_page"
 handler500 = "access.exceptions.json_500_or_page"

@@ -260,15 +260,14 @@ def _analyze_metric(
             var_plan = head_t.unit_var / _plan_horizon(weights, key, planned) + head_c.unit_var / _plan_horizon(
                 weights, control, planned
             )
-            tau2 = float(sequential.mixing_variance(alpha, var_plan))
-            p_seq = float(sequential.msprt_pvalue(head.diff, var, tau2))
-            half = float(sequential.msprt_halfwidth(var, tau2, alpha))
+            p_arr, half_arr = sequential.always_valid(head.diff, var, var_plan, alpha)
+            p_seq, half = float(p_arr), float(half_arr)
             seq = {
                 "p_value": p_seq,
                 "ci_absolute": head.ci_abs(half),
                 "ci_relative": head.ci_rel(half / head.se),
                 "method": "mSPRT (normal mixture)",
-                "tau": math.sqrt(tau2),
+                "tau": math.sqrt(float(sequential.mixing_variance(alpha, var_plan))),
             }
             entry["sequential"] = seq
             lift.update(ci_absolute=seq["ci_absolute"], ci_relative=seq["ci_relative"])

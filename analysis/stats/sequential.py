@@ -57,3 +57,15 @@ def msprt_halfwidth(var: ArrayLike, tau2: ArrayLike, alpha: float) -> np.ndarray
     v = np.asarray(var, dtype=float)
     t2 = np.asarray(tau2, dtype=float)
     return np.sqrt(v * (v + t2) / t2 * (2.0 * np.log(1.0 / alpha) + np.log((v + t2) / v)))
+
+
+def always_valid(
+    diff: ArrayLike, var: ArrayLike, var_at_plan: ArrayLike, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(always-valid p-value, confidence-sequence half-width) for a difference estimate.
+
+    ``var`` is the variance of the estimate now, ``var_at_plan`` its variance at the horizon the
+    mixing prior is tuned for (same per-unit variances, planned sizes).
+    """
+    tau2 = mixing_variance(alpha, var_at_plan)
+    return msprt_pvalue(diff, var, tau2), msprt_halfwidth(var, tau2, alpha)

@@ -1,0 +1,2 @@
+"""Placeholder: routes land here."""
+urlpatterns: list = []

@@ -1,0 +1,55 @@
+"""Outcomes (events) and the report snapshots computed from them."""
+from __future__ import annotations
+
+from django.db import models
+
+
+class Event(models.Model):
+    """Something a unit did (a purchase, a click), sent by a client application.
+
+    ``event_id`` is chosen by the client and unique: a retried batch is stored once.
+    """
+
+    event_id = models.CharField(max_length=256, unique=True)
+    unit_id = models.CharField(max_length=256)
+    event = models.CharField(max_length=128)
+    value = models.FloatField(null=True, blank=True)
+    timestamp = models.DateTimeField()
+    properties = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # Aggregation joins exposures to a unit's events of one name in a time range.
+            models.Index(fields=["unit_id", "event", "timestamp"], name="event_unit_name_time"),
+            models.Index(fields=["event", "timestamp"], name="event_name_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} by {self.unit_id} at {self.timestamp:%Y-%m-%d %H:%M}"
+
+
+class ReportSnapshot(models.Model):
+    """One computed report of an experiment. Kept: the history feeds charts of how results moved.
+
+    Written in a single transaction at the end of a computation, so a half-computed report is
+    never visible.
+    """
+
+    experiment = models.ForeignKey(
+        "experiments.Experiment", on_delete=models.CASCADE, related_name="snapshots"
+    )
+    computed_at = models.DateTimeField(db_index=True)
+    data_from = models.DateTimeField(null=True, blank=True)
+    data_to = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    payload = models.JSONField()
+
+    class Meta:
+        ordering = ["-computed_at"]
+        indexes = [models.Index(fields=["experiment", "-computed_at"], name="snapshot_exp_time")]
+        get_latest_by = "computed_at"
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id} @ {self.computed_at:%Y-%m-%d %H:%M}"

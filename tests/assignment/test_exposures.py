@@ -1,0 +1,250 @@
+"""Exposures: buffered on the hot path, upserted in bulk, nothing lost, earliest wins."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from assignment import exposures, services, tasks
+from assignment.models import Exposure
+from experiments.models import Override
+
+URL = "/api/v1/assignments"
+
+
+def post(client, body):
+    return client.post(URL, data=json.dumps(body), content_type="application/json")
+
+
+def enrolled_units(client, key, n, attrs=None):
+    """Unit ids that the API enrols in ``key`` (each call queues an exposure)."""
+    found = []
+    for i in range(1000):
+        body = post(client, {"unit_id": f"u-{i}", "attributes": attrs or {}, "experiments": [key]}).json()
+        if body["assignments"][0]["in_experiment"]:
+            found.append((f"u-{i}", body["assignments"][0]["variant"]))
+            if len(found) == n:
+                return found
+    raise AssertionError("not enough enrolled units")
+
+
+@pytest.fixture
+def experiment(make_experiment, settings):
+    settings.ASSIGNMENT_EXPOSURE_BUFFER_SIZE = 10_000
+    settings.ASSIGNMENT_EXPOSURE_BUFFER_SECONDS = 3600
+    return make_experiment("checkout-button", traffic_allocation=50)
+
+
+def test_enrolled_answers_are_recorded_after_a_flush(client_api, experiment):
+    units = enrolled_units(client_api, "checkout-button", 5, {"country": "CN"})
+    assert Exposure.objects.count() == 0  # buffered, not written on the request
+    assert services.flush_exposures() >= 5
+    rows = {e.unit_id: e for e in Exposure.objects.select_related("variant")}
+    assert set(rows) == {u for u, _ in units}  # units outside the allocation are not recorded
+    for unit, variant in units:
+        assert rows[unit].variant.key == variant
+        assert rows[unit].attributes == {"country": "CN"}
+        assert rows[unit].first_seen <= rows[unit].last_seen
+
+
+def test_repeat_requests_collapse_into_one_row_keeping_first_seen(client_api, experiment):
+    [(unit, _)] = enrolled_units(client_api, "checkout-button", 1, {"country": "CN"})
+    services.flush_exposures()
+    first = Exposure.objects.get(unit_id=unit)
+    post(client_api, {"unit_id": unit, "attributes": {"country": "US"}})
+    services.flush_exposures()
+    row = Exposure.objects.get(unit_id=unit)
+    assert Exposure.objects.filter(unit_id=unit).count() == 1
+    assert row.first_seen == first.first_seen
+    assert row.last_seen > first.last_seen
+    assert row.attributes == {"country": "CN"}  # attributes at the first exposure
+
+
+def test_upsert_keeps_earliest_variant_and_attributes_and_latest_last_seen(experiment):
+    control, green = (experiment.variants.get(key=k).pk for k in ("control", "green"))
+    exp = experiment.pk
+    exposures.upsert([(exp, green, "u", 2000.0, {"at": 2000})])
+    exposures.upsert([(exp, control, "u", 3000.0, {"at": 3000}), (exp, control, "u", 1500.0, {"at": 1500})])
+    exposures.upsert([(exp, green, "u", 1800.0, {"at": 1800}), (exp, green, "u", 9000.0, {"at": 9000})])
+    exposures.upsert([(exp, green, "u", 1500.0, {"at": "replay"})])  # replaying is harmless
+    row = Exposure.objects.get(unit_id="u")
+    assert row.first_seen.timestamp() == 1500.0
+    assert row.variant_id == control
+    assert row.attributes == {"at": 1500}
+    assert row.last_seen.timestamp() == 9000.0
+
+
+def test_upsert_handles_large_batches_and_skips_unknown_ids(experiment):
+    green = experiment.variants.get(key="green").pk
+    items = [(experiment.pk, green, f"u-{i}", 1000.0 + i, {}) for i in range(2500)]
+    items.append((experiment.pk, 999_999, "ghost", 1.0, {}))  # variant deleted since
+    items.append((999_999, green, "ghost", 1.0, {}))  # variant of another experiment
+    assert exposures.upsert(items) == 2500
+    assert Exposure.objects.count() == 2500
+
+
+def test_overrides_and_fallbacks_are_not_recorded(client_api, experiment):
+    Override.objects.create(experiment=experiment, unit_id="qa", variant=experiment.variants.get(key="green"))
+    assert post(client_api, {"unit_id": "qa"}).json()["assignments"][0]["reason"] == "override"
+    outside = None
+    for i in range(200):
+        answer = post(client_api, {"unit_id": f"x-{i}"}).json()["assignments"][0]
+        if answer["reason"] == "traffic_allocation":
+            outside = f"x-{i}"
+            break
+    services.flush_exposures()
+    assert not Exposure.objects.filter(unit_id__in=["qa", outside]).exists()
+
+
+def test_buffer_flushes_itself_at_its_size(client_api, experiment, settings):
+    settings.ASSIGNMENT_EXPOSURE_BUFFER_SIZE = 3
+    enrolled_units(client_api, "checkout-button", 3)
+    assert Exposure.objects.count() == 3
+    assert len(exposures.local_buffer) == 0
+
+
+def test_buffer_flushes_itself_at_its_age(client_api, experiment, settings):
+    settings.ASSIGNMENT_EXPOSURE_BUFFER_SECONDS = 0
+    enrolled_units(client_api, "checkout-button", 1)
+    assert Exposure.objects.count() == 1
+
+
+def test_the_celery_task_flushes(client_api, experiment):
+    enrolled_units(client_api, "checkout-button", 2)
+    tasks.flush_exposures.delay()  # eager in the embedded mode
+    assert Exposure.objects.count() == 2
+
+
+def test_failed_write_keeps_the_items(client_api, experiment, monkeypatch):
+    enrolled_units(client_api, "checkout-button", 2)
+
+    def broken(items):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(exposures, "upsert", broken)
+    with pytest.raises(RuntimeError):
+        services.flush_exposures()
+    assert len(exposures.local_buffer) == 2
+    monkeypatch.undo()
+    services.flush_exposures()
+    assert Exposure.objects.count() == 2
+
+
+def test_buffer_is_bounded(settings):
+    settings.ASSIGNMENT_EXPOSURE_BUFFER_MAX = 10
+    before = exposures.local_buffer.dropped
+    exposures.local_buffer.extend([(1, 1, f"u-{i}", float(i), {}) for i in range(15)])
+    assert len(exposures.local_buffer) == 10
+    assert exposures.local_buffer.dropped - before == 5
+    assert exposures.local_buffer.take()[0][2] == "u-5"  # the oldest went first
+
+
+def test_erase_unit(client_api, experiment):
+    (flushed, _), (buffered, _) = enrolled_units(client_api, "checkout-button", 2)
+    exposures.flush_local()
+    Exposure.objects.filter(unit_id=buffered).delete()
+    post(client_api, {"unit_id": buffered})  # queued again, not yet written
+    result = services.erase_unit(buffered)
+    assert result["buffered_discarded"] == 1
+    assert not Exposure.objects.filter(unit_id=buffered).exists()
+    assert services.erase_unit(flushed)["exposures_deleted"] == 1
+    assert not Exposure.objects.exists()
+
+
+# --- production mode: the shared Redis queue ------------------------------------------------------
+
+@pytest.fixture
+def redis_mode(settings, experiment):
+    from tests.conftest import TEST_REDIS_URL
+
+    settings.REDIS_URL = TEST_REDIS_URL
+    settings.ASSIGNMENT_REDIS_PREFIX = f"{{test-{uuid.uuid4().hex[:8]}}}"
+    client = exposures.redis_client()
+    yield client
+    for key in client.scan_iter(f"{settings.ASSIGNMENT_REDIS_PREFIX}*"):
+        client.delete(key)
+
+
+def _keys(client, settings):
+    return sorted(k.decode() for k in client.scan_iter(f"{settings.ASSIGNMENT_REDIS_PREFIX}*"))
+
+
+@pytest.mark.redis
+def test_redis_queue_then_flush(client_api, redis_mode, settings):
+    enrolled_units(client_api, "checkout-button", 3)
+    queue = exposures._keys()[0]
+    assert redis_mode.llen(queue) == 3
+    assert len(exposures.local_buffer) == 0
+    assert services.flush_exposures() == 3
+    assert Exposure.objects.count() == 3
+    assert _keys(redis_mode, settings) == []  # queue, processing list and registry all gone
+
+
+@pytest.mark.redis
+def test_flusher_crash_before_commit_loses_nothing(client_api, redis_mode, settings, monkeypatch):
+    enrolled_units(client_api, "checkout-button", 3)
+
+    def crash(items):
+        raise RuntimeError("worker killed mid-flush")
+
+    monkeypatch.setattr(exposures, "upsert", crash)
+    with pytest.raises(RuntimeError):
+        services.flush_exposures()
+    monkeypatch.undo()
+    leftovers = [k for k in _keys(redis_mode, settings) if ":processing:" in k]
+    assert len(leftovers) == 1 and redis_mode.llen(leftovers[0]) == 3
+    # New exposures keep flowing meanwhile; the live flush leaves a fresh processing list alone.
+    enrolled_units(client_api, "checkout-button", 4)
+    settings.ASSIGNMENT_EXPOSURE_LEASE_SECONDS = 3600
+    services.flush_exposures()
+    assert redis_mode.llen(leftovers[0]) == 3
+    settings.ASSIGNMENT_EXPOSURE_LEASE_SECONDS = 0  # the dead flusher's lease has expired
+    assert services.flush_exposures() == 3
+    assert Exposure.objects.count() == 4  # 3 + 4 answers over 4 distinct units
+    assert _keys(redis_mode, settings) == []
+
+
+@pytest.mark.redis
+def test_crash_after_commit_replays_harmlessly(client_api, redis_mode, settings, monkeypatch):
+    enrolled_units(client_api, "checkout-button", 2)
+    monkeypatch.setattr(redis_mode, "delete", lambda *names: (_ for _ in ()).throw(RuntimeError("killed")))
+    with pytest.raises(RuntimeError):
+        services.flush_exposures()
+    monkeypatch.undo()
+    before = {e.unit_id: (e.first_seen, e.variant_id) for e in Exposure.objects.all()}
+    assert len(before) == 2
+    settings.ASSIGNMENT_EXPOSURE_LEASE_SECONDS = 0
+    assert services.flush_exposures() == 2  # replayed
+    assert {e.unit_id: (e.first_seen, e.variant_id) for e in Exposure.objects.all()} == before
+
+
+@pytest.mark.redis
+def test_redis_unreachable_degrades_to_the_local_buffer(client_api, redis_mode, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    response = None
+    for i in range(100):
+        response = post(client_api, {"unit_id": f"u-{i}"})
+        if response.json()["assignments"][0]["in_experiment"]:
+            break
+    assert response.status_code == 200
+    assert response.json()["degraded"] == ["exposures-local-buffer"]
+    assert response["X-Degraded"] == "exposures-local-buffer"
+    assert len(exposures.local_buffer) == 1
+    services.flush_exposures()  # the database write works; Redis errors are tolerated
+    assert Exposure.objects.count() == 1
+
+
+@pytest.mark.redis
+def test_local_buffer_drains_to_redis_when_it_is_back(client_api, redis_mode, settings):
+    exposures.local_buffer.extend([(1, 1, "from-outage", 1.0, {})])
+    enrolled_units(client_api, "checkout-button", 1)
+    assert len(exposures.local_buffer) == 0
+    assert redis_mode.llen(exposures._keys()[0]) == 2
+
+
+@pytest.mark.redis
+def test_erase_unit_reaches_the_redis_queue(client_api, redis_mode):
+    [(unit, _)] = enrolled_units(client_api, "checkout-button", 1)
+    assert services.erase_unit(unit)["exposures_deleted"] == 1
+    assert not Exposure.objects.exists()
