@@ -29,7 +29,7 @@ def run(*args: str | os.PathLike, env: dict | None = None, check: bool = True) -
 
 def ensure_venv(extras: str) -> None:
     """Create the virtualenv and install the project (with ``extras``) when anything changed."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - a readable message on an old Python
         sys.exit("Python 3.11 or newer is needed.")
     if not PY.exists():
         print(f"Creating the virtualenv in {VENV} ...", flush=True)

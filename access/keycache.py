@@ -6,6 +6,7 @@ working everywhere within about a second.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -41,10 +42,8 @@ _checked_at = 0.0
 
 def bump_version() -> None:
     """Tell every process that keys changed."""
-    try:
+    with contextlib.suppress(Exception):  # shared cache down: processes re-read every 30 s
         cache.set(STAMP_KEY, time.time_ns(), timeout=None)
-    except Exception:  # shared cache down: processes fall back to their TTL
-        pass
     clear()
 
 

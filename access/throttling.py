@@ -45,10 +45,7 @@ class APIKeyRateThrottle(BaseThrottle):
             try:
                 count = cache.incr(key)
             except ValueError:
-                if cache.add(key, 1, timeout=period + 1):
-                    count = 1
-                else:
-                    count = cache.incr(key)
+                count = 1 if cache.add(key, 1, timeout=period + 1) else cache.incr(key)
         except Exception:
             return True  # the shared cache is down: fail open rather than refuse all traffic
         if count > limit:

@@ -149,7 +149,7 @@ class ExperimentAdmin(SimpleHistoryAdmin):
         info = self.opts.app_label, self.opts.model_name
         return [
             path("<path:object_id>/transition/<str:action>/", self.admin_site.admin_view(self.transition_view),
-                 name="%s_%s_transition" % info),
+                 name="{}_{}_transition".format(*info)),
             *super().get_urls(),
         ]
 

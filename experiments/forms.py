@@ -31,7 +31,7 @@ def _live_rows(formset) -> list[dict]:
 class ExperimentForm(forms.ModelForm):
     class Meta:
         model = Experiment
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - the admin decides which fields to show
 
     def clean(self):
         cleaned = super().clean()
@@ -100,7 +100,7 @@ class TargetingRuleForm(forms.ModelForm):
 class LayerForm(forms.ModelForm):
     class Meta:
         model = Layer
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - the admin decides which fields to show
 
     def clean(self):
         cleaned = super().clean()
@@ -117,7 +117,7 @@ class LayerForm(forms.ModelForm):
 class MetricForm(forms.ModelForm):
     class Meta:
         model = Metric
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - the admin decides which fields to show
 
     def clean(self):
         cleaned = super().clean()

@@ -202,6 +202,11 @@ class Experiment(models.Model):
     def __str__(self) -> str:
         return self.key
 
+    def save(self, *args, **kwargs) -> None:
+        if not self.salt:
+            self.salt = self.key
+        super().save(*args, **kwargs)
+
     @property
     def is_locked(self) -> bool:
         """Running or paused experiments keep key, salt, variants and weights fixed."""
@@ -210,12 +215,6 @@ class Experiment(models.Model):
     @property
     def control(self) -> Variant | None:
         return next((v for v in self.variants.all() if v.is_control), None)
-
-    def save(self, *args, **kwargs) -> None:
-        if not self.salt:
-            self.salt = self.key
-        super().save(*args, **kwargs)
-
 
 class Variant(models.Model):
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="variants")

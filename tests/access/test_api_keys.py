@@ -57,8 +57,9 @@ def test_revoked_and_expired_keys(db):
 
 def test_authentication_makes_no_query_once_warm(db, django_assert_num_queries):
     _, raw = create_api_key("k", "admin")
-    from access.authentication import APIKeyAuthentication
     from rest_framework.test import APIRequestFactory
+
+    from access.authentication import APIKeyAuthentication
 
     request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Api-Key {raw}")
     auth = APIKeyAuthentication()

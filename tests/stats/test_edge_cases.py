@@ -35,7 +35,8 @@ def run(*metrics, weights=W, **kw):
     ],
 )
 def test_conversion_edges(control, treat, needle, sequential):
-    body = run(metric("c", "conversion", {"control": control, "t": treat}), sequential=sequential)
+    body = run(metric("c", "conversion", {"control": control, "t": treat}), sequential=sequential,
+               exposure_counts={"control": 1000, "t": 1000})
     v = treatment(body, "c", "t")
     assert v["status"] == "insufficient_data" and needle in v["reason"]
     assert v["p_value"] is None and v["significant"] is False and v["lift"] is None
