@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import optimize, special
 
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(200)
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(128)
 _TAIL = 1e-12
 
 
@@ -45,7 +46,7 @@ class _Beta:
         self.a = a
         self.b = b
         self.mean = a / (a + b)
-        self.var = a * b / ((a + b) ** 2 * (a + b + 1.0))
+        self.var = a * b / ((a + b) * (a + b) * (a + b + 1.0))
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
         return special.betainc(self.a, self.b, np.clip(x, 0.0, 1.0))
@@ -53,13 +54,16 @@ class _Beta:
     def sf(self, x: np.ndarray) -> np.ndarray:
         return special.betaincc(self.a, self.b, np.clip(x, 0.0, 1.0))
 
+    @cached_property
     def nodes(self) -> tuple[np.ndarray, np.ndarray]:
         """Quadrature nodes over the central 1 - 2e-12 of the posterior and pdf-weights."""
         lo = float(special.betaincinv(self.a, self.b, _TAIL))
         hi = float(special.betaincinv(self.a, self.b, 1.0 - _TAIL))
         x = lo + (hi - lo) * (_GL_X + 1.0) / 2.0
         logpdf = (
-            (self.a - 1.0) * np.log(x) + (self.b - 1.0) * np.log1p(-x) - special.betaln(self.a, self.b)
+            (self.a - 1.0) * np.log(x)
+            + (self.b - 1.0) * np.log1p(-x)
+            - special.betaln(self.a, self.b)
         )
         w = _GL_W * (hi - lo) / 2.0 * np.exp(logpdf)
         return x, w / w.sum()
@@ -68,20 +72,20 @@ class _Beta:
 def _prob_greater(p1: _Beta, p0: _Beta) -> float:
     """P(p1 > p0)."""
     if p1.var <= p0.var:
-        y, w = p1.nodes()
+        y, w = p1.nodes
         return float(np.dot(w, p0.cdf(y)))
-    x, w = p0.nodes()
+    x, w = p0.nodes
     return float(np.dot(w, p1.sf(x)))
 
 
 def _expected_shortfall(hi: _Beta, lo: _Beta) -> float:
     """E[max(0, hi - lo)] for independent betas, via E[X 1{X>y}] = mean_X * P*(X>y)."""
     if lo.var <= hi.var:
-        y, w = lo.nodes()
+        y, w = lo.nodes
         hi_shift = _Beta(hi.a + 1.0, hi.b)
         inner = hi.mean * hi_shift.sf(y) - y * hi.sf(y)
     else:
-        y, w = hi.nodes()
+        y, w = hi.nodes
         lo_shift = _Beta(lo.a + 1.0, lo.b)
         inner = y * lo.cdf(y) - lo.mean * lo_shift.cdf(y)
     return float(max(np.dot(w, inner), 0.0))
@@ -90,27 +94,31 @@ def _expected_shortfall(hi: _Beta, lo: _Beta) -> float:
 def _ratio_cdf(k: float, p1: _Beta, p0: _Beta) -> float:
     """P(p1 / p0 <= k) for k > 0."""
     if p1.var <= p0.var:
-        y, w = p1.nodes()
+        y, w = p1.nodes
         return float(np.dot(w, p0.sf(y / k)))
-    x, w = p0.nodes()
+    x, w = p0.nodes
     return float(np.dot(w, p1.cdf(k * x)))
 
 
 def _ratio_quantile(q: float, p1: _Beta, p0: _Beta) -> float:
-    # Bracket from the log-normal approximation, widened until it holds.
+    """Solve P(p1/p0 <= k) = q on the log scale, bracketing from the log-normal approximation."""
     mu = math.log(p1.mean / p0.mean)
-    sd = math.sqrt(p1.var / p1.mean**2 + p0.var / p0.mean**2)
-    lo, hi = mu - 10.0 * sd, mu + 10.0 * sd
+    sd = math.sqrt(p1.var / (p1.mean * p1.mean) + p0.var / (p0.mean * p0.mean))
+    guess = mu + float(special.ndtri(q)) * sd
     f = lambda log_k: _ratio_cdf(math.exp(log_k), p1, p0) - q  # noqa: E731
-    for _ in range(20):
+    lo, hi, step = guess - 0.5 * sd, guess + 0.5 * sd, sd
+    for _ in range(60):
         if f(lo) < 0:
             break
-        lo -= 10.0 * sd + 1.0
-    for _ in range(20):
+        lo -= step
+        step *= 2.0
+    step = sd
+    for _ in range(60):
         if f(hi) > 0:
             break
-        hi += 10.0 * sd + 1.0
-    return math.exp(optimize.brentq(f, lo, hi, xtol=1e-12, rtol=1e-10))
+        hi += step
+        step *= 2.0
+    return math.exp(optimize.brentq(f, lo, hi, xtol=1e-7 * sd, rtol=1e-12))
 
 
 def beta_binomial(

@@ -35,7 +35,7 @@ def cuped_theta(stats: list[CleanStats]) -> float | None:
         sxy += st.pre_cross - st.pre_s * st.s / st.n
         sxx += st.pre_q - st.pre_s * st.pre_s / st.n
         scale += st.pre_q
-    if sxx <= _ZERO_VAR_RTOL * scale or sxx <= 0:
+    if sxx <= _ZERO_VAR_RTOL * scale:
         return None
     return sxy / sxx
 
@@ -60,9 +60,11 @@ def fit_cuped(stats: dict[str, CleanStats]) -> CupedFit | str:
         vy = sample_var(n, st.s, st.q)
         vx = sample_var(n, st.pre_s, st.pre_q)
         cxy = sample_cov(n, st.pre_s, st.s, st.pre_cross)
+        if vy <= 0:
+            continue  # constant outcome: that arm is reported as insufficient anyway
         v_adj = vy - 2.0 * theta * cxy + theta * theta * vx
-        if vy <= 0 or v_adj <= _ZERO_VAR_RTOL * (vy + theta * theta * vx):
-            return "the adjusted metric has no variation left in a variant"
+        if v_adj <= _ZERO_VAR_RTOL * (vy + theta * theta * vx):
+            return "the pre-period metric explains the outcome exactly, leaving no variation"
         mean_adj = st.s / n - theta * (st.pre_s / n - pre_mean)
         adjusted[key] = Estimate(n, mean_adj, v_adj)
         raw[key] = Estimate(n, st.s / n, vy)

@@ -18,6 +18,14 @@ def _pct(x: float, signed: bool = False) -> str:
     return f"{x:+.1%}" if signed else f"{x:.1%}"
 
 
+def _chance(x: float | None) -> str:
+    if x is None:
+        return "unknown"
+    if x > 0.99:
+        return "more than 99%"
+    return "less than 1%" if x < 0.01 else f"{x:.0%}"
+
+
 def _value(x: float | None, kind: str) -> str:
     if x is None:
         return "n/a"
@@ -64,6 +72,7 @@ def decide(body: dict[str, Any]) -> dict[str, Any]:
         return {
             "recommendation": "invalid_srm",
             "variant": None,
+            "variants": [],
             "headline": "Results can't be trusted: the traffic split doesn't match the configuration.",
             "reasons": [
                 srm["message"],
@@ -111,7 +120,10 @@ def decide(body: dict[str, Any]) -> dict[str, Any]:
             "recommendation": "do_not_ship",
             "variant": None,
             "variants": bad,
-            "headline": f"Don't ship {', '.join(bad)}: it made {', '.join(names)} worse.",
+            "headline": (
+                f"Don't ship {', '.join(bad)}: {'it' if len(bad) == 1 else 'they'} made "
+                f"{', '.join(names)} worse."
+            ),
             "reasons": reasons + _secondary(secondary),
         }
 
@@ -123,7 +135,7 @@ def decide(body: dict[str, Any]) -> dict[str, Any]:
             reasons.append(
                 f"{v['variant']} improved '{m['name']}': {_change(m, v, c)}. "
                 f"This is unlikely to be chance ({_p(v['p_value_adjusted'])}, adjusted; "
-                f"{v['chance_to_beat_control']:.0%} chance to beat {c['variant']})."
+                f"{_chance(v['chance_to_beat_control'])} chance to beat {c['variant']})."
             )
         if any(m["role"] == "guardrail" for m in metrics):
             reasons.append("No guardrail metric got significantly worse.")
@@ -132,6 +144,7 @@ def decide(body: dict[str, Any]) -> dict[str, Any]:
         return {
             "recommendation": "ship",
             "variant": best_v["variant"],
+            "variants": [best_v["variant"]],
             "headline": f"Ship {best_v['variant']}: it improved {best_m['name']}{by} without hurting any guardrail.",
             "reasons": reasons + _secondary(secondary),
         }
@@ -142,7 +155,9 @@ def decide(body: dict[str, Any]) -> dict[str, Any]:
     for m in primaries:
         for v in m["variants"]:
             if not v["is_control"] and v["status"] != "ok":
-                reasons.append(f"'{m['name']}' can't be compared yet for {v['variant']}. {v['reason']}")
+                reasons.append(
+                    f"'{m['name']}' can't be compared yet for {v['variant']}. {v['reason']}"
+                )
     if primaries and any(
         v["status"] == "ok" for m in primaries for v in m["variants"] if not v["is_control"]
     ):
@@ -161,6 +176,7 @@ def decide(body: dict[str, Any]) -> dict[str, Any]:
     return {
         "recommendation": "keep_running",
         "variant": None,
+        "variants": [],
         "headline": "Keep the experiment running: there is no clear winner yet.",
         "reasons": reasons + _secondary(secondary),
     }
@@ -170,7 +186,9 @@ def _secondary(items: list) -> list[str]:
     out = []
     for m, v, c in items:
         word = "improved" if v["verdict"] == "better" else "worsened"
-        out.append(f"For information: {v['variant']} {word} the secondary metric '{m['name']}': {_change(m, v, c)}.")
+        out.append(
+            f"For information: {v['variant']} {word} the secondary metric '{m['name']}': {_change(m, v, c)}."
+        )
     return out
 
 

@@ -14,10 +14,18 @@ ALTERNATIVES = ("two-sided", "larger", "smaller")
 
 
 def welch_df(var1: ArrayLike, n1: ArrayLike, var0: ArrayLike, n0: ArrayLike) -> np.ndarray:
-    """Welch-Satterthwaite degrees of freedom from unit variances and sizes."""
+    """Welch-Satterthwaite degrees of freedom from unit variances and sizes.
+
+    (a + b)^2 / (a^2/(n1-1) + b^2/(n0-1)) with a = var1/n1, b = var0/n0, written with the
+    shares a/(a+b) so that tiny or huge variances neither underflow nor overflow.
+    """
     a = np.asarray(var1, dtype=float) / n1
     b = np.asarray(var0, dtype=float) / n0
-    return (a + b) ** 2 / (a * a / (np.asarray(n1, dtype=float) - 1) + b * b / (np.asarray(n0, dtype=float) - 1))
+    fa = a / (a + b)
+    fb = b / (a + b)
+    return 1.0 / (
+        fa * fa / (np.asarray(n1, dtype=float) - 1) + fb * fb / (np.asarray(n0, dtype=float) - 1)
+    )
 
 
 def t_pvalue(t: ArrayLike, df: ArrayLike, alternative: str = "two-sided") -> np.ndarray:
@@ -103,6 +111,9 @@ def relative_lift(
     """
     m1 = np.asarray(mean1, dtype=float)
     m0 = np.asarray(mean0, dtype=float)
-    r = m1 / m0 - 1.0
-    var = np.asarray(var_mean1, dtype=float) / m0**2 + np.asarray(var_mean0, dtype=float) * m1**2 / m0**4
+    ratio = m1 / m0
+    var = (
+        np.asarray(var_mean1, dtype=float) + np.asarray(var_mean0, dtype=float) * ratio**2
+    ) / m0**2
+    r = ratio - 1.0
     return r, np.sqrt(var)

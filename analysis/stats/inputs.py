@@ -16,6 +16,7 @@ from .errors import StatsInputError
 KINDS = ("conversion", "count", "sum", "ratio")
 ROLES = ("primary", "secondary", "guardrail")
 DIRECTIONS = ("increase", "decrease")
+MAX_COUNT = 10**15  # far above any real experiment; keeps every square finite
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def as_count(value: Any, field: str) -> int:
     x = as_float(value, field)
     if x < 0 or x != math.floor(x):
         raise StatsInputError(field, "must be a non-negative integer")
+    if x > MAX_COUNT:
+        raise StatsInputError(field, f"must be at most {MAX_COUNT:.0e}")
     return int(x)
 
 

@@ -85,7 +85,9 @@ def mean_estimate(st: CleanStats) -> Estimate | Insufficient:
         return few
     v = sample_var(st.n, st.s, st.q)
     if v <= 0:
-        return Insufficient("every unit in this variant has the same value, so there is no variation yet")
+        return Insufficient(
+            "every unit in this variant has the same value, so there is no variation yet"
+        )
     return Estimate(st.n, st.s / st.n, v)
 
 
@@ -108,8 +110,10 @@ def ratio_estimate(st: CleanStats) -> Estimate | Insufficient:
     vx = sample_var(n, st.den_s, st.den_q)
     cxy = sample_cov(n, st.den_s, st.s, st.cross)
     num = vy - 2.0 * r * cxy + r * r * vx
-    if num <= _ZERO_VAR_RTOL * (vy + r * r * vx) or num <= 0:
-        return Insufficient("every unit in this variant has the same ratio, so there is no variation yet")
+    if num <= _ZERO_VAR_RTOL * (vy + r * r * vx):
+        return Insufficient(
+            "every unit in this variant has the same ratio, so there is no variation yet"
+        )
     return Estimate(n, r, num / (xbar * xbar))
 
 

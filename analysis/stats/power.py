@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from numbers import Real
 from typing import Any
 
 from scipy import special
@@ -23,9 +24,12 @@ MAX_UNITS_PER_VARIANT = 10**12
 
 
 def _n_variants(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, Real):
         raise StatsInputError("n_variants", "must be an integer")
-    k = int(value)
+    x = float(value)
+    if not math.isfinite(x) or x != math.floor(x):
+        raise StatsInputError("n_variants", "must be an integer")
+    k = int(x)
     if not 2 <= k <= 1000:
         raise StatsInputError("n_variants", "must be between 2 and 1000")
     return k
@@ -69,7 +73,9 @@ def sample_size(
             raise StatsInputError("baseline", "a conversion rate must be strictly between 0 and 1")
         target = base * (1.0 + effect) if relative else base + effect
         if not 0.0 < target < 1.0:
-            raise StatsInputError("mde", "the target conversion rate must stay strictly between 0 and 1")
+            raise StatsInputError(
+                "mde", "the target conversion rate must stay strictly between 0 and 1"
+            )
         es = abs(float(proportion_effectsize(target, base)))
         metric_type = "conversion"
         sd_out = None
@@ -84,7 +90,8 @@ def sample_size(
         metric_type = "mean"
         sd_out = sd_val
 
-    approx = ((_z(1.0 - alpha_cmp / 2.0) + _z(power)) / es) ** 2 if es > 0 else math.inf
+    ratio = (_z(1.0 - alpha_cmp / 2.0) + _z(power)) / es if es > 0 else math.inf
+    approx = ratio * ratio
     if not math.isfinite(approx) or approx > MAX_UNITS_PER_VARIANT:
         raise StatsInputError("mde", "is too small to detect with any practical sample size")
     with warnings.catch_warnings():
@@ -92,7 +99,11 @@ def sample_size(
         try:
             n = float(
                 NormalIndPower().solve_power(
-                    effect_size=es, nobs1=None, alpha=alpha_cmp, power=power, ratio=1.0,
+                    effect_size=es,
+                    nobs1=None,
+                    alpha=alpha_cmp,
+                    power=power,
+                    ratio=1.0,
                     alternative="two-sided",
                 )
             )

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from . import bayes, cuped, frequentist, sequential
 from .decision import decide
 from .errors import StatsInputError
@@ -40,6 +42,13 @@ from .srm import srm_check
 
 FAMILY_DECISION = "primary_secondary"
 FAMILY_GUARDRAIL = "guardrail"
+MIN_EVENTS = 5  # conversions / non-conversions per arm below which the z-test is rough
+MIN_UNITS = 30  # units per arm below which a mean comparison gets a caution
+IMBALANCE_RATIO = 100  # larger/smaller arm size ratio that earns a caution
+TOO_EXTREME = (
+    "The values are too extreme to compare reliably (they overflow floating-point arithmetic); "
+    "check the metric definition."
+)
 
 
 @dataclass
@@ -88,7 +97,12 @@ class _Fixed:
 
 
 def _fixed_horizon(
-    t: Estimate, c: Estimate, *, kind: str, adjusted: bool, alpha: float,
+    t: Estimate,
+    c: Estimate,
+    *,
+    kind: str,
+    adjusted: bool,
+    alpha: float,
     counts: tuple[float, float] | None,
 ) -> _Fixed:
     diff = t.mean - c.mean
@@ -107,7 +121,8 @@ def _fixed_horizon(
     rel = se_rel = None
     if c.mean != 0:
         r, s = frequentist.relative_lift(t.mean, t.var_mean, c.mean, c.var_mean)
-        rel, se_rel = float(r), float(s)
+        if math.isfinite(r) and math.isfinite(s):  # else: control mean too close to zero
+            rel, se_rel = float(r), float(s)
     return _Fixed(diff, se, df, float(p), float(crit), rel, se_rel, test)
 
 
@@ -152,8 +167,16 @@ def _plan_horizon(weights: dict[str, float], key: str, planned: int | None) -> f
 
 
 def _analyze_metric(
-    m: MetricInput, idx: int, *, order: list[str], control: str, weights: dict[str, float],
-    alpha: float, use_sequential: bool, use_cuped: bool, planned: int | None,
+    m: MetricInput,
+    idx: int,
+    *,
+    order: list[str],
+    control: str,
+    weights: dict[str, float],
+    alpha: float,
+    use_sequential: bool,
+    use_cuped: bool,
+    planned: int | None,
 ) -> tuple[dict[str, Any], _Plan | None]:
     field = f"metrics[{idx}]"
     kind = m.kind
@@ -216,14 +239,22 @@ def _analyze_metric(
         t_est = ests[key]
         mean, sd = _raw_view(kind, st)
         entry: dict[str, Any] = {
-            "variant": key, "is_control": False, "units": st.n, "mean": mean, "sd": sd,
+            "variant": key,
+            "is_control": False,
+            "units": st.n,
+            "mean": mean,
+            "sd": sd,
             "guardrail_alert": False,
         }
         if isinstance(c_est, Insufficient):
-            out["variants"].append(_insufficient(entry, f"Not enough data in {control}: {c_est.reason}."))
+            out["variants"].append(
+                _insufficient(entry, f"Not enough data in {control}: {c_est.reason}.")
+            )
             continue
         if isinstance(t_est, Insufficient):
-            out["variants"].append(_insufficient(entry, f"Not enough data in {key}: {t_est.reason}."))
+            out["variants"].append(
+                _insufficient(entry, f"Not enough data in {key}: {t_est.reason}.")
+            )
             continue
         n_ok += 1
         counts = (st.s, stats[control].s)
@@ -234,7 +265,9 @@ def _analyze_metric(
             cblock: dict[str, Any] = {"applied": cuped_fit is not None}
             if cuped_fit is not None:
                 head_t, head_c = cuped_fit.estimates[key], cuped_fit.estimates[control]
-                head = _fixed_horizon(head_t, head_c, kind=kind, adjusted=True, alpha=alpha, counts=None)
+                head = _fixed_horizon(
+                    head_t, head_c, kind=kind, adjusted=True, alpha=alpha, counts=None
+                )
                 entry["mean_adjusted"] = head_t.mean
                 cblock.update(
                     theta=cuped_fit.theta,
@@ -256,10 +289,10 @@ def _analyze_metric(
         }
         p_head = head.p
         if use_sequential:
-            var = head.se**2
-            var_plan = head_t.unit_var / _plan_horizon(weights, key, planned) + head_c.unit_var / _plan_horizon(
-                weights, control, planned
-            )
+            var = head.se * head.se
+            var_plan = head_t.unit_var / _plan_horizon(
+                weights, key, planned
+            ) + head_c.unit_var / _plan_horizon(weights, control, planned)
             p_arr, half_arr = sequential.always_valid(head.diff, var, var_plan, alpha)
             p_seq, half = float(p_arr), float(half_arr)
             seq = {
@@ -280,16 +313,30 @@ def _analyze_metric(
         entry["verdict"] = "inconclusive"
 
         if kind == "conversion" and cuped_fit is None:
-            b = bayes.beta_binomial(st.s, st.n, stats[control].s, stats[control].n, increase=increase, alpha=alpha)
+            b = bayes.beta_binomial(
+                st.s, st.n, stats[control].s, stats[control].n, increase=increase, alpha=alpha
+            )
         else:
             b = bayes.normal_model(
-                head_t.mean, head_t.var_mean, head_c.mean, head_c.var_mean, increase=increase, alpha=alpha
+                head_t.mean,
+                head_t.var_mean,
+                head_c.mean,
+                head_c.var_mean,
+                increase=increase,
+                alpha=alpha,
             )
         entry["chance_to_beat_control"] = b.chance_to_beat
         entry["expected_loss"] = b.expected_loss
         entry["credible_interval_relative"] = list(b.ci_relative) if b.ci_relative else None
         entry["bayesian"] = {"model": b.model, "prior": b.prior, "credible_level": 1.0 - alpha}
         entry["status"] = "ok"
+        entry["warnings"] = _warnings(kind, key, stats[key], control, stats[control])
+        if not _all_finite(entry):
+            n_ok -= 1
+            base = {k: entry[k] for k in ("variant", "is_control", "units", "mean", "sd")}
+            base["guardrail_alert"] = False
+            out["variants"].append(_insufficient(base, TOO_EXTREME))
+            continue
         out["variants"].append(entry)
 
         if plan is None:
@@ -301,11 +348,82 @@ def _analyze_metric(
         out["status"] = "insufficient_data"
         reasons = [v["reason"] for v in out["variants"] if v.get("reason") and not v["is_control"]]
         out["reason"] = reasons[0] if reasons else "There is no treatment variant to compare."
+        out["variants"] = out.pop("variants")  # keep the list last
     return out, plan
 
 
+def _all_finite(value: Any) -> bool:
+    """True if no float anywhere inside is NaN or infinite (None is fine)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_all_finite(v) for v in value)
+    return True
+
+
+def _warnings(kind: str, key: str, st: CleanStats, control: str, ct: CleanStats) -> list[str]:
+    """Plain-words cautions for results that are computed but rest on thin data."""
+    out = []
+    for name, x in ((control, ct), (key, st)):
+        if kind == "conversion" and min(x.s, x.n - x.s) < MIN_EVENTS:
+            out.append(
+                f"{name} has fewer than {MIN_EVENTS} conversions or non-conversions, so the "
+                "normal approximation is rough: treat the p-value as indicative."
+            )
+        elif kind != "conversion" and x.n < MIN_UNITS:
+            out.append(f"{name} has only {x.n} units, so one unusual unit can swing the result.")
+    small, large = sorted((st.n, ct.n))
+    if large > IMBALANCE_RATIO * small:
+        out.append(
+            f"The groups are very unequal ({key}: {st.n:,} units, {control}: {ct.n:,}); the "
+            "comparison is only as precise as the smaller group."
+        )
+    return out
+
+
+_KEY_ORDER = (
+    "variant",
+    "is_control",
+    "units",
+    "mean",
+    "sd",
+    "mean_adjusted",
+    "status",
+    "reason",
+    "lift",
+    "p_value",
+    "p_value_adjusted",
+    "significant",
+    "verdict",
+    "guardrail_alert",
+    "chance_to_beat_control",
+    "expected_loss",
+    "credible_interval_relative",
+    "estimator",
+    "inference",
+    "test",
+    "warnings",
+    "sequential",
+    "cuped",
+    "fixed_horizon",
+    "unadjusted",
+    "bayesian",
+)
+
+
+def _ordered(entry: dict[str, Any]) -> dict[str, Any]:
+    """Stable, readable key order (headline figures first, detail blocks last)."""
+    head = {k: entry[k] for k in _KEY_ORDER if k in entry}
+    return head | {k: v for k, v in entry.items() if k not in head}
+
+
 def _apply_corrections(metrics: list[dict[str, Any]], method: str, alpha: float) -> dict[str, Any]:
-    families: dict[str, list[dict[str, Any]]] = {FAMILY_DECISION: [], FAMILY_GUARDRAIL: []}
+    families: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
+        FAMILY_DECISION: [],
+        FAMILY_GUARDRAIL: [],
+    }
     for m in metrics:
         for v in m["variants"]:
             if not v["is_control"] and v["status"] == "ok":
@@ -315,22 +433,39 @@ def _apply_corrections(metrics: list[dict[str, Any]], method: str, alpha: float)
         for (m, v), p_adj in zip(members, adjusted, strict=True):
             v["p_value_adjusted"] = p_adj
             v["significant"] = bool(p_adj < alpha)
-            better = v["lift"]["absolute"] > 0 if m["direction"] == "increase" else v["lift"]["absolute"] < 0
+            better = (
+                v["lift"]["absolute"] > 0
+                if m["direction"] == "increase"
+                else v["lift"]["absolute"] < 0
+            )
             if v["significant"]:
                 v["verdict"] = "better" if better else "worse"
-            v["guardrail_alert"] = bool(m["role"] == "guardrail" and v["significant"] and not better)
+            v["guardrail_alert"] = bool(
+                m["role"] == "guardrail" and v["significant"] and not better
+            )
     return {
         "method": method,
         "families": {
-            FAMILY_DECISION: {"roles": ["primary", "secondary"], "tests": len(families[FAMILY_DECISION])},
+            FAMILY_DECISION: {
+                "roles": ["primary", "secondary"],
+                "tests": len(families[FAMILY_DECISION]),
+            },
             FAMILY_GUARDRAIL: {"roles": ["guardrail"], "tests": len(families[FAMILY_GUARDRAIL])},
         },
     }
 
 
 def _power_block(
-    plan: _Plan | None, *, weights: dict[str, float], control: str, alpha: float, power: float,
-    planned: int | None, units: int, daily: float | None, n_treatments: int,
+    plan: _Plan | None,
+    *,
+    weights: dict[str, float],
+    control: str,
+    alpha: float,
+    power: float,
+    planned: int | None,
+    units: int,
+    daily: float | None,
+    n_treatments: int,
 ) -> dict[str, Any]:
     alpha_cmp = alpha / max(1, n_treatments)
     block: dict[str, Any] = {
@@ -366,7 +501,9 @@ def _power_block(
         if plan.control_mean != 0:
             block["mde_planned_relative"] = mde_plan / abs(plan.control_mean)
         block["power_reached"] = power_at(mde_plan, se_now, alpha_cmp)
-    return block
+    return {
+        k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in block.items()
+    }
 
 
 def _validate_metric(m: Any, idx: int) -> MetricInput:
@@ -379,7 +516,9 @@ def _validate_metric(m: Any, idx: int) -> MetricInput:
     as_choice(m.role, f"{field}.role", ROLES)
     as_choice(m.direction, f"{field}.direction", DIRECTIONS)
     if not isinstance(m.variants, dict):
-        raise StatsInputError(f"{field}.variants", "must be a mapping of variant key to VariantStats")
+        raise StatsInputError(
+            f"{field}.variants", "must be a mapping of variant key to VariantStats"
+        )
     return m
 
 
@@ -421,7 +560,11 @@ def analyze_experiment(
     keys = [m.key for m in metrics]
     if len(set(keys)) != len(keys):
         raise StatsInputError("metrics", "metric keys must be unique")
-    planned = None if planned_sample_size is None else as_count(planned_sample_size, "planned_sample_size")
+    planned = (
+        None
+        if planned_sample_size is None
+        else as_count(planned_sample_size, "planned_sample_size")
+    )
     if planned == 0:
         planned = None
     daily = None if daily_units is None else as_float(daily_units, "daily_units")
@@ -434,23 +577,40 @@ def analyze_experiment(
 
     if exposure_counts is None:
         exposure_counts = {str(k): vs.n for k, vs in metrics[0].variants.items()} if metrics else {}
-        exposure_counts = {k: as_count(v, f"metrics[0].variants.{k}.n") for k, v in exposure_counts.items()}
+        exposure_counts = {
+            k: as_count(v, f"metrics[0].variants.{k}.n") for k, v in exposure_counts.items()
+        }
     srm = srm_check(exposure_counts, w)
 
     results: list[dict[str, Any]] = []
     plan: _Plan | None = None
     for i, m in enumerate(metrics):
-        res, p = _analyze_metric(
-            m, i, order=order, control=control, weights=w, alpha=alpha,
-            use_sequential=sequential, use_cuped=cuped, planned=planned,
-        )
+        with np.errstate(all="ignore"):  # overflow is caught by the finiteness check
+            res, p = _analyze_metric(
+                m,
+                i,
+                order=order,
+                control=control,
+                weights=w,
+                alpha=alpha,
+                use_sequential=sequential,
+                use_cuped=cuped,
+                planned=planned,
+            )
         results.append(res)
         if plan is None and p is not None and m.role == "primary":
             plan = p
     multiple = _apply_corrections(results, method, alpha)
     power_block = _power_block(
-        plan, weights=w, control=control, alpha=alpha, power=power, planned=planned,
-        units=sum(srm["counts"].values()), daily=daily, n_treatments=len(w) - 1,
+        plan,
+        weights=w,
+        control=control,
+        alpha=alpha,
+        power=power,
+        planned=planned,
+        units=sum(srm["counts"].values()),
+        daily=daily,
+        n_treatments=len(w) - 1,
     )
     body = {
         "experiment": experiment,
@@ -464,5 +624,7 @@ def analyze_experiment(
         "metrics": results,
         "power": power_block,
     }
+    for res in results:
+        res["variants"] = [_ordered(v) for v in res["variants"]]
     body["decision"] = decide(body)
     return json_safe(body)

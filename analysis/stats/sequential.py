@@ -44,19 +44,25 @@ def mixing_variance(alpha: float, var_at_plan: ArrayLike) -> np.ndarray:
 
 
 def msprt_pvalue(diff: ArrayLike, var: ArrayLike, tau2: ArrayLike) -> np.ndarray:
-    """Always-valid p-value min(1, 1/Lambda(0)), computed in log space."""
+    """Always-valid p-value min(1, 1/Lambda(0)), computed in log space.
+
+    With z^2 = d^2/V and u = tau^2/V: log Lambda = -log(1+u)/2 + z^2 u / (2 (1+u)).
+    """
     d = np.asarray(diff, dtype=float)
     v = np.asarray(var, dtype=float)
-    t2 = np.asarray(tau2, dtype=float)
-    log_lr = 0.5 * np.log(v / (v + t2)) + t2 * d * d / (2.0 * v * (v + t2))
+    u = np.asarray(tau2, dtype=float) / v
+    log_lr = -0.5 * np.log1p(u) + (d * d / v) * u / (2.0 * (1.0 + u))
     return np.exp(-np.maximum(log_lr, 0.0))
 
 
 def msprt_halfwidth(var: ArrayLike, tau2: ArrayLike, alpha: float) -> np.ndarray:
-    """Half-width of the always-valid (1 - alpha) confidence sequence around the estimate."""
+    """Half-width of the always-valid (1 - alpha) confidence sequence around the estimate.
+
+    sqrt(V (V + tau^2)/tau^2 * (2 log(1/alpha) + log((V + tau^2)/V))), with u = tau^2/V.
+    """
     v = np.asarray(var, dtype=float)
-    t2 = np.asarray(tau2, dtype=float)
-    return np.sqrt(v * (v + t2) / t2 * (2.0 * np.log(1.0 / alpha) + np.log((v + t2) / v)))
+    u = np.asarray(tau2, dtype=float) / v
+    return np.sqrt(v * (1.0 + u) / u * (2.0 * np.log(1.0 / alpha) + np.log1p(u)))
 
 
 def always_valid(

@@ -82,7 +82,7 @@ def srm_check(
             ),
         }
     cells = [k for k in obs if expected[k] > 0]
-    chi2 = sum((obs[k] - expected[k]) ** 2 / expected[k] for k in cells)
+    chi2 = sum((obs[k] - expected[k]) * (obs[k] - expected[k]) / expected[k] for k in cells)
     df = len(cells) - 1
     p = float(special.chdtrc(df, chi2)) if df > 0 else 1.0
     passed = p >= threshold
@@ -95,4 +95,12 @@ def srm_check(
             f"asks for {expected_share} (p = {p:.2g}). This usually means assignment or logging "
             "is broken, so these results can't be trusted until the cause is fixed."
         )
-    return {**base, "p_value": p, "chi2": chi2, "df": df, "passed": passed, "checked": True, "message": message}
+    return {
+        **base,
+        "p_value": p,
+        "chi2": chi2,
+        "df": df,
+        "passed": passed,
+        "checked": True,
+        "message": message,
+    }

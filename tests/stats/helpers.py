@@ -17,17 +17,35 @@ def suff(y: np.ndarray, x: np.ndarray | None = None, pre: np.ndarray | None = No
     kw: dict[str, Any] = {"n": int(y.size), "sum": float(y.sum()), "sum_sq": float((y * y).sum())}
     if x is not None:
         x = np.asarray(x, dtype=float)
-        kw.update(den_sum=float(x.sum()), den_sum_sq=float((x * x).sum()), cross_sum=float((x * y).sum()))
+        kw.update(
+            den_sum=float(x.sum()), den_sum_sq=float((x * x).sum()), cross_sum=float((x * y).sum())
+        )
     if pre is not None:
         pre = np.asarray(pre, dtype=float)
-        kw.update(pre_sum=float(pre.sum()), pre_sum_sq=float((pre * pre).sum()), pre_cross=float((pre * y).sum()))
+        kw.update(
+            pre_sum=float(pre.sum()),
+            pre_sum_sq=float((pre * pre).sum()),
+            pre_cross=float((pre * y).sum()),
+        )
     return VariantStats(**kw)
 
 
-def metric(key: str, kind: str, variants: dict[str, VariantStats], role: str = "primary",
-           direction: str = "increase", name: str | None = None) -> MetricInput:
-    return MetricInput(key=key, name=name or key.title(), kind=kind, role=role, direction=direction,
-                       variants=variants)
+def metric(
+    key: str,
+    kind: str,
+    variants: dict[str, VariantStats],
+    role: str = "primary",
+    direction: str = "increase",
+    name: str | None = None,
+) -> MetricInput:
+    return MetricInput(
+        key=key,
+        name=name or key.title(),
+        kind=kind,
+        role=role,
+        direction=direction,
+        variants=variants,
+    )
 
 
 def conv(n: int, c: int) -> VariantStats:

@@ -53,7 +53,9 @@ def test_adjusted_comparison_matches_welch_on_adjusted_raw_data():
         assert v["p_value"] == pytest.approx(ref.pvalue, rel=1e-7)
         ci = ref.confidence_interval(0.95)
         assert v["lift"]["ci_absolute"] == pytest.approx([ci.low, ci.high], rel=1e-7)
-        assert v["lift"]["absolute"] == pytest.approx(adj[key].mean() - adj["control"].mean(), rel=1e-9)
+        assert v["lift"]["absolute"] == pytest.approx(
+            adj[key].mean() - adj["control"].mean(), rel=1e-9
+        )
         assert v["cuped"]["theta"] == pytest.approx(theta)
         # unadjusted figures are still reported and match plain Welch
         raw = stats.ttest_ind(data[key][1], data["control"][1], equal_var=False)
@@ -63,33 +65,52 @@ def test_adjusted_comparison_matches_welch_on_adjusted_raw_data():
         assert v["cuped"]["variance_reduction"] == pytest.approx(rho**2, abs=0.05)
         raw_w = v["unadjusted"]["ci_absolute"][1] - v["unadjusted"]["ci_absolute"][0]
         adj_w = v["lift"]["ci_absolute"][1] - v["lift"]["ci_absolute"][0]
-        assert adj_w == pytest.approx(raw_w * np.sqrt(1 - v["cuped"]["variance_reduction"]), rel=0.02)
+        assert adj_w == pytest.approx(
+            raw_w * np.sqrt(1 - v["cuped"]["variance_reduction"]), rel=0.02
+        )
 
 
 def test_cuped_switch_and_not_applicable_cases():
     data = _data(3)
     variants = {k: suff(y, pre=pre) for k, (pre, y) in data.items()}
-    off = analyze_experiment(experiment="e", control="control", weights=W, metrics=[metric("rev", "sum", variants)],
-                             cuped=False)
+    off = analyze_experiment(
+        experiment="e",
+        control="control",
+        weights=W,
+        metrics=[metric("rev", "sum", variants)],
+        cuped=False,
+    )
     v = treatment(off, "rev", "t")
     assert v["estimator"] == "unadjusted" and v["cuped"]["applied"] is False
-    assert v["lift"] == {k: v["unadjusted"][k] for k in ("absolute", "relative", "ci_absolute", "ci_relative")}
+    assert v["lift"] == {
+        k: v["unadjusted"][k] for k in ("absolute", "relative", "ci_absolute", "ci_relative")
+    }
     # ratio metrics: pre data is ignored (documented)
     rng = np.random.default_rng(0)
     x = rng.poisson(2, 100) + 1.0
     ratio_vs = {k: suff(rng.gamma(2, 2, 100) * x, x=x, pre=rng.normal(0, 1, 100)) for k in W}
-    body = analyze_experiment(experiment="e", control="control", weights=W, metrics=[metric("aov", "ratio", ratio_vs)])
+    body = analyze_experiment(
+        experiment="e", control="control", weights=W, metrics=[metric("aov", "ratio", ratio_vs)]
+    )
     v = treatment(body, "aov", "t")
     assert v["estimator"] == "unadjusted" and "ratio" in v["cuped"]["reason"]
     # pre-period metric constant (e.g. all new users) -> not applied, labelled
     flat = {k: suff(y, pre=np.zeros_like(y)) for k, (_, y) in data.items()}
-    body = analyze_experiment(experiment="e", control="control", weights=W, metrics=[metric("rev", "sum", flat)])
+    body = analyze_experiment(
+        experiment="e", control="control", weights=W, metrics=[metric("rev", "sum", flat)]
+    )
     assert_json_safe(body)
     v = treatment(body, "rev", "t")
-    assert v["status"] == "ok" and v["estimator"] == "unadjusted" and "does not vary" in v["cuped"]["reason"]
+    assert (
+        v["status"] == "ok"
+        and v["estimator"] == "unadjusted"
+        and "does not vary" in v["cuped"]["reason"]
+    )
     # no pre data at all -> no cuped block
     plain = {k: suff(y) for k, (_, y) in data.items()}
-    body = analyze_experiment(experiment="e", control="control", weights=W, metrics=[metric("rev", "sum", plain)])
+    body = analyze_experiment(
+        experiment="e", control="control", weights=W, metrics=[metric("rev", "sum", plain)]
+    )
     assert "cuped" not in treatment(body, "rev", "t")
 
 
@@ -101,10 +122,34 @@ def test_cuped_on_conversions_uses_z_on_adjusted_values():
         pre = rng.binomial(1, 0.3, n).astype(float)
         y = rng.binomial(1, np.clip(p + 0.2 * (pre - 0.3), 0, 1)).astype(float)
         variants[key] = suff(y, pre=pre)
-    body = analyze_experiment(experiment="e", control="control", weights=W,
-                              metrics=[metric("buy", "conversion", variants)])
+    body = analyze_experiment(
+        experiment="e",
+        control="control",
+        weights=W,
+        metrics=[metric("buy", "conversion", variants)],
+    )
     assert_json_safe(body)
     v = treatment(body, "buy", "t")
     assert v["test"] == "z_cuped" and v["estimator"] == "cuped"
     assert v["bayesian"]["model"] == "normal"
     assert 0 < v["cuped"]["variance_reduction"] < 0.2
+
+
+def test_an_insufficient_arm_does_not_switch_cuped_off_for_the_others():
+    rng = np.random.default_rng(12)
+    n = 2000
+    variants = {}
+    for key, p in (("control", 0.10), ("t", 0.12), ("u", 0.0)):
+        pre = rng.binomial(1, 0.3, n).astype(float)
+        y = (rng.random(n) < p * (1 + pre)).astype(float)
+        variants[key] = suff(y, pre=pre)
+    body = analyze_experiment(
+        experiment="e",
+        control="control",
+        weights=W,
+        metrics=[metric("buy", "conversion", variants)],
+    )
+    assert_json_safe(body)
+    assert treatment(body, "buy", "u")["status"] == "insufficient_data"
+    v = treatment(body, "buy", "t")
+    assert v["status"] == "ok" and v["estimator"] == "cuped"

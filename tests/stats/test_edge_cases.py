@@ -15,7 +15,9 @@ W = {"control": 1, "t": 1}
 
 
 def run(*metrics, weights=W, **kw):
-    body = analyze_experiment(experiment="e", control="control", weights=weights, metrics=list(metrics), **kw)
+    body = analyze_experiment(
+        experiment="e", control="control", weights=weights, metrics=list(metrics), **kw
+    )
     assert_json_safe(body)
     return body
 
@@ -35,8 +37,11 @@ def run(*metrics, weights=W, **kw):
     ],
 )
 def test_conversion_edges(control, treat, needle, sequential):
-    body = run(metric("c", "conversion", {"control": control, "t": treat}), sequential=sequential,
-               exposure_counts={"control": 1000, "t": 1000})
+    body = run(
+        metric("c", "conversion", {"control": control, "t": treat}),
+        sequential=sequential,
+        exposure_counts={"control": 1000, "t": 1000},
+    )
     v = treatment(body, "c", "t")
     assert v["status"] == "insufficient_data" and needle in v["reason"]
     assert v["p_value"] is None and v["significant"] is False and v["lift"] is None
@@ -50,8 +55,13 @@ def test_conversion_edges(control, treat, needle, sequential):
 def test_zero_variance_and_too_few_units(kind):
     const = suff(np.full(100, 3.7))
     normal = suff(np.random.default_rng(0).normal(3, 1, 100))
-    for c, t, needle in [(const, normal, "same value"), (normal, const, "same value"), (const, const, "same value"),
-                         (suff(np.array([2.0])), normal, "only one unit"), (normal, suff(np.array([])), "no units")]:
+    for c, t, needle in [
+        (const, normal, "same value"),
+        (normal, const, "same value"),
+        (const, const, "same value"),
+        (suff(np.array([2.0])), normal, "only one unit"),
+        (normal, suff(np.array([])), "no units"),
+    ]:
         v = treatment(run(metric("m", kind, {"control": c, "t": t}), sequential=True), "m", "t")
         assert v["status"] == "insufficient_data" and needle in v["reason"], (c, t)
 
@@ -63,23 +73,36 @@ def test_missing_variant_counts_as_no_units():
 
 
 def test_one_sided_huge_imbalance():
-    body = run(metric("c", "conversion", {"control": conv(10_000_000, 1_000_000), "t": conv(10, 2)}),
-               metric("m", "sum", {"control": VariantStats(10_000_000, 3e7, 1e8), "t": VariantStats(2, 5.0, 13.0)},
-                      role="secondary"),
-               sequential=True, planned_sample_size=100, daily_units=0)
+    body = run(
+        metric("c", "conversion", {"control": conv(10_000_000, 1_000_000), "t": conv(10, 2)}),
+        metric(
+            "m",
+            "sum",
+            {"control": VariantStats(10_000_000, 3e7, 1e8), "t": VariantStats(2, 5.0, 13.0)},
+            role="secondary",
+        ),
+        sequential=True,
+        planned_sample_size=100,
+        daily_units=0,
+    )
     assert body["srm"]["passed"] is False
     assert body["decision"]["recommendation"] == "invalid_srm"
     for key in ("c", "m"):
         v = treatment(body, key, "t")
         assert v["status"] == "ok"
         assert 0 <= v["p_value"] <= 1 and 0 <= v["chance_to_beat_control"] <= 1
+        assert any("very unequal" in w for w in v["warnings"])
+    assert any("fewer than 5 conversions" in w for w in treatment(body, "c", "t")["warnings"])
+    assert any("only 2 units" in w for w in treatment(body, "m", "t")["warnings"])
 
 
 def test_zero_control_mean_gives_no_relative_lift():
     y0 = np.array([-1.0, 1.0, -2.0, 2.0])
     y1 = np.array([0.5, 1.5, 2.5, 1.0])
     v = treatment(run(metric("m", "sum", {"control": suff(y0), "t": suff(y1)})), "m", "t")
-    assert v["status"] == "ok" and v["lift"]["relative"] is None and v["lift"]["ci_relative"] is None
+    assert (
+        v["status"] == "ok" and v["lift"]["relative"] is None and v["lift"]["ci_relative"] is None
+    )
     assert v["credible_interval_relative"] is None
 
 
@@ -100,15 +123,28 @@ def test_no_metrics_and_no_exposures():
         ({"weights": {}}, "weights"),
         ({"planned_sample_size": -5}, "planned_sample_size"),
         ({"daily_units": -1}, "daily_units"),
-        ({"metrics": [MetricInput("m", "M", "median", "primary", "increase", {})]}, "metrics[0].kind"),
+        (
+            {"metrics": [MetricInput("m", "M", "median", "primary", "increase", {})]},
+            "metrics[0].kind",
+        ),
         ({"metrics": [MetricInput("m", "M", "sum", "vip", "increase", {})]}, "metrics[0].role"),
         ({"metrics": [MetricInput("m", "M", "sum", "primary", "up", {})]}, "metrics[0].direction"),
-        ({"metrics": [metric("c", "conversion", {"control": conv(10, 11)})]}, "metrics[0].variants.control.sum"),
-        ({"metrics": [metric("c", "sum", {"control": VariantStats(n=-1)})]}, "metrics[0].variants.control.n"),
-        ({"metrics": [metric("c", "sum", {"control": VariantStats(n=3, sum=float("inf"))})]},
-         "metrics[0].variants.control.sum"),
-        ({"metrics": [metric("c", "ratio", {"control": VariantStats(n=3, sum=1.0)})]},
-         "metrics[0].variants.control.den_sum"),
+        (
+            {"metrics": [metric("c", "conversion", {"control": conv(10, 11)})]},
+            "metrics[0].variants.control.sum",
+        ),
+        (
+            {"metrics": [metric("c", "sum", {"control": VariantStats(n=-1)})]},
+            "metrics[0].variants.control.n",
+        ),
+        (
+            {"metrics": [metric("c", "sum", {"control": VariantStats(n=3, sum=float("inf"))})]},
+            "metrics[0].variants.control.sum",
+        ),
+        (
+            {"metrics": [metric("c", "ratio", {"control": VariantStats(n=3, sum=1.0)})]},
+            "metrics[0].variants.control.den_sum",
+        ),
         ({"metrics": [metric("a", "sum", {}), metric("a", "sum", {})]}, "metrics"),
     ],
 )
@@ -127,16 +163,29 @@ values = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(y0=values, y1=values, pre=st.booleans(), seq=st.booleans())
 def test_fuzz_never_raises_nan_or_inf(y0, y1, pre, seq):
     def vs(y, kind):
         if kind == "conversion":
             y = (y > 0.5).astype(float)
         x = np.abs(np.round(y)) % 3
-        return suff(y, x=x if kind == "ratio" else None, pre=(y * 0.5 + 1.0) if pre and kind != "ratio" else None)
+        return suff(
+            y,
+            x=x if kind == "ratio" else None,
+            pre=(y * 0.5 + 1.0) if pre and kind != "ratio" else None,
+        )
 
-    metrics = [metric(k, k, {"control": vs(y0, k), "t": vs(y1, k)}) for k in ("conversion", "count", "sum", "ratio")]
+    metrics = [
+        metric(k, k, {"control": vs(y0, k), "t": vs(y1, k)})
+        for k in ("conversion", "count", "sum", "ratio")
+    ]
     body = run(*metrics, sequential=seq, planned_sample_size=10, daily_units=1.0)
     for m in body["metrics"]:
         for v in m["variants"]:

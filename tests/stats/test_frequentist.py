@@ -16,14 +16,20 @@ W = {"control": 1, "t": 1}
 
 
 def _run(m, **kw):
-    body = analyze_experiment(experiment="e", control="control", weights=W, metrics=[m], cuped=False, **kw)
+    body = analyze_experiment(
+        experiment="e", control="control", weights=W, metrics=[m], cuped=False, **kw
+    )
     assert_json_safe(body)
     return treatment(body, m.key, "t")
 
 
 @pytest.mark.parametrize(
     ("n1", "n0", "mu1", "mu0", "sd1", "sd0"),
-    [(10, 10, 1.0, 0.0, 1.0, 3.0), (37, 5000, 5.0, 5.2, 2.0, 1.0), (100_000, 90_000, 3.01, 3.0, 1.0, 1.5)],
+    [
+        (10, 10, 1.0, 0.0, 1.0, 3.0),
+        (37, 5000, 5.0, 5.2, 2.0, 1.0),
+        (100_000, 90_000, 3.01, 3.0, 1.0, 1.5),
+    ],
 )
 def test_welch_matches_scipy_raw_data(n1, n0, mu1, mu0, sd1, sd0):
     rng = np.random.default_rng(7)
@@ -42,8 +48,11 @@ def test_welch_matches_scipy_raw_data(n1, n0, mu1, mu0, sd1, sd0):
 
 
 def test_welch_matches_ttest_ind_from_stats_including_10_million_units():
-    cases = [(10, 1.3, 0.4, 10, 1.0, 0.9), (10_000_000, 2.0001, 1.0, 10_000_000, 2.0, 1.0),
-             (10_000_000, 5.0, 3.0, 10, 4.0, 0.5)]
+    cases = [
+        (10, 1.3, 0.4, 10, 1.0, 0.9),
+        (10_000_000, 2.0001, 1.0, 10_000_000, 2.0, 1.0),
+        (10_000_000, 5.0, 3.0, 10, 4.0, 0.5),
+    ]
     for n1, m1, s1, n0, m0, s0 in cases:
         t, df, p = welch_ttest(m1, s1**2, n1, m0, s0**2, n0)
         ref = stats.ttest_ind_from_stats(m1, s1, n1, m0, s0, n0, equal_var=False)
@@ -64,7 +73,12 @@ def suff_from_moments(n, mean, sd):
 
 @pytest.mark.parametrize(
     ("c1", "n1", "c0", "n0"),
-    [(564, 4988, 506, 5012), (3, 10, 1, 10), (1_020_000, 10_000_000, 1_000_000, 10_000_000), (9, 10, 1, 10)],
+    [
+        (564, 4988, 506, 5012),
+        (3, 10, 1, 10),
+        (1_020_000, 10_000_000, 1_000_000, 10_000_000),
+        (9, 10, 1, 10),
+    ],
 )
 def test_conversion_matches_statsmodels(c1, n1, c0, n0):
     v = _run(metric("c", "conversion", {"control": conv(n0, c0), "t": conv(n1, c1)}))
@@ -81,7 +95,9 @@ def test_conversion_matches_statsmodels(c1, n1, c0, n0):
 def test_alpha_is_per_experiment():
     m = metric("c", "conversion", {"control": conv(5012, 506), "t": conv(4988, 564)})
     v = _run(m, alpha=0.10)
-    lo, hi = confint_proportions_2indep(564, 4988, 506, 5012, method="wald", compare="diff", alpha=0.10)
+    lo, hi = confint_proportions_2indep(
+        564, 4988, 506, 5012, method="wald", compare="diff", alpha=0.10
+    )
     assert v["lift"]["ci_absolute"] == pytest.approx([lo, hi], rel=1e-9)
     assert v["significant"] is True  # p = 0.050 < 0.10
     assert _run(m)["significant"] is False
@@ -113,5 +129,11 @@ def test_extreme_0_and_100_percent_against_reference():
     v = _run(metric("c", "conversion", {"control": conv(10, 10), "t": conv(10, 3)}))
     assert v["status"] == "insufficient_data" and "every unit" in v["reason"]
     # near the boundary it still matches statsmodels
-    v = _run(metric("c", "conversion", {"control": conv(10_000_000, 1), "t": conv(10_000_000, 9_999_999)}))
-    assert v["p_value"] == pytest.approx(proportions_ztest([9_999_999, 1], [10**7, 10**7])[1], abs=1e-300)
+    v = _run(
+        metric(
+            "c", "conversion", {"control": conv(10_000_000, 1), "t": conv(10_000_000, 9_999_999)}
+        )
+    )
+    assert v["p_value"] == pytest.approx(
+        proportions_ztest([9_999_999, 1], [10**7, 10**7])[1], abs=1e-300
+    )

@@ -35,16 +35,37 @@ def test_adjust_names_and_empty():
 def _body(correction):
     ctrl = conv(10_000, 1000)
     metrics = [
-        metric("p1", "conversion", {"control": ctrl, "a": conv(10_000, 1090), "b": conv(10_000, 1010)}),
-        metric("s1", "conversion", {"control": ctrl, "a": conv(10_000, 1085), "b": conv(10_000, 1000)},
-               role="secondary"),
-        metric("g1", "conversion", {"control": ctrl, "a": conv(10_000, 1150), "b": conv(10_000, 1030)},
-               role="guardrail", direction="decrease"),
-        metric("g2", "conversion", {"control": ctrl, "a": conv(10_000, 1001), "b": conv(10_000, 990)},
-               role="guardrail", direction="decrease"),
+        metric(
+            "p1", "conversion", {"control": ctrl, "a": conv(10_000, 1090), "b": conv(10_000, 1010)}
+        ),
+        metric(
+            "s1",
+            "conversion",
+            {"control": ctrl, "a": conv(10_000, 1085), "b": conv(10_000, 1000)},
+            role="secondary",
+        ),
+        metric(
+            "g1",
+            "conversion",
+            {"control": ctrl, "a": conv(10_000, 1150), "b": conv(10_000, 1030)},
+            role="guardrail",
+            direction="decrease",
+        ),
+        metric(
+            "g2",
+            "conversion",
+            {"control": ctrl, "a": conv(10_000, 1001), "b": conv(10_000, 990)},
+            role="guardrail",
+            direction="decrease",
+        ),
     ]
-    return analyze_experiment(experiment="e", control="control", weights={"control": 1, "a": 1, "b": 1},
-                              metrics=metrics, correction=correction)
+    return analyze_experiment(
+        experiment="e",
+        control="control",
+        weights={"control": 1, "a": 1, "b": 1},
+        metrics=metrics,
+        correction=correction,
+    )
 
 
 @pytest.mark.parametrize(("correction", "sm"), [("holm", "holm"), ("bh", "fdr_bh")])

@@ -30,7 +30,9 @@ def test_conversion_sample_size_matches_statsmodels(baseline, mde, relative, alp
     assert_json_safe(res)
     target = baseline * (1 + mde) if relative else baseline + mde
     es = abs(proportion_effectsize(target, baseline))
-    ref = NormalIndPower().solve_power(effect_size=es, alpha=alpha / (k - 1), power=power, ratio=1.0)
+    ref = NormalIndPower().solve_power(
+        effect_size=es, alpha=alpha / (k - 1), power=power, ratio=1.0
+    )
     assert res["per_variant"] == math.ceil(ref)
     assert res["total"] == res["per_variant"] * k
     assert res["metric_type"] == "conversion" and res["target"] == pytest.approx(target)
@@ -42,7 +44,9 @@ def test_published_value_10_percent_baseline_10_percent_relative_mde():
     assert 14_700 <= res["per_variant"] <= 14_800
 
 
-@pytest.mark.parametrize(("baseline", "mde", "sd", "relative"), [(50.0, 0.05, 20.0, True), (3.0, 0.2, 1.5, False)])
+@pytest.mark.parametrize(
+    ("baseline", "mde", "sd", "relative"), [(50.0, 0.05, 20.0, True), (3.0, 0.2, 1.5, False)]
+)
 def test_mean_sample_size_matches_statsmodels(baseline, mde, sd, relative):
     res = sample_size(baseline, mde, sd=sd, relative=relative)
     delta = baseline * mde if relative else mde
@@ -69,6 +73,8 @@ def test_mean_sample_size_matches_statsmodels(baseline, mde, sd, relative):
         ({"baseline": 0.1, "mde": 0.1, "n_variants": 1}, "n_variants"),
         ({"baseline": 0.1, "mde": 0.1, "n_variants": 2.5}, "n_variants"),
         ({"baseline": 0.1, "mde": 0.1, "n_variants": True}, "n_variants"),
+        ({"baseline": 0.1, "mde": 0.1, "n_variants": float("nan")}, "n_variants"),
+        ({"baseline": 0.1, "mde": 0.1, "n_variants": "3"}, "n_variants"),
         ({"baseline": 0.1, "mde": 0.1, "relative": "yes"}, "relative"),
     ],
 )
@@ -85,7 +91,9 @@ def test_power_and_mde_helpers_match_statsmodels():
     for effect in (0.05, 0.2, 0.3):
         ref = NormalIndPower().power(effect_size=effect / sd, nobs1=n, alpha=0.05, ratio=1.0)
         assert power_at(effect, se, 0.05) == pytest.approx(ref, rel=1e-9)
-    ref_es = NormalIndPower().solve_power(effect_size=None, nobs1=n, alpha=0.05, power=0.8, ratio=1.0)
+    ref_es = NormalIndPower().solve_power(
+        effect_size=None, nobs1=n, alpha=0.05, power=0.8, ratio=1.0
+    )
     assert mde_at(se, 0.05, 0.8) == pytest.approx(ref_es * sd, rel=1e-4)
 
 
@@ -94,11 +102,20 @@ def test_power_block_in_report():
     n = 5000
     plan = sample_size(0.10, 0.10)["total"]
     body = analyze_experiment(
-        experiment="e", control="control", weights={"control": 1, "t": 1},
-        metrics=[metric("c", "conversion", {"control": conv(n, 500), "t": conv(n, 510)}),
-                 metric("r", "sum", {"control": suff(rng.normal(size=n)), "t": suff(rng.normal(size=n))},
-                        role="secondary")],
-        planned_sample_size=plan, daily_units=1000,
+        experiment="e",
+        control="control",
+        weights={"control": 1, "t": 1},
+        metrics=[
+            metric("c", "conversion", {"control": conv(n, 500), "t": conv(n, 510)}),
+            metric(
+                "r",
+                "sum",
+                {"control": suff(rng.normal(size=n)), "t": suff(rng.normal(size=n))},
+                role="secondary",
+            ),
+        ],
+        planned_sample_size=plan,
+        daily_units=1000,
     )
     assert_json_safe(body)
     p = body["power"]
@@ -119,9 +136,13 @@ def test_power_block_in_report():
 def test_power_reached_equals_target_at_planned_size():
     n = 20_000
     body = analyze_experiment(
-        experiment="e", control="control", weights={"control": 1, "t": 1},
+        experiment="e",
+        control="control",
+        weights={"control": 1, "t": 1},
         metrics=[metric("c", "conversion", {"control": conv(n, 2000), "t": conv(n, 2000)})],
-        planned_sample_size=2 * n, daily_units=500, power=0.9,
+        planned_sample_size=2 * n,
+        daily_units=500,
+        power=0.9,
     )
     assert body["power"]["power_reached"] == pytest.approx(0.9, abs=1e-6)
     assert body["power"]["days_left"] == 0

@@ -59,8 +59,12 @@ def test_ratio_comparison_and_interval_coverage():
     covered = 0
     for i in range(reps):
         body = analyze_experiment(
-            experiment="e", control="control", weights={"control": 1, "t": 1},
-            metrics=[metric("aov", "ratio", {"control": suff(y0[i], x0[i]), "t": suff(y1[i], x1[i])})],
+            experiment="e",
+            control="control",
+            weights={"control": 1, "t": 1},
+            metrics=[
+                metric("aov", "ratio", {"control": suff(y0[i], x0[i]), "t": suff(y1[i], x1[i])})
+            ],
         )
         v = treatment(body, "aov", "t")
         lo, hi = v["lift"]["ci_absolute"]
@@ -74,8 +78,12 @@ def test_ratio_output_fields_and_edge_cases():
     x, y = _units(rng, 50)
     no_orders = suff(np.zeros(20), np.zeros(20))
     body = analyze_experiment(
-        experiment="e", control="control", weights={"control": 1, "t": 1, "u": 1},
-        metrics=[metric("aov", "ratio", {"control": suff(y, x), "t": no_orders, "u": suff(y[:1], x[:1])})],
+        experiment="e",
+        control="control",
+        weights={"control": 1, "t": 1, "u": 1},
+        metrics=[
+            metric("aov", "ratio", {"control": suff(y, x), "t": no_orders, "u": suff(y[:1], x[:1])})
+        ],
     )
     assert_json_safe(body)
     v = treatment(body, "aov", "t")

@@ -17,13 +17,20 @@ from analysis.stats.sequential import (
 from .helpers import assert_json_safe, conv, metric, suff, treatment
 
 
-@pytest.mark.parametrize(("d", "v", "tau2"), [(0.3, 0.01, 0.02), (-0.05, 0.001, 0.0005), (1.0, 2.0, 0.5), (0.0, 1.0, 1.0)])
+@pytest.mark.parametrize(
+    ("d", "v", "tau2"),
+    [(0.3, 0.01, 0.02), (-0.05, 0.001, 0.0005), (1.0, 2.0, 0.5), (0.0, 1.0, 1.0)],
+)
 def test_mixture_likelihood_ratio_against_numerical_integral(d, v, tau2):
     """Lambda = integral of N(d; theta, V)/N(d; 0, V) dN(theta; 0, tau^2)."""
     sd_t = np.sqrt(tau2)
 
     def integrand(theta):
-        return stats.norm.pdf(d, theta, np.sqrt(v)) / stats.norm.pdf(d, 0, np.sqrt(v)) * stats.norm.pdf(theta, 0, sd_t)
+        return (
+            stats.norm.pdf(d, theta, np.sqrt(v))
+            / stats.norm.pdf(d, 0, np.sqrt(v))
+            * stats.norm.pdf(theta, 0, sd_t)
+        )
 
     lam, _ = integrate.quad(integrand, -12 * sd_t, 12 * sd_t, points=[0.0, d], limit=200)
     assert float(msprt_pvalue(d, v, tau2)) == pytest.approx(min(1.0, 1.0 / lam), rel=1e-6)
@@ -62,10 +69,17 @@ def test_always_valid_wrapper():
 def test_report_uses_always_valid_p_for_significance():
     rng = np.random.default_rng(5)
     y0, y1 = rng.normal(10, 3, 4000), rng.normal(10.2, 3, 4000)
-    metrics = [metric("rev", "sum", {"control": suff(y0), "t": suff(y1)}),
-               metric("c", "conversion", {"control": conv(4000, 400), "t": conv(4000, 450)})]
-    kw = {"experiment": "e", "control": "control", "weights": {"control": 1, "t": 1}, "metrics": metrics,
-          "planned_sample_size": 8000}
+    metrics = [
+        metric("rev", "sum", {"control": suff(y0), "t": suff(y1)}),
+        metric("c", "conversion", {"control": conv(4000, 400), "t": conv(4000, 450)}),
+    ]
+    kw = {
+        "experiment": "e",
+        "control": "control",
+        "weights": {"control": 1, "t": 1},
+        "metrics": metrics,
+        "planned_sample_size": 8000,
+    }
     fixed = analyze_experiment(**kw)
     seq = analyze_experiment(**kw, sequential=True)
     assert_json_safe(seq)

@@ -56,12 +56,19 @@ def test_stray_units_and_empty_and_bad_input():
 
 def test_flagged_report_says_results_cannot_be_trusted():
     m = metric("c", "conversion", {"control": conv(5300, 500), "t": conv(4700, 700)})
-    body = analyze_experiment(experiment="e", control="control", weights={"control": 1, "t": 1}, metrics=[m])
+    body = analyze_experiment(
+        experiment="e", control="control", weights={"control": 1, "t": 1}, metrics=[m]
+    )
     assert_json_safe(body)
     assert body["srm"]["passed"] is False
     assert body["decision"]["recommendation"] == "invalid_srm"
     assert any("can't be trusted" in r for r in body["decision"]["reasons"])
     # explicit exposure counts override the metric's n
-    body = analyze_experiment(experiment="e", control="control", weights={"control": 1, "t": 1}, metrics=[m],
-                              exposure_counts={"control": 5000, "t": 5000})
+    body = analyze_experiment(
+        experiment="e",
+        control="control",
+        weights={"control": 1, "t": 1},
+        metrics=[m],
+        exposure_counts={"control": 5000, "t": 5000},
+    )
     assert body["srm"]["passed"] is True
