@@ -1,2 +1,258 @@
-"""Placeholder: routes land here."""
-urlpatterns: list = []
+"""REST endpoints for outcomes: batch event ingestion and erasure of a unit's data.
+
+The views are thin: DRF parses and checks the envelope, ``analysis.ingestion`` validates each
+event by hand and writes the batch in bulk, ``analysis.privacy`` erases.
+"""
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.urls import path
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
+from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.response import Response
+from rest_framework.utils import json as drf_json
+from rest_framework.views import APIView
+
+from access.permissions import IsAdmin, IsClient
+from assignment.serializers import ErrorSerializer  # the shared "Error" component
+from experiments.models import EVENT_NAME_VALIDATOR
+
+from . import ingestion, privacy
+
+# --- serializers -------------------------------------------------------------------------------
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": ingestion.MAX_PROPERTIES,
+        "additionalProperties": {
+            "anyOf": [
+                {"type": "string", "maxLength": ingestion.MAX_PROPERTY_STRING_LENGTH},
+                {"type": "number"},
+                {"type": "boolean"},
+            ],
+            "nullable": True,
+        },
+        "description": (
+            "A flat object: at most 50 properties of scalar values (strings up to 1,024 "
+            "characters, finite numbers, booleans, null); at most 8 KiB as JSON."
+        ),
+    }
+)
+class _PropertiesField(serializers.DictField):
+    pass
+
+
+class EventSerializer(serializers.Serializer):
+    """One event. Documentation only: events are validated by ``analysis.ingestion``."""
+
+    event_id = serializers.CharField(
+        max_length=ingestion.MAX_ID_LENGTH,
+        help_text="Chosen by the client and unique: an event sent again is stored once.",
+    )
+    unit_id = serializers.CharField(max_length=ingestion.MAX_ID_LENGTH)
+    event = serializers.CharField(max_length=128, validators=[EVENT_NAME_VALIDATOR])
+    value = serializers.FloatField(
+        required=False, allow_null=True, help_text="Optional finite number, e.g. revenue."
+    )
+    timestamp = serializers.DateTimeField(
+        required=False,
+        help_text=(
+            "When it happened (ISO 8601; without an offset UTC is assumed; omitted: now). "
+            "From 2000-01-01 to at most a day in the future."
+        ),
+    )
+    properties = _PropertiesField(required=False)
+
+
+class _EventListField(serializers.ListField):
+    """A list of at most MAX_BATCH items, passed on untouched: no serializer runs per event.
+
+    ``child`` and ``max_length`` are declared for the OpenAPI schema only.
+    """
+
+    default_error_messages = {
+        "not_a_list": "Expected a list of events.",
+        "max_length": "At most {max_length} events per batch.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, list):
+            self.fail("not_a_list")
+        if len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class EventBatchSerializer(serializers.Serializer):
+    events = _EventListField(
+        child=EventSerializer(),
+        max_length=ingestion.MAX_BATCH,
+        help_text=(
+            f"Up to {ingestion.MAX_BATCH} events. Each is validated on its own: invalid ones are "
+            "listed under `rejected` in the answer and the valid ones are stored."
+        )
+    )
+
+
+class RejectedEventSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the event in the batch (from 0).")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Field name -> messages.",
+    )
+
+
+class EventBatchResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="Events stored by this request.")
+    duplicates = serializers.IntegerField(
+        help_text="Events whose event_id was already stored or came earlier in this batch."
+    )
+    rejected = RejectedEventSerializer(many=True)
+
+
+class ErasureCountsSerializer(serializers.Serializer):
+    events = serializers.IntegerField()
+    exposures = serializers.IntegerField()
+    overrides = serializers.IntegerField()
+
+
+class ErasureSerializer(serializers.Serializer):
+    unit_id = serializers.CharField()
+    deleted = ErasureCountsSerializer()
+
+
+class _BatchJSONParser(JSONParser):
+    """DRF's JSONParser without the codec stream reader: one ``json.loads`` of the whole body
+    is several times faster for 100-200 KiB batches. Same rules: NaN and Infinity are refused,
+    only text charsets are accepted."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = get_encoding(parser_context or {})
+        try:
+            text = (stream.read() if stream is not None else b"").decode(encoding)
+            return drf_json.loads(text) if self.strict else json.loads(text)
+        except ValueError as exc:  # includes UnicodeDecodeError
+            raise ParseError(f"JSON parse error - {exc}") from None
+
+
+# --- views -------------------------------------------------------------------------------------
+
+_ERRORS = {
+    401: OpenApiResponse(ErrorSerializer, description="Missing or invalid API key."),
+    403: OpenApiResponse(ErrorSerializer, description="The key lacks the required scope."),
+    429: OpenApiResponse(ErrorSerializer, description="Rate limit exceeded."),
+    503: OpenApiResponse(ErrorSerializer, description="The database is unavailable; retry later."),
+}
+_NOT_A_BATCH = OpenApiResponse(
+    OpenApiTypes.OBJECT, description="Not a batch; each key names a field and lists its errors."
+)
+_BAD_UNIT = OpenApiResponse(OpenApiTypes.OBJECT, description="An impossible unit id (`unit_id`).")
+
+
+def _max_body() -> int:
+    return int(getattr(settings, "API_MAX_BODY_BYTES", 2 * 1024 * 1024))
+
+
+class EventBatchView(APIView):
+    permission_classes = [IsClient]
+    parser_classes = [_BatchJSONParser]
+
+    @extend_schema(
+        operation_id="events_create",
+        summary="Send a batch of events",
+        description=(
+            "Idempotent: `event_id` identifies an event, so a retried batch is stored once and "
+            "its events count as `duplicates`. Valid events are stored even when others in the "
+            "batch are rejected; every event is either accepted, a duplicate, or listed under "
+            "`rejected` with the reason."
+        ),
+        request=EventBatchSerializer,
+        responses={
+            202: EventBatchResultSerializer,
+            400: _NOT_A_BATCH,
+            413: OpenApiResponse(ErrorSerializer, description="Body over API_MAX_BODY_BYTES (2 MiB)."),
+            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
+            **_ERRORS,
+        },
+        examples=[
+            OpenApiExample(
+                "Two events",
+                request_only=True,
+                value={"events": [
+                    {"event_id": "7b0c9e0e-1", "unit_id": "u-123", "event": "purchase",
+                     "value": 42.5, "timestamp": "2026-11-24T10:00:00Z",
+                     "properties": {"currency": "EUR"}},
+                    {"event_id": "7b0c9e0e-2", "unit_id": "u-123", "event": "page_view"},
+                ]},
+            ),
+        ],
+        tags=["events"],
+    )
+    def post(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > _max_body():
+            return Response(
+                {"detail": f"The request body is over {_max_body()} bytes."},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        serializer = EventBatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = ingestion.ingest_events(serializer.validated_data["events"])
+        return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
+
+
+class UnitErasureView(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        operation_id="units_destroy",
+        summary="Erase everything recorded about a unit",
+        description=(
+            "Deletes the unit's events, exposures (including buffered ones) and overrides with "
+            "their history, and answers how many rows were deleted. The next report no longer "
+            "counts the unit. `unit_id` is URL-encoded and may contain any character."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "unit_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+                description="The unit to erase (1-256 characters, URL-encoded).",
+            ),
+        ],
+        responses={200: ErasureSerializer, 400: _BAD_UNIT, **_ERRORS},
+        tags=["privacy"],
+    )
+    def delete(self, request, unit_id: str):
+        if len(unit_id) > ingestion.MAX_ID_LENGTH:
+            return Response(
+                {"unit_id": [f"At most {ingestion.MAX_ID_LENGTH} characters."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        if not ingestion.text_ok(unit_id):
+            return Response({"unit_id": [ingestion.BAD_TEXT]}, status=status.HTTP_400_BAD_REQUEST)
+        deleted = privacy.erase_unit(unit_id)
+        return Response({"unit_id": unit_id, "deleted": deleted})
+
+
+urlpatterns = [
+    path("events", EventBatchView.as_view(), name="events"),
+    path("units/<path:unit_id>", UnitErasureView.as_view(), name="unit-erasure"),
+]

@@ -1,5 +1,329 @@
-"""Placeholder: the analyst's report pages (server-rendered, login required) land here."""
-from django.shortcuts import redirect
-from django.urls import path
+"""The analyst's report pages: server-rendered, login required (Django login via the admin).
 
-urlpatterns = [path("", lambda request: redirect("/admin/"), name="home")]
+/reports/                 experiments with status, days running and the headline result
+/reports/<key>/           the full report of the latest (or ``?at=``) snapshot
+/reports/<key>/refresh/   POST: recompute now
+/reports/<key>/export.csv, export.json   downloads for a logged-in person (the API needs a key)
+
+Numbers are formatted here (not in templates) so the templates stay plain.
+"""
+from __future__ import annotations
+
+import json
+import math
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_GET, require_POST
+
+from experiments.models import Experiment
+
+from . import charts, selectors, tasks
+from .report_api import csv_response, find_snapshot, results_body
+
+RECOMMENDATIONS = {
+    "ship": ("Ship", "ship"),
+    "do_not_ship": ("Do not ship", "do-not-ship"),
+    "keep_running": ("Keep running", "keep-running"),
+    "invalid_srm": ("Invalid: sample ratio mismatch", "invalid"),
+}
+ROLE_ORDER = {"primary": 0, "guardrail": 1, "secondary": 2}
+
+
+# --- formatting -----------------------------------------------------------------------------------
+
+def _ok(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def fmt_mean(x: Any, kind: str) -> str:
+    if not _ok(x):
+        return "–"
+    if kind == "conversion":
+        return f"{x:.2%}"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:,.3g}" if abs(x) < 100 else f"{x:,.1f}"
+
+
+def fmt_abs(x: Any, kind: str) -> str:
+    if not _ok(x):
+        return "–"
+    if kind == "conversion":
+        return f"{x * 100:+.2f} pp"
+    return f"{x:+,.3g}" if abs(x) < 1000 else f"{x:+,.0f}"
+
+
+def fmt_rel(x: Any) -> str:
+    return f"{x:+.1%}" if _ok(x) else "–"
+
+
+def fmt_ci(pair: Any, fn) -> str:
+    if isinstance(pair, list | tuple) and len(pair) == 2 and _ok(pair[0]) and _ok(pair[1]):
+        return f"{fn(pair[0])} to {fn(pair[1])}"
+    return ""
+
+
+def fmt_p(p: Any) -> str:
+    if not _ok(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_prob(x: Any) -> str:
+    if not _ok(x):
+        return "–"
+    if x > 0.999:
+        return ">99.9%"
+    if x < 0.001:
+        return "<0.1%"
+    return f"{x:.1%}"
+
+
+def fmt_days(x: Any) -> str:
+    if not _ok(x):
+        return "–"
+    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+
+
+# --- presentation ---------------------------------------------------------------------------------
+
+def _variant_row(v: dict[str, Any], kind: str) -> dict[str, Any]:
+    lift = v.get("lift") or {}
+    verdict = v.get("verdict")
+    tone = ""
+    if v.get("guardrail_alert") or (v.get("significant") and verdict == "worse"):
+        tone = "bad"
+    elif v.get("significant") and verdict == "better":
+        tone = "good"
+    cuped = v.get("cuped") or {}
+    seq = v.get("sequential")
+    return {
+        "variant": v.get("variant"),
+        "is_control": bool(v.get("is_control")),
+        "status": v.get("status"),
+        "reason": v.get("reason"),
+        "units": f"{v['units']:,}" if isinstance(v.get("units"), int) else "–",
+        "mean": fmt_mean(v.get("mean"), kind),
+        "mean_adjusted": fmt_mean(v.get("mean_adjusted"), kind) if "mean_adjusted" in v else "",
+        "lift_abs": fmt_abs(lift.get("absolute"), kind),
+        "ci_abs": fmt_ci(lift.get("ci_absolute"), lambda x: fmt_abs(x, kind)),
+        "lift_rel": fmt_rel(lift.get("relative")),
+        "ci_rel": fmt_ci(lift.get("ci_relative"), fmt_rel),
+        "p_value": fmt_p(v.get("p_value")),
+        "p_adjusted": fmt_p(v.get("p_value_adjusted")),
+        "chance": fmt_prob(v.get("chance_to_beat_control")),
+        "significant": bool(v.get("significant")),
+        "verdict": verdict,
+        "guardrail_alert": bool(v.get("guardrail_alert")),
+        "tone": tone,
+        "cuped": (f"CUPED: variance −{cuped['variance_reduction']:.0%}"
+                  if cuped.get("applied") and _ok(cuped.get("variance_reduction")) else ""),
+        "sequential": "always-valid (sequential)" if seq else "",
+    }
+
+
+def present_metrics(payload: dict[str, Any], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    metrics = sorted(payload.get("metrics") or [], key=lambda m: ROLE_ORDER.get(m.get("role"), 9))
+    for m in metrics:
+        kind = m.get("kind", "")
+        out.append({
+            "key": m.get("metric"),
+            "name": m.get("name") or m.get("metric"),
+            "role": m.get("role"),
+            "kind": kind,
+            "direction": m.get("direction"),
+            "status": m.get("status"),
+            "reason": m.get("reason"),
+            "rows": [_variant_row(v, kind) for v in m.get("variants") or []],
+            "interval_svg": mark_safe(charts.metric_interval_chart(m)),  # noqa: S308 - escaped in charts
+            "history_svg": mark_safe(charts.cumulative_lift_chart(history, m.get("metric"))) if len(history) > 1 else "",  # noqa: S308
+            "mean_label": "Rate" if kind == "conversion" else "Mean",
+            "alert": any(v.get("guardrail_alert") for v in m.get("variants") or []),
+        })
+    return out
+
+
+def present_segments(payload: dict[str, Any], kinds: dict[str, str]) -> list[dict[str, Any]]:
+    out = []
+    for attribute, values in (payload.get("segments") or {}).items():
+        rows = []
+        for value, metrics in values.items():
+            for m in metrics:
+                kind = kinds.get(m.get("metric"), "")
+                for v in m.get("variants") or []:
+                    rows.append({"value": value, "metric": m.get("name") or m.get("metric"),
+                                 **_variant_row(v, kind)})
+        out.append({"attribute": attribute, "rows": rows})
+    return out
+
+
+def present_health(payload: dict[str, Any], experiment: Experiment) -> dict[str, Any]:
+    srm = payload.get("srm") or {}
+    power = payload.get("power") or {}
+    progress = power.get("progress")
+    return {
+        "srm_passed": bool(srm.get("passed", True)),
+        "srm_checked": srm.get("checked", True),
+        "srm_message": srm.get("message") or "",
+        "srm_p": fmt_p(srm.get("p_value")),
+        "counts": [{"variant": k, "units": n} for k, n in (srm.get("counts") or {}).items()],
+        "units": f"{power.get('units_so_far') or 0:,}",
+        "planned": f"{power['planned_sample_size']:,}" if power.get("planned_sample_size") else None,
+        "progress_pct": max(0.0, min(100.0, progress * 100)) if _ok(progress) else None,
+        "progress": fmt_prob(progress) if _ok(progress) else "–",
+        "days_left": fmt_days(power.get("days_left")),
+        "power_reached": fmt_prob(power.get("power_reached")) if _ok(power.get("power_reached")) else "–",
+        "mde_now": fmt_rel(power.get("mde_reached_relative")).lstrip("+"),
+        "planned_days": experiment.planned_duration_days,
+    }
+
+
+def _days_running(experiment: Experiment) -> float | None:
+    if not experiment.started_at:
+        return None
+    end = experiment.ended_at or (experiment.paused_at if experiment.status == Experiment.Status.PAUSED else None)
+    return ((end or timezone.now()) - experiment.started_at).total_seconds() / 86400
+
+
+# --- views --------------------------------------------------------------------------------------
+
+@login_required
+@require_GET
+def report_list(request: HttpRequest) -> HttpResponse:
+    rows = []
+    for item in selectors.experiments_overview():
+        decision = item["decision"] or {}
+        label, css = RECOMMENDATIONS.get(decision.get("recommendation"), ("No report yet", "none"))
+        rows.append({
+            **item,
+            "days": fmt_days(item["days_running"]),
+            "label": label,
+            "css": css,
+            "headline": decision.get("headline") or "",
+        })
+    return render(request, "analysis/report_list.html", {"rows": rows})
+
+
+@login_required
+@require_GET
+def report_detail(request: HttpRequest, key: str) -> HttpResponse:
+    experiment = get_object_or_404(
+        Experiment.objects.select_related("layer", "owner").prefetch_related("variants", "targeting_rules"), key=key
+    )
+    raw_at = request.GET.get("at")
+    snapshot, error, _ = find_snapshot(experiment, raw_at)
+    if error and raw_at is not None:  # a bad or too early ``at``: say so, show the latest
+        messages.error(request, error["at"][0] if "at" in error else error["detail"])
+        raw_at = None
+        snapshot = selectors.latest_snapshot(experiment)
+    context: dict[str, Any] = {
+        "experiment": experiment,
+        "variants": list(experiment.variants.all()),
+        "targeting": list(experiment.targeting_rules.all()),
+        "days_running": fmt_days(_days_running(experiment)),
+        "snapshot": snapshot,
+        "times": selectors.snapshot_times(experiment, limit=30),
+        "at": raw_at if snapshot is not None and raw_at else "",
+        "pending": _pending(experiment),
+    }
+    if snapshot is not None:
+        payload = snapshot.payload
+        history = selectors.snapshot_history(experiment, until=snapshot.computed_at)
+        decision = payload.get("decision") or {}
+        label, css = RECOMMENDATIONS.get(decision.get("recommendation"), ("Unknown", "none"))
+        kinds = {m.get("metric"): m.get("kind", "") for m in payload.get("metrics") or []}
+        query = f"?{urlencode({'at': raw_at})}" if raw_at else ""
+        variant_keys = [v.key for v in context["variants"]]
+        context.update(
+            payload=payload,
+            decision={**decision, "label": label, "css": css},
+            health=present_health(payload, experiment),
+            metrics=present_metrics(payload, history),
+            segments=present_segments(payload, kinds),
+            exposures_svg=mark_safe(charts.daily_exposures_chart(  # noqa: S308 - escaped in charts
+                payload.get("daily_exposures") or [], variants=variant_keys, width=820)),
+            history_count=len(history),
+            ci_level=f"{1 - payload['alpha']:.0%}" if _ok(payload.get("alpha")) else "",
+            csv_url=reverse("report-export-csv", args=[experiment.key]) + query,
+            json_url=reverse("report-export-json", args=[experiment.key]) + query,
+            api_url=reverse("experiment-results", args=[experiment.key]),
+            stale=(snapshot.computed_at < timezone.now() - timedelta(hours=1)) and not raw_at,
+        )
+    return render(request, "analysis/report_detail.html", context)
+
+
+def _pending(experiment: Experiment) -> str | None:
+    task_id = cache.get(tasks.pending_key(experiment.pk))
+    if task_id and tasks.task_state(task_id) not in ("SUCCESS", "FAILURE", "REVOKED"):
+        return task_id
+    return None
+
+
+@login_required
+@require_POST
+def report_refresh(request: HttpRequest, key: str) -> HttpResponse:
+    experiment = get_object_or_404(Experiment, key=key)
+    try:
+        ticket = tasks.request_refresh(experiment)
+    except tasks.QueueUnavailable:
+        messages.error(request, "The task queue is unavailable; try again in a moment.")
+    else:
+        if ticket.state == "SUCCESS":
+            messages.success(request, "The report was recomputed.")
+        elif ticket.state == "FAILURE":
+            status = tasks.task_status(ticket.task_id) or {}
+            messages.error(request, f"The recomputation failed: {status.get('error') or 'see the logs'}")
+        elif ticket.deduplicated:
+            messages.info(request, f"A recomputation is already under way (task {ticket.task_id}); reload shortly.")
+        else:
+            messages.info(request, f"Recomputation queued (task {ticket.task_id}); reload in a moment.")
+    return redirect("report-detail", key=experiment.key)
+
+
+@login_required
+@require_GET
+def export_csv(request: HttpRequest, key: str) -> HttpResponse:
+    experiment = get_object_or_404(Experiment, key=key)
+    snapshot, error, code = find_snapshot(experiment, request.GET.get("at"))
+    if snapshot is None:
+        return JsonResponse(error, status=code)
+    return csv_response(snapshot)
+
+
+@login_required
+@require_GET
+def export_json(request: HttpRequest, key: str) -> HttpResponse:
+    experiment = get_object_or_404(Experiment, key=key)
+    snapshot, error, code = find_snapshot(experiment, request.GET.get("at"))
+    if snapshot is None:
+        return JsonResponse(error, status=code)
+    response = HttpResponse(
+        json.dumps(results_body(snapshot), indent=2, allow_nan=False), content_type="application/json"
+    )
+    response["Content-Disposition"] = f'inline; filename="{experiment.key}-results.json"'
+    return response
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return redirect("report-list")
+
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("reports/", report_list, name="report-list"),
+    path("reports/<slug:key>/", report_detail, name="report-detail"),
+    path("reports/<slug:key>/refresh/", report_refresh, name="report-refresh"),
+    path("reports/<slug:key>/export.csv", export_csv, name="report-export-csv"),
+    path("reports/<slug:key>/export.json", export_json, name="report-export-json"),
+]

@@ -1,2 +1,433 @@
-"""Placeholder: routes land here."""
-urlpatterns: list = []
+"""Results API: read report snapshots (JSON or CSV), ask for a recomputation, follow its task,
+and plan a test with the sample-size calculator. Mounted under /api/v1/.
+
+The serializers below describe the stored payload for the OpenAPI schema (it is fuzzed, so they
+must match what is really sent); the views return the stored payload as it is.
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+from access.permissions import IsAnalyst, IsClient
+from experiments.models import Experiment
+
+from . import csv_export, selectors, tasks
+from .models import ReportSnapshot
+from .stats import StatsInputError, sample_size
+
+# --- response shapes (documentation and contract) -----------------------------------------------
+
+class ResultsErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    hint = serializers.CharField(required=False)
+
+
+def _float(**kwargs) -> serializers.FloatField:
+    return serializers.FloatField(allow_null=True, **kwargs)
+
+
+def _interval(**kwargs) -> serializers.ListField:
+    return serializers.ListField(child=_float(), allow_null=True, min_length=2, max_length=2, **kwargs)
+
+
+class LiftSerializer(serializers.Serializer):
+    absolute = _float()
+    relative = _float()
+    ci_absolute = _interval()
+    ci_relative = _interval()
+
+
+class VariantResultSerializer(serializers.Serializer):
+    variant = serializers.CharField()
+    is_control = serializers.BooleanField()
+    units = serializers.IntegerField()
+    mean = _float()
+    status = serializers.CharField()
+    mean_adjusted = _float(required=False)
+    lift = LiftSerializer(required=False, allow_null=True)
+    p_value = _float(required=False)
+    p_value_adjusted = _float(required=False)
+    significant = serializers.BooleanField(required=False)
+    verdict = serializers.CharField(required=False)
+    chance_to_beat_control = _float(required=False)
+    expected_loss = _float(required=False)
+    guardrail_alert = serializers.BooleanField(required=False)
+    sequential = serializers.DictField(required=False, help_text="Always-valid p-value and intervals (mSPRT).")
+    cuped = serializers.DictField(required=False, help_text="Variance reduction with pre-exposure data.")
+    reason = serializers.CharField(required=False, allow_null=True)
+
+
+class MetricResultSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    role = serializers.ChoiceField(choices=["primary", "secondary", "guardrail"])
+    direction = serializers.CharField()
+    status = serializers.CharField()
+    variants = VariantResultSerializer(many=True)
+
+
+class SrmSerializer(serializers.Serializer):
+    p_value = _float()
+    passed = serializers.BooleanField()
+    counts = serializers.DictField(child=serializers.IntegerField())
+    message = serializers.CharField(required=False)
+
+
+class DecisionSerializer(serializers.Serializer):
+    recommendation = serializers.ChoiceField(choices=["ship", "do_not_ship", "keep_running", "invalid_srm"])
+    headline = serializers.CharField()
+    reasons = serializers.ListField(child=serializers.CharField())
+    variant = serializers.CharField(required=False, allow_null=True)
+
+
+class PowerSerializer(serializers.Serializer):
+    planned_sample_size = serializers.IntegerField(allow_null=True, required=False)
+    units_so_far = serializers.IntegerField(required=False)
+    progress = _float(required=False)
+    days_left = _float(required=False)
+    power_reached = _float(required=False)
+    mde_reached_relative = _float(required=False)
+
+
+class SegmentVariantSerializer(serializers.Serializer):
+    variant = serializers.CharField()
+    units = serializers.IntegerField()
+    mean = _float()
+    lift = LiftSerializer(required=False, allow_null=True)
+    p_value = _float(required=False)
+    chance_to_beat_control = _float(required=False)
+
+
+class SegmentMetricSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    status = serializers.CharField()
+    variants = SegmentVariantSerializer(many=True)
+
+
+class DailyExposureSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    variant = serializers.CharField()
+    units = serializers.IntegerField()
+
+
+class ResultsSerializer(serializers.Serializer):
+    experiment = serializers.CharField()
+    experiment_name = serializers.CharField(required=False)
+    snapshot_id = serializers.IntegerField()
+    computed_at = serializers.DateTimeField()
+    data_from = serializers.DateTimeField(allow_null=True)
+    data_to = serializers.DateTimeField(allow_null=True)
+    duration_ms = serializers.IntegerField()
+    control = serializers.CharField()
+    alpha = serializers.FloatField()
+    srm = SrmSerializer()
+    metrics = MetricResultSerializer(many=True)
+    power = PowerSerializer()
+    decision = DecisionSerializer()
+    segments = serializers.DictField(
+        child=serializers.DictField(child=SegmentMetricSerializer(many=True)),
+        help_text="attribute -> value -> per-metric summaries (primary metrics only).",
+    )
+    daily_exposures = DailyExposureSerializer(many=True)
+
+
+class RefreshSerializer(serializers.Serializer):
+    task_id = serializers.CharField()
+    experiment = serializers.CharField()
+    state = serializers.CharField()
+    deduplicated = serializers.BooleanField(help_text="True when a computation was already pending.")
+    status_url = serializers.CharField()
+    results_url = serializers.CharField()
+
+
+class TaskStatusSerializer(serializers.Serializer):
+    task_id = serializers.CharField()
+    state = serializers.CharField(help_text="Celery state: PENDING, STARTED, RETRY, SUCCESS or FAILURE.")
+    ready = serializers.BooleanField()
+    experiment = serializers.CharField(allow_null=True)
+    outcome = serializers.CharField(
+        allow_null=True, help_text="computed, skipped (another run was in progress), already_computed or missing."
+    )
+    snapshot_id = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """Only ``true`` or ``false``: the schema says boolean, so 'yes', 'on' or '1' are refused."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        if isinstance(data, str) and data in ("true", "false"):
+            return data == "true"
+        self.fail("invalid", input=data)
+
+
+#: Inputs beyond this magnitude overflow the arithmetic (and mean nothing as business numbers).
+MAX_MAGNITUDE = 1e12
+
+
+class SampleSizeQuerySerializer(serializers.Serializer):
+    baseline = serializers.FloatField(
+        min_value=-MAX_MAGNITUDE, max_value=MAX_MAGNITUDE,
+        help_text="Control conversion rate (0-1), or the control mean with sd.")
+    mde = serializers.FloatField(
+        min_value=-MAX_MAGNITUDE, max_value=MAX_MAGNITUDE,
+        help_text="Minimum detectable effect; relative (0.05 = +5 %) unless relative=false.")
+    alpha = serializers.FloatField(default=0.05, min_value=0, max_value=1, help_text="Significance level (0-1).")
+    power = serializers.FloatField(default=0.8, min_value=0, max_value=1, help_text="Target power (0-1).")
+    relative = StrictBooleanField(default=True, help_text="true: mde is relative to the baseline.")
+    sd = serializers.FloatField(required=False, min_value=0, max_value=MAX_MAGNITUDE,
+                                help_text="Per-unit standard deviation (mean metrics).")
+    n_variants = serializers.IntegerField(default=2, min_value=2, max_value=1000, help_text="Variants incl. control.")
+
+
+class SampleSizeSerializer(serializers.Serializer):
+    per_variant = serializers.IntegerField()
+    total = serializers.IntegerField()
+    n_variants = serializers.IntegerField()
+    metric_type = serializers.CharField()
+    baseline = serializers.FloatField()
+    target = serializers.FloatField()
+    mde = serializers.FloatField()
+    relative = serializers.BooleanField()
+    mde_absolute = serializers.FloatField()
+    mde_relative = _float()
+    sd = _float()
+    alpha = serializers.FloatField()
+    alpha_per_comparison = serializers.FloatField()
+    power = serializers.FloatField()
+    effect_size = serializers.FloatField()
+    method = serializers.CharField()
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    text = {
+        400: "Invalid input; the body names the field.",
+        401: "Missing or invalid API key.",
+        403: "The key lacks the needed scope.",
+        404: "Unknown experiment, or no report yet (see hint).",
+        429: "Rate limit exceeded.",
+        503: "The task queue or the database is unavailable; retry later.",
+    }
+    return {
+        code: OpenApiResponse(OpenApiTypes.OBJECT if code == 400 else ResultsErrorSerializer, description=text[code])
+        for code in codes
+    }
+
+
+AT_PARAM = OpenApiParameter(
+    "at", OpenApiTypes.DATETIME, required=False,
+    description="Latest snapshot computed at or before this RFC 3339 timestamp with a time zone, e.g. 2025-01-31T12:00:00Z (default: the latest).",
+)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+AT_FORMAT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def parse_at(raw: str | None) -> datetime | None:
+    """The ``at`` query parameter (RFC 3339, as documented); ValueError when present but invalid."""
+    if raw is None:
+        return None
+    text = raw
+    if re.fullmatch(r"[0-9-]+[Tt][0-9:.]+ [0-9]{2}:[0-9]{2}", text):
+        text = text[:-6] + "+" + text[-5:]  # an unencoded '+' of the offset arrives as a space
+    value = None
+    if AT_FORMAT.fullmatch(text):
+        try:
+            value = datetime.fromisoformat(text.upper().replace("Z", "+00:00")).astimezone(UTC)
+        except (ValueError, OverflowError):
+            value = None
+    if value is None:
+        raise ValueError("Enter an RFC 3339 timestamp with a time zone, e.g. 2025-01-31T12:00:00Z.")
+    return value
+
+
+def _dt(value: datetime | None) -> str | None:
+    return serializers.DateTimeField().to_representation(value) if value else None
+
+
+def results_body(snapshot: ReportSnapshot) -> dict[str, Any]:
+    """The API representation of a snapshot: its payload plus the snapshot's own fields."""
+    body = dict(snapshot.payload)
+    body.setdefault("segments", {})
+    body.setdefault("daily_exposures", [])
+    body.update(
+        snapshot_id=snapshot.pk,
+        computed_at=_dt(snapshot.computed_at),
+        data_from=_dt(snapshot.data_from),
+        data_to=_dt(snapshot.data_to),
+        duration_ms=snapshot.duration_ms,
+    )
+    return body
+
+
+def find_snapshot(experiment: Experiment, raw_at: str | None) -> tuple[ReportSnapshot | None, dict | None, int]:
+    """(snapshot, error body, status) for the results endpoints and the pages' JSON export."""
+    try:
+        at = parse_at(raw_at)
+    except ValueError as exc:
+        return None, {"at": [str(exc)], "detail": f"at: {exc}"}, 400
+    snapshot = selectors.latest_snapshot(experiment, at=at)
+    if snapshot is None:
+        refresh = f"/api/v1/experiments/{experiment.key}/results/refresh"
+        detail = (f"No report of '{experiment.key}' was computed at or before {raw_at}."
+                  if at else f"No report of '{experiment.key}' has been computed yet.")
+        return None, {"detail": detail, "hint": f"POST {refresh} to compute one."}, 404
+    return snapshot, None, 200
+
+
+class _AnalystView(APIView):
+    permission_classes = [IsAnalyst]
+
+
+# --- views ------------------------------------------------------------------------------------------
+
+class ResultsView(_AnalystView):
+    @extend_schema(
+        operation_id="experiment_results",
+        summary="Latest results of an experiment",
+        parameters=[AT_PARAM],
+        responses={200: ResultsSerializer, **_errors(400, 401, 403, 404, 429)},
+        tags=["results"],
+    )
+    def get(self, request, key: str):
+        experiment = get_object_or_404(Experiment, key=key)
+        snapshot, error, code = find_snapshot(experiment, request.query_params.get("at"))
+        if snapshot is None:
+            return Response(error, status=code)
+        return Response(results_body(snapshot))
+
+
+class _JSONOnlyNegotiation:
+    """Errors are JSON whatever the Accept header; success is the CSV response itself."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        renderer = api_settings.DEFAULT_RENDERER_CLASSES[0]()
+        return renderer, renderer.media_type
+
+
+class ResultsCSVView(_AnalystView):
+    content_negotiation_class = _JSONOnlyNegotiation
+
+    @extend_schema(
+        operation_id="experiment_results_csv",
+        summary="Latest results as CSV (one row per metric x variant, then segment rows)",
+        parameters=[AT_PARAM],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="RFC 4180 CSV with a header row."),
+            **_errors(400, 401, 403, 404, 429),
+        },
+        tags=["results"],
+    )
+    def get(self, request, key: str):
+        experiment = get_object_or_404(Experiment, key=key)
+        snapshot, error, code = find_snapshot(experiment, request.query_params.get("at"))
+        if snapshot is None:
+            return Response(error, status=code)
+        return csv_response(snapshot)
+
+
+def csv_response(snapshot: ReportSnapshot) -> HttpResponse:
+    text = csv_export.to_csv(snapshot.payload, computed_at=_dt(snapshot.computed_at))
+    response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+    name = csv_export.filename(snapshot.experiment.key, snapshot.computed_at)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+class RefreshView(_AnalystView):
+    @extend_schema(
+        operation_id="experiment_results_refresh",
+        summary="Recompute an experiment's results now",
+        description="Answers 202 with the id of the task computing the report; follow it with "
+                    "GET /api/v1/tasks/{id}. A refresh while one is pending returns the pending task.",
+        request=None,
+        responses={202: RefreshSerializer, **_errors(401, 403, 404, 429, 503)},
+        tags=["results"],
+    )
+    def post(self, request, key: str):
+        experiment = get_object_or_404(Experiment, key=key)
+        try:
+            ticket = tasks.request_refresh(experiment)
+        except tasks.QueueUnavailable:
+            return Response({"detail": "The task queue is unavailable; retry later."},
+                            status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
+        body = {
+            "task_id": ticket.task_id,
+            "experiment": experiment.key,
+            "state": ticket.state,
+            "deduplicated": ticket.deduplicated,
+            "status_url": reverse("report-task-status", args=[ticket.task_id]),
+            "results_url": reverse("experiment-results", args=[experiment.key]),
+        }
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+class TaskStatusView(_AnalystView):
+    @extend_schema(
+        operation_id="report_task_status",
+        summary="State of a report computation",
+        responses={200: TaskStatusSerializer, **_errors(401, 403, 404, 429)},
+        tags=["results"],
+    )
+    def get(self, request, task_id: str):
+        body = tasks.task_status(task_id)
+        if body is None:
+            return Response({"detail": "Unknown task id."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(body)
+
+
+class SampleSizeView(APIView):
+    permission_classes = [IsClient]
+
+    @extend_schema(
+        operation_id="sample_size",
+        summary="Units needed to detect an effect",
+        parameters=[SampleSizeQuerySerializer],
+        responses={200: SampleSizeSerializer, **_errors(400, 401, 403, 429)},
+        tags=["results"],
+    )
+    def get(self, request):
+        # A plain dict: as a QueryDict a missing boolean would read as False, not its default.
+        query = SampleSizeQuerySerializer(data=request.query_params.dict())
+        if not query.is_valid():
+            return Response(query.errors, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            body = sample_size(**query.validated_data)
+        except StatsInputError as exc:
+            return Response({exc.field: [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
+        if not all(math.isfinite(v) for v in body.values() if isinstance(v, float)):
+            return Response({"mde": ["The inputs are too extreme to compute a sample size."]},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response(body)
+
+
+urlpatterns = [
+    path("experiments/<slug:key>/results", ResultsView.as_view(), name="experiment-results"),
+    path("experiments/<slug:key>/results.csv", ResultsCSVView.as_view(), name="experiment-results-csv"),
+    path("experiments/<slug:key>/results/refresh", RefreshView.as_view(), name="experiment-results-refresh"),
+    path("tasks/<str:task_id>", TaskStatusView.as_view(), name="report-task-status"),
+    path("sample-size", SampleSizeView.as_view(), name="sample-size"),
+]

@@ -323,19 +323,30 @@ def upsert(items: Iterable[Item]) -> int:
         f"{first} = CASE WHEN {newer} THEN excluded.{first} ELSE {table}.{first} END, "
         f"{last} = CASE WHEN excluded.{last} > {table}.{last} THEN excluded.{last} ELSE {table}.{last} END"
     )
-    first_field, attrs_field = fields[3], fields[5]
+    attrs_field = fields[5]
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    times: dict[float, object] = {}  # exposures of one request share a timestamp
+    blobs: dict[int, object] = {}  # ... and one attributes dict
+
+    def when(ts: float):
+        value = times.get(ts)
+        if value is None:
+            value = times[ts] = adapt_dt(_dt(ts))
+        return value
+
+    def blob(attributes: dict):
+        value = blobs.get(id(attributes))
+        if value is None:
+            value = blobs[id(attributes)] = attrs_field.get_db_prep_save(attributes, connection)
+        return value
+
     batch = 400  # 6 parameters a row stays under SQLite's variable limit
     with transaction.atomic(), connection.cursor() as cursor:
         for i in range(0, len(rows), batch):
             chunk = rows[i : i + batch]
             params: list = []
             for exp_id, variant_id, unit_id, first_ts, attributes, last_ts in chunk:
-                params += [
-                    exp_id, variant_id, unit_id,
-                    first_field.get_db_prep_save(_dt(first_ts), connection),
-                    first_field.get_db_prep_save(_dt(last_ts), connection),
-                    attrs_field.get_db_prep_save(attributes, connection),
-                ]
+                params += [exp_id, variant_id, unit_id, when(first_ts), when(last_ts), blob(attributes)]
             placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
             cursor.execute(sql_head + placeholders + sql_tail, params)
     return len(rows)

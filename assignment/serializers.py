@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from .evaluator import REASONS
@@ -11,19 +12,115 @@ from .targeting import OPERATORS
 
 MAX_UNIT_ID = 256
 MAX_ATTRIBUTES = 100
-MAX_ATTRIBUTE_NAME = 128
+MAX_ATTRIBUTE_NAME = 128  # only to shorten names quoted in error messages
 MAX_ATTRIBUTE_STRING = 1024
 MAX_EXPERIMENTS = 200
 MAX_KEY = 64
+NO_NUL = "^[^\\x00]*$"  # JSON Schema pattern: no NUL characters (PostgreSQL cannot store them)
 
 
-def _check_text(value: str) -> None:
+_MISSING = object()
+
+
+def _text_error(value: str) -> str | None:
     if "\x00" in value:
-        raise serializers.ValidationError("Null characters are not allowed.")
+        return "Null characters are not allowed."
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise serializers.ValidationError("Must be valid Unicode (no lone surrogates).") from None
+        return "Must be valid Unicode (no lone surrogates)."
+    return None
+
+
+def _string_error(value: Any, max_length: int) -> str | None:
+    """DRF-worded errors for a required, non-blank, untrimmed string field."""
+    if value is _MISSING:
+        return "This field is required."
+    if value is None:
+        return "This field may not be null."
+    if not isinstance(value, str):
+        return "Not a valid string."
+    if value == "":
+        return "This field may not be blank."
+    if len(value) > max_length:
+        return f"Ensure this field has no more than {max_length} characters."
+    return _text_error(value)
+
+
+def validate_attributes(data: Any) -> dict:
+    """A flat JSON object whose values are strings, numbers, booleans or null.
+
+    Names that cannot be stored (NUL characters, lone surrogates) are dropped: no targeting
+    rule can name them, so they could never change an answer.
+    """
+    if not isinstance(data, dict):
+        raise serializers.ValidationError("Expected a flat JSON object of scalars.")
+    if len(data) > MAX_ATTRIBUTES:
+        raise serializers.ValidationError(f"At most {MAX_ATTRIBUTES} attributes.")
+    errors: dict[str, list[str]] = {}
+    dropped = []
+    for name, value in data.items():
+        if _text_error(name) is not None:
+            dropped.append(name)
+            continue
+        if isinstance(value, str):
+            problem = _text_error(value)
+            if problem is None and len(value) > MAX_ATTRIBUTE_STRING:
+                problem = f"String values are at most {MAX_ATTRIBUTE_STRING} characters."
+        elif value is None or isinstance(value, (bool, int, float)):
+            problem = None
+        else:
+            problem = "Values must be a string, number, boolean or null (no objects or lists)."
+        if problem is not None:
+            errors[name[:MAX_ATTRIBUTE_NAME]] = [problem]
+    if errors:
+        raise serializers.ValidationError(errors)
+    if dropped:
+        data = {k: v for k, v in data.items() if k not in dropped}
+    return data
+
+
+def parse_assignment_request(data: Any) -> tuple[str, dict, list[str] | None]:
+    """Validate a request body as ``AssignmentRequestSerializer`` documents it, field by field.
+
+    The hot path uses this instead of instantiating the serializer (whose per-instance field
+    deep copies would cost more than the assignment itself); tests check they agree.
+    """
+    if not isinstance(data, dict):
+        raise serializers.ValidationError(
+            {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {type(data).__name__}."]}
+        )
+    errors: dict[str, Any] = {}
+    unit_id = data.get("unit_id", _MISSING)
+    problem = _string_error(unit_id, MAX_UNIT_ID)
+    if problem is not None:
+        errors["unit_id"] = [problem]
+    attributes = data.get("attributes", _MISSING)
+    if attributes is _MISSING:
+        attributes = {}
+    else:
+        try:
+            attributes = validate_attributes(attributes)
+        except serializers.ValidationError as exc:
+            errors["attributes"] = exc.detail
+    experiments = data.get("experiments", _MISSING)
+    if experiments is _MISSING:
+        experiments = None
+    elif not isinstance(experiments, list):
+        errors["experiments"] = [f'Expected a list of items but got type "{type(experiments).__name__}".']
+    elif len(experiments) > MAX_EXPERIMENTS:
+        errors["experiments"] = [f"Ensure this field has no more than {MAX_EXPERIMENTS} elements."]
+    else:
+        item_errors = {
+            i: [problem]
+            for i, key in enumerate(experiments)
+            if (problem := _string_error(key, MAX_KEY)) is not None
+        }
+        if item_errors:
+            errors["experiments"] = item_errors
+    if errors:
+        raise serializers.ValidationError(errors)
+    return unit_id, attributes, experiments
 
 
 class StrictCharField(serializers.CharField):
@@ -32,11 +129,14 @@ class StrictCharField(serializers.CharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("trim_whitespace", False)
         super().__init__(**kwargs)
+        self.validators.append(RegexValidator(NO_NUL, "Null characters are not allowed."))
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
-        _check_text(data)
+        problem = _text_error(data)
+        if problem is not None:
+            raise serializers.ValidationError(problem)
         return super().to_internal_value(data)
 
 
@@ -46,7 +146,7 @@ class StrictCharField(serializers.CharField):
     "additionalProperties": {
         "nullable": True,
         "oneOf": [
-            {"type": "string", "maxLength": MAX_ATTRIBUTE_STRING},
+            {"type": "string", "maxLength": MAX_ATTRIBUTE_STRING, "pattern": NO_NUL},
             {"type": "number"},
             {"type": "boolean"},
         ],
@@ -55,41 +155,14 @@ class StrictCharField(serializers.CharField):
 class AttributesField(serializers.DictField):
     """A flat JSON object whose values are strings, numbers, booleans or null."""
 
-    default_error_messages = {"not_a_dict": "Expected a flat JSON object of scalars."}
-
     def __init__(self, **kwargs):
         super().__init__(child=serializers.JSONField(), **kwargs)
 
     def to_internal_value(self, data: Any) -> dict:
-        if not isinstance(data, dict):
-            self.fail("not_a_dict")
-        if len(data) > MAX_ATTRIBUTES:
-            raise serializers.ValidationError(f"At most {MAX_ATTRIBUTES} attributes.")
-        errors: dict[str, list[str]] = {}
-        for name, value in data.items():
-            try:
-                if not name or len(name) > MAX_ATTRIBUTE_NAME:
-                    raise serializers.ValidationError(
-                        f"Attribute names are 1-{MAX_ATTRIBUTE_NAME} characters."
-                    )
-                _check_text(name)
-                if isinstance(value, str):
-                    if len(value) > MAX_ATTRIBUTE_STRING:
-                        raise serializers.ValidationError(
-                            f"String values are at most {MAX_ATTRIBUTE_STRING} characters."
-                        )
-                    _check_text(value)
-                elif value is not None and not isinstance(value, (bool, int, float)):
-                    raise serializers.ValidationError(
-                        "Values must be a string, number, boolean or null (no objects or lists)."
-                    )
-            except serializers.ValidationError as exc:
-                errors[str(name)[:MAX_ATTRIBUTE_NAME] or "<empty>"] = exc.detail
-        if errors:
-            raise serializers.ValidationError(errors)
-        return dict(data)
+        return dict(validate_attributes(data))
 
 
+@extend_schema_serializer(component_name="Assign")  # shown as AssignRequest
 class AssignmentRequestSerializer(serializers.Serializer):
     unit_id = StrictCharField(
         max_length=MAX_UNIT_ID,

@@ -67,6 +67,7 @@ def main() -> None:
         ("10 experiments per call (evaluate_many)", lambda u: evaluate_many(u, attrs, many), 10),
     ]
     print(f"In-process evaluator, one core, {args.seconds:.0f} s per row (Python {sys.version.split()[0]})")
+    rate(rows[0][1], 10_000, 1, 0.5)  # warm up (CPU clocks, allocator)
     for label, fn, per_call in rows:
         print(f"  {label:42s} {rate(fn, 10_000, per_call, args.seconds):>12,.0f} assignments/s")
 

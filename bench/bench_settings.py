@@ -8,3 +8,8 @@ from config.settings import *  # noqa: F403
 ROOT_URLCONF = "bench.bench_urls"
 API_RATE_LIMIT_ENABLED = False
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}
+
+import os  # noqa: E402
+
+# A private Redis namespace so a benchmark never mixes with real queued exposures.
+ASSIGNMENT_REDIS_PREFIX = os.environ.get("BENCH_REDIS_PREFIX", "{assignment}")

@@ -123,7 +123,7 @@ def test_layer_answers(client_api, make_experiment):
     ({"unit_id": "u", "attributes": "country=CN"}, "attributes"),
     ({"unit_id": "u", "attributes": {"a": {"b": 1}}}, "attributes"),
     ({"unit_id": "u", "attributes": {"a": [1]}}, "attributes"),
-    ({"unit_id": "u", "attributes": {"": 1}}, "attributes"),
+    ({"unit_id": "u", "attributes": {"a": "x\x00"}}, "attributes"),
     ({"unit_id": "u", "attributes": {"a": "x" * 1025}}, "attributes"),
     ({"unit_id": "u", "attributes": {f"k{i}": i for i in range(101)}}, "attributes"),
     ({"unit_id": "u", "experiments": "checkout-button"}, "experiments"),
@@ -136,6 +136,13 @@ def test_bad_input_names_the_field(client_api, checkout, body, field):
     response = client_api.post(URL, data=raw, content_type="application/json")
     assert response.status_code == 400, response.content
     assert field in response.json()
+
+
+def test_unstorable_attribute_names_are_dropped(client_api, checkout):
+    body = {"unit_id": "u", "attributes": {"country": "CN", "bad\x00name": 1, "": 2}}
+    answer = post(client_api, body).json()["assignments"][0]
+    assert answer["reason"] == "assigned"
+    assert exposures.local_buffer.take()[0][4] == {"country": "CN", "": 2}
 
 
 def test_unit_id_is_kept_byte_for_byte(client_api, checkout):

@@ -1,0 +1,228 @@
+"""The analysis side of the admin: reports on the experiment page, snapshots and events.
+
+``experiments.admin.ExperimentAdmin`` knows nothing of analysis; here it is replaced by a subclass
+that adds a "Recompute now" button and action, the latest result in the list, and a sample-size
+calculator on the experiment page. Snapshots and events are read-only.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Subquery
+from django.db.models.fields.json import KT
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from experiments.admin import ExperimentAdmin
+from experiments.models import Experiment
+
+from . import selectors, tasks
+from .models import Event, ReportSnapshot
+from .stats import StatsInputError, sample_size
+
+RECOMMENDATION_LABELS = {
+    "ship": ("Ship", "#15803d"),
+    "do_not_ship": ("Do not ship", "#b91c1c"),
+    "keep_running": ("Keep running", "#b45309"),
+    "invalid_srm": ("Invalid (SRM)", "#b91c1c"),
+}
+
+
+def _refresh(request, experiment: Experiment) -> None:
+    try:
+        ticket = tasks.request_refresh(experiment)
+    except tasks.QueueUnavailable:
+        messages.error(request, f"{experiment.key}: the task queue is unavailable; try again shortly.")
+        return
+    if ticket.state == "SUCCESS":
+        messages.success(request, f"{experiment.key}: report recomputed.")
+    elif ticket.state == "FAILURE":
+        error = (tasks.task_status(ticket.task_id) or {}).get("error") or "see the logs"
+        messages.error(request, f"{experiment.key}: the recomputation failed: {error}")
+    else:
+        word = "already under way" if ticket.deduplicated else "queued"
+        messages.info(request, f"{experiment.key}: recomputation {word} (task {ticket.task_id}).")
+
+
+@admin.action(description="Recompute the reports of the selected experiments")
+def recompute_selected(modeladmin, request, queryset):
+    for experiment in queryset:
+        _refresh(request, experiment)
+
+
+def sample_size_defaults(experiment: Experiment, snapshot: ReportSnapshot | None) -> dict[str, Any]:
+    """Calculator inputs prefilled from the experiment and, when there is one, its latest report."""
+    defaults: dict[str, Any] = {
+        "baseline": 0.1, "mde": 0.05, "alpha": experiment.significance_level, "power": 0.8,
+        "n_variants": max(2, experiment.variants.count()), "sd": "", "metric": None,
+    }
+    primary = experiment.experiment_metrics.filter(role="primary").select_related("metric").first()
+    if primary is not None:
+        defaults["metric"] = primary.metric.name
+    if snapshot is None or primary is None:
+        return defaults
+    for m in snapshot.payload.get("metrics") or []:
+        if m.get("metric") != primary.metric.key:
+            continue
+        control = next((v for v in m.get("variants") or [] if v.get("is_control")), {})
+        mean, sd = control.get("mean"), control.get("sd")
+        if isinstance(mean, int | float) and math.isfinite(mean) and mean != 0:
+            defaults["baseline"] = round(mean, 6)
+            if m.get("kind") != "conversion" and isinstance(sd, int | float) and sd > 0:
+                defaults["sd"] = round(sd, 6)
+    return defaults
+
+
+class ReportingExperimentAdmin(ExperimentAdmin):
+    change_form_template = "admin/analysis/experiment/change_form.html"
+    actions = [*ExperimentAdmin.actions, recompute_selected]
+    list_display = [*ExperimentAdmin.list_display, "latest_result"]
+
+    def get_queryset(self, request):
+        latest = ReportSnapshot.objects.filter(experiment=OuterRef("pk")).order_by("-computed_at", "-id")
+        return super().get_queryset(request).annotate(
+            _recommendation=Subquery(latest.annotate(r=KT("payload__decision__recommendation")).values("r")[:1])
+        )
+
+    @admin.display(description="latest result")
+    def latest_result(self, obj: Experiment):
+        value = getattr(obj, "_recommendation", None)
+        if not value:
+            return "–"
+        label, colour = RECOMMENDATION_LABELS.get(value, (value, "#475569"))
+        return format_html('<span style="color:{};font-weight:600">{}</span>', colour, label)
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path("<path:object_id>/recompute/", self.admin_site.admin_view(self.recompute_view),
+                 name=f"{info[0]}_{info[1]}_recompute"),
+            path("<path:object_id>/sample-size/", self.admin_site.admin_view(self.sample_size_view),
+                 name=f"{info[0]}_{info[1]}_sample_size"),
+            *super().get_urls(),
+        ]
+
+    def recompute_view(self, request, object_id):
+        """The "Recompute now" button on the experiment page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        experiment = get_object_or_404(Experiment, pk=object_id)
+        if not self.has_view_permission(request, experiment):
+            messages.error(request, "That action is not allowed.")
+        else:
+            _refresh(request, experiment)
+        return HttpResponseRedirect(reverse("admin:experiments_experiment_change", args=[experiment.pk]))
+
+    def sample_size_view(self, request, object_id):
+        """Units needed for an effect: the statistics engine's calculator, prefilled."""
+        experiment = get_object_or_404(Experiment, pk=object_id)
+        if not self.has_view_permission(request, experiment):
+            return HttpResponseRedirect(reverse("admin:index"))
+        snapshot = selectors.latest_snapshot(experiment)
+        values = sample_size_defaults(experiment, snapshot)
+        result = error = None
+        if "baseline" in request.GET:
+            values.update({k: request.GET.get(k, "") for k in ("baseline", "mde", "alpha", "power", "n_variants", "sd")})
+            try:
+                args = {k: float(values[k]) if values[k] != "" else None for k in ("baseline", "mde", "alpha", "power", "sd")}
+                n_variants = int(values["n_variants"])
+            except (TypeError, ValueError):
+                error = "Every field must be a number."
+            else:
+                try:
+                    result = sample_size(
+                        args["baseline"], args["mde"], alpha=args["alpha"], power=args["power"],
+                        sd=args["sd"], n_variants=n_variants,
+                    )
+                except StatsInputError as exc:
+                    error = f"{exc.field}: {exc.message}"
+        days = None
+        if result and snapshot is not None:
+            daily = (snapshot.payload.get("power") or {}).get("daily_units")
+            if isinstance(daily, int | float) and daily > 0:
+                days = math.ceil(result["total"] / daily)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": experiment,
+            "title": f"Sample size for {experiment.key}",
+            "values": values,
+            "result": result,
+            "error": error,
+            "days": days,
+        }
+        return TemplateResponse(request, "admin/analysis/experiment/sample_size.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        experiment = self.get_object(request, object_id)
+        if experiment is not None:
+            snapshot = selectors.latest_snapshot(experiment)
+            decision = (snapshot.payload.get("decision") or {}) if snapshot else {}
+            extra_context["latest_snapshot"] = snapshot
+            extra_context["latest_decision"] = decision
+            extra_context["latest_label"] = RECOMMENDATION_LABELS.get(decision.get("recommendation"), ("", ""))[0]
+            extra_context["sample_size_defaults"] = sample_size_defaults(experiment, snapshot)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+if admin.site.is_registered(Experiment):
+    admin.site.unregister(Experiment)
+admin.site.register(Experiment, ReportingExperimentAdmin)
+
+
+@admin.register(ReportSnapshot)
+class ReportSnapshotAdmin(admin.ModelAdmin):
+    """Read-only: snapshots are written by the report task only."""
+
+    list_display = ["experiment", "computed_at", "recommendation", "data_to", "duration_ms", "task_id"]
+    list_filter = ["experiment"]
+    list_select_related = ["experiment"]
+    date_hierarchy = "computed_at"
+    search_fields = ["experiment__key", "task_id"]
+    fields = ["experiment", "computed_at", "data_from", "data_to", "task_id", "duration_ms", "pretty_payload"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        # The list shows one key of each payload: don't load whole payloads for it.
+        # (the detail page loads the deferred payload on access).
+        return super().get_queryset(request).defer("payload").annotate(
+            _recommendation=KT("payload__decision__recommendation"))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="recommendation")
+    def recommendation(self, obj: ReportSnapshot):
+        value = getattr(obj, "_recommendation", None)
+        return RECOMMENDATION_LABELS.get(value, (value or "–", ""))[0]
+
+    @admin.display(description="payload")
+    def pretty_payload(self, obj: ReportSnapshot):
+        return format_html('<pre style="max-height:600px;overflow:auto">{}</pre>', json.dumps(obj.payload, indent=2))
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """Read-only view of ingested outcomes, for debugging an integration."""
+
+    list_display = ["event", "unit_id", "value", "timestamp", "received_at"]
+    search_fields = ["=unit_id", "=event_id", "=event"]
+    readonly_fields = ["event_id", "unit_id", "event", "value", "timestamp", "properties", "received_at"]
+    show_full_result_count = False
+    ordering = ["-id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

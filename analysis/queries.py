@@ -1,0 +1,504 @@
+"""All aggregation SQL: exposures and events -> per-variant sufficient statistics.
+
+Every query the reports run against the event and exposure tables lives in this module, so that
+moving the event table to a warehouse (ClickHouse, BigQuery) means porting one file. Raw rows
+never reach Python: the database groups events per unit, turns them into per-unit metric values
+and sums those (and their squares and cross products) per variant. The statistics engine needs
+nothing more (``analysis.stats.VariantStats``).
+
+Rules (what a report counts):
+
+* A unit counts in the variant of its first exposure (``Exposure`` keeps one row per unit with
+  the first exposure's variant and time ``first_seen``).
+* Post-exposure window: a unit's events count when ``first_seen <= timestamp`` and, if the metric
+  has ``conversion_window_hours = W``, ``timestamp < first_seen + W hours`` (half-open).
+* Units without events count with value 0 (conversion: 0), so ``n`` is the number of exposed units.
+* Per-unit values: conversion = 1 if the unit did the event at least once, else 0; count = number
+  of events; sum = sum of their ``value`` (missing values count 0). The metric's ``cap`` is
+  applied to each unit's value before summing (winsorization; it does not apply to conversions).
+  Ratio metrics: the numerator (``numerator_aggregation`` of ``event``) is capped per unit, the
+  denominator (``denominator_aggregation`` of ``denominator_event``; the numerator's event when
+  blank) is not; the per-variant ratio is sum(numerators) / sum(denominators).
+* CUPED pre-period (only when ``experiment.cuped``; not for ratio metrics, which the engine does
+  not adjust): the same per-unit value over ``[first_seen - P, first_seen)``, with P the
+  metric's conversion window, or 14 days when it has none; units without pre-period events
+  contribute 0.
+* ``until`` ("as of" reports): only exposures with ``first_seen < until`` and events with
+  ``timestamp < until``.
+
+SQLite and PostgreSQL run the same SQL except for three helpers (time shift, JSON attribute
+extraction, day truncation). Every value, attribute names included, is a query parameter.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from assignment.models import Exposure
+
+from .models import Event
+from .stats import VariantStats
+
+DEFAULT_PRE_PERIOD_HOURS = 14 * 24
+NONE_SEGMENT = "(none)"
+OTHER_SEGMENT = "(other)"
+ATTRIBUTE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+_WORK_MEM_RE = re.compile(r"\d{1,7}\s*(kB|MB|GB)?")
+_FLOAT = "DOUBLE PRECISION"
+
+
+# --- public interface ------------------------------------------------------------------------
+
+
+def metric_statistics(
+    experiment, *, until: datetime | None = None
+) -> dict[str, dict[str, VariantStats]]:
+    """``{metric_key: {variant_key: VariantStats}}`` for every metric of the experiment.
+
+    Every variant is present (``n = 0`` when it has no units). One aggregation query for all
+    metrics, plus one for the unit counts.
+    """
+    return _statistics(experiment, until=until, segment=None)[None]
+
+
+def segment_statistics(
+    experiment, attribute: str, *, until: datetime | None = None, max_segments: int = 20
+) -> dict[str, dict[str, dict[str, VariantStats]]]:
+    """``{segment: {metric_key: {variant_key: VariantStats}}}`` split by a unit attribute.
+
+    The segment is ``Exposure.attributes[attribute]`` as recorded at the first exposure, as text
+    (booleans ``true``/``false``); missing or null -> ``"(none)"``. The ``max_segments`` biggest
+    segments (by units) are kept, the rest is folded into ``"(other)"``. Segments are ordered
+    biggest first, ``"(other)"`` last.
+    """
+    if not isinstance(attribute, str) or not ATTRIBUTE_RE.fullmatch(attribute):
+        raise ValueError("attribute must be 1-64 letters, digits, '_', '.', '-', not starting with a digit")
+    if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
+        raise ValueError("max_segments must be a positive integer")
+    return _statistics(experiment, until=until, segment=(attribute, max_segments))
+
+
+def exposure_counts(experiment, *, until: datetime | None = None) -> dict[str, int]:
+    """Units per variant (``{variant_key: n}``, every variant present)."""
+    variants = _variant_keys(experiment)
+    counts = {key: 0 for key in variants.values()}
+    x = _Exposures(experiment, _aware(until), segment_sql=None)
+    rows = _fetch(f"SELECT {x.variant}, COUNT(*) FROM {x.table} WHERE {x.where} GROUP BY {x.variant}", x.params)
+    for variant_id, n in rows:
+        if variant_id in variants:
+            counts[variants[variant_id]] = int(n)
+    return counts
+
+
+def daily_exposures(experiment) -> list[dict[str, Any]]:
+    """New units per UTC day and variant by first exposure, every day from the first to the last
+    one with exposures and every variant (0 when none): ``[{"date", "variant", "units"}]``."""
+    variants = _variant_keys(experiment)
+    x = _Exposures(experiment, None, segment_sql=None)
+    day = _day_sql(x.first_seen)
+    rows = _fetch(
+        f"SELECT {day} AS d, {x.variant}, COUNT(*) FROM {x.table} WHERE {x.where} "
+        f"GROUP BY {day}, {x.variant}",
+        x.params,
+    )
+    counts: dict[tuple[str, int], int] = {}
+    days: set[str] = set()
+    for d, variant_id, n in rows:
+        d = d.isoformat() if hasattr(d, "isoformat") else str(d)[:10]
+        days.add(d)
+        counts[(d, variant_id)] = int(n)
+    if not days:
+        return []
+    first = datetime.fromisoformat(min(days)).date()
+    last = datetime.fromisoformat(max(days)).date()
+    out = []
+    for offset in range((last - first).days + 1):
+        d = (first + timedelta(days=offset)).isoformat()
+        for variant_id, key in variants.items():
+            out.append({"date": d, "variant": key, "units": counts.get((d, variant_id), 0)})
+    return out
+
+
+# --- metric definitions -> aggregate columns --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Spec:
+    key: str
+    kind: str
+    event: str
+    aggregation: str  # "count" | "sum" of the (numerator) event
+    den_event: str | None
+    den_aggregation: str | None
+    cap: float | None
+    window: int | None  # hours
+    pre: int | None  # hours of the pre-period, None: no pre-period statistics
+
+
+def _specs(experiment) -> list[_Spec]:
+    specs = []
+    links = experiment.experiment_metrics.select_related("metric").order_by("position", "id")
+    for link in links:
+        m = link.metric
+        kind = m.kind
+        aggregation = {"conversion": "count", "count": "count", "sum": "sum"}.get(kind, m.numerator_aggregation)
+        ratio = kind == "ratio"
+        window = m.conversion_window_hours or None
+        pre = None
+        if experiment.cuped and not ratio:
+            pre = window or DEFAULT_PRE_PERIOD_HOURS
+        specs.append(_Spec(
+            key=m.key, kind=kind, event=m.event, aggregation=aggregation,
+            den_event=(m.denominator_event or m.event) if ratio else None,
+            den_aggregation=m.denominator_aggregation if ratio else None,
+            cap=m.cap if (m.cap is not None and kind != "conversion") else None,
+            window=window, pre=pre,
+        ))
+    return specs
+
+
+class _Columns:
+    """Distinct per-unit aggregates (event, aggregation, phase, hours) -> column names."""
+
+    def __init__(self) -> None:
+        self.index: dict[tuple, str] = {}
+        self.sql: list[str] = []
+        self.params: list[Any] = []
+
+    def get(self, event: str, aggregation: str, phase: str, hours: int | None, shift_col) -> str:
+        key = (event, aggregation, phase, hours)
+        if key in self.index:
+            return self.index[key]
+        name = f"a{len(self.index)}"
+        ts = f"e.{_q(_event_col('timestamp'))}"
+        if phase == "post":
+            cond = f"{ts} >= x.t0" + (f" AND {ts} < x.{shift_col(hours)}" if hours else "")
+        else:
+            cond = f"{ts} >= x.{shift_col(-hours)} AND {ts} < x.t0"
+        agg = "COUNT(*)" if aggregation == "count" else f"SUM(e.{_q(_event_col('value'))})"
+        self.sql.append(f"{agg} FILTER (WHERE e.{_q(_event_col('event'))} = %s AND {cond}) AS {name}")
+        self.params.append(event)
+        self.index[key] = name
+        return name
+
+
+def _value_sql(spec: _Spec, column: str, params: list[Any], *, capped: bool = True) -> str:
+    """Per-unit metric value from its aggregate column, as DOUBLE PRECISION (cap applied)."""
+    raw = f"COALESCE({column}, 0)"
+    if spec.kind == "conversion":
+        return f"CASE WHEN {raw} > 0 THEN CAST(1 AS {_FLOAT}) ELSE CAST(0 AS {_FLOAT}) END"
+    value = f"CAST({raw} AS {_FLOAT})"
+    if capped and spec.cap is not None:
+        params.append(float(spec.cap))
+        return f"{_least()}({value}, %s)"
+    return value
+
+
+# --- the aggregation query ---------------------------------------------------------------------
+
+
+class _Exposures:
+    """The exposure rows of one experiment (optionally as of ``until``) as SQL fragments."""
+
+    def __init__(self, experiment, until: datetime | None, segment_sql: tuple[str, list] | None):
+        meta = Exposure._meta
+        self.table = _q(meta.db_table)
+        col = lambda name: _q(meta.get_field(name).column)  # noqa: E731
+        self.unit, self.variant, self.first_seen = col("unit_id"), col("variant"), col("first_seen")
+        self.attributes = col("attributes")
+        self.where = f"{col('experiment')} = %s"
+        self.params: list[Any] = [experiment.pk]
+        if until is not None:
+            self.where += f" AND {self.first_seen} < %s"
+            self.params.append(_adapt(until))
+
+
+def _segment_key_sql(attributes: str, attribute: str) -> tuple[str, list[Any]]:
+    """SQL for the segment value (text, '(none)' when missing or null) and its parameters."""
+    if connection.vendor == "postgresql":
+        return f"COALESCE({attributes} ->> CAST(%s AS TEXT), %s)", [attribute, NONE_SEGMENT]
+    path = f'$."{attribute}"'  # safe: the attribute matched ATTRIBUTE_RE (no quotes)
+    sql = (
+        f"COALESCE(CASE json_type({attributes}, %s) WHEN 'true' THEN 'true' "
+        f"WHEN 'false' THEN 'false' WHEN 'null' THEN NULL "
+        f"ELSE CAST(json_extract({attributes}, %s) AS TEXT) END, %s)"
+    )
+    return sql, [path, path, NONE_SEGMENT]
+
+
+def _statistics(experiment, *, until, segment):
+    until = _aware(until)
+    variants = _variant_keys(experiment)
+    specs = _specs(experiment)
+    x = _Exposures(experiment, until, None)
+
+    # Segments: rank them by units, fold the tail into "(other)".
+    seg_sql, seg_params = None, []
+    if segment is not None:
+        attribute, max_segments = segment
+        key_sql, key_params = _segment_key_sql(x.attributes, attribute)
+        ranked = _fetch(
+            f"SELECT s, COUNT(*) AS n FROM (SELECT {key_sql} AS s FROM {x.table} WHERE {x.where}) AS k "
+            f"GROUP BY s ORDER BY n DESC, s LIMIT %s",
+            [*key_params, *x.params, max_segments + 1],
+        )
+        if not ranked:
+            return {}
+        names = [str(s) for s, _ in ranked]
+        if len(ranked) <= max_segments:
+            seg_sql, seg_params = key_sql, key_params
+        else:
+            names = names[:max_segments]
+            placeholders = ", ".join(["%s"] * len(names))
+            seg_sql = f"CASE WHEN {key_sql} IN ({placeholders}) THEN {key_sql} ELSE %s END"
+            seg_params = [*key_params, *names, *key_params, OTHER_SEGMENT]
+            names.append(OTHER_SEGMENT)
+        order = names
+    else:
+        order = [None]
+
+    # Units per variant (and segment).
+    group = f"{x.variant}" + (", s" if seg_sql else "")
+    select_seg = f", {seg_sql} AS s" if seg_sql else ""
+    rows = _fetch(
+        f"SELECT {x.variant}, COUNT(*){', s' if seg_sql else ''} FROM "
+        f"(SELECT {x.variant}{select_seg} FROM {x.table} WHERE {x.where}) AS k GROUP BY {group}",
+        [*seg_params, *x.params],
+    )
+    n: dict[tuple[Any, int], int] = {}
+    for row in rows:
+        n[(row[2] if seg_sql else None, row[0])] = int(row[1])
+
+    sums = _metric_sums(experiment, specs, x, until, seg_sql, seg_params) if specs and n else {}
+
+    out: dict[Any, dict[str, dict[str, VariantStats]]] = {}
+    for seg in order:
+        per_metric = {}
+        for i, spec in enumerate(specs):
+            per_variant = {}
+            for variant_id, key in variants.items():
+                s = sums.get((seg, variant_id))
+                per_variant[key] = _variant_stats(spec, n.get((seg, variant_id), 0), s[i] if s else None)
+            per_metric[spec.key] = per_variant
+        out[seg] = per_metric
+    return out
+
+
+def _metric_sums(experiment, specs, x: _Exposures, until, seg_sql, seg_params):
+    """One query: {(segment, variant_id): [per-metric tuple of sums]}."""
+    bounds = _fetch(f"SELECT MIN({x.first_seen}), MAX({x.first_seen}) FROM {x.table} WHERE {x.where}", x.params)
+    first, last = (_parse_dt(v) for v in bounds[0])
+    if first is None:
+        return {}
+    windows = {s.window for s in specs if s.window}
+    pres = {s.pre for s in specs if s.pre}
+    max_pre = max(pres, default=0)
+    # Constant time bounds on the event scan: an index range or partition pruning can use them.
+    lo = first - timedelta(hours=max_pre)
+    hi_candidates = [until] if until is not None else []
+    if all(s.window for s in specs):
+        hi_candidates.append(last + timedelta(hours=max(windows)))
+    hi = min(hi_candidates) if hi_candidates else None
+
+    shift_cols: dict[int, str] = {}
+    shift_select: list[str] = []
+    shift_params: list[Any] = []
+
+    def shift_col(hours: int) -> str:
+        return shift_cols[hours]
+
+    for hours in sorted({*windows, *(-p for p in pres)}):
+        name = f"w{hours}" if hours > 0 else f"p{-hours}"
+        shift_cols[hours] = name
+        sql, params = _shift_sql(f"x0.{x.first_seen}", hours)
+        shift_select.append(f"{sql} AS {name}")
+        shift_params += params
+
+    columns = _Columns()
+    value_cols: list[list[str]] = []  # per metric: [y, d?, p?]
+    for spec in specs:
+        cols = [columns.get(spec.event, spec.aggregation, "post", spec.window, shift_col)]
+        if spec.kind == "ratio":
+            cols.append(columns.get(spec.den_event, spec.den_aggregation, "post", spec.window, shift_col))
+        if spec.pre:
+            cols.append(columns.get(spec.event, spec.aggregation, "pre", spec.pre, shift_col))
+        value_cols.append(cols)
+
+    ev = Event._meta
+    etable = _q(ev.db_table)
+    e_unit, e_event, e_ts = (f"e.{_q(_event_col(n))}" for n in ("unit_id", "event", "timestamp"))
+    events = sorted({s.event for s in specs} | {s.den_event for s in specs if s.den_event})
+    seg_col = ", x0.s" if seg_sql else ""
+    seg_inner = f", {seg_sql} AS s" if seg_sql else ""
+    x_cte = (
+        f"SELECT x0.{x.unit} AS unit_id, x0.{x.variant} AS variant_id, x0.{x.first_seen} AS t0"
+        + "".join(f", {s}" for s in shift_select)
+        + f"{seg_col} FROM (SELECT *{seg_inner} FROM {x.table} WHERE {x.where}) AS x0"
+    )
+    x_params = [*shift_params, *seg_params, *x.params]
+    start_col = f"x.{shift_col(-max_pre)}" if max_pre else "x.t0"
+    where = [f"{e_event} IN ({', '.join(['%s'] * len(events))})", f"{e_ts} >= %s", f"{e_ts} >= {start_col}"]
+    where_params: list[Any] = [*events, _adapt(lo)]
+    if hi is not None:
+        where.append(f"{e_ts} < %s")
+        where_params.append(_adapt(hi))
+    group = "x.unit_id, x.variant_id" + (", x.s" if seg_sql else "")
+    u_cte = (
+        f"SELECT x.variant_id AS variant_id{', x.s AS s' if seg_sql else ''}, "
+        + ", ".join(columns.sql)
+        + f" FROM x JOIN {etable} e ON {e_unit} = x.unit_id WHERE {' AND '.join(where)} GROUP BY {group}"
+    )
+    u_params = [*columns.params, *where_params]
+
+    v_select: list[str] = []
+    v_params: list[Any] = []
+    sums_select: list[str] = []
+    for i, (spec, cols) in enumerate(zip(specs, value_cols, strict=True)):
+        y = f"y{i}"
+        v_select.append(f"{_value_sql(spec, cols[0], v_params)} AS {y}")
+        sums_select += [f"SUM({y})", f"SUM({y} * {y})"]
+        rest = cols[1:]
+        if spec.kind == "ratio":
+            d = f"d{i}"
+            v_select.append(f"{_value_sql(spec, rest.pop(0), v_params, capped=False)} AS {d}")
+            sums_select += [f"SUM({d})", f"SUM({d} * {d})", f"SUM({y} * {d})"]
+        if spec.pre:
+            p = f"p{i}"
+            v_select.append(f"{_value_sql(spec, rest.pop(0), v_params)} AS {p}")
+            sums_select += [f"SUM({p})", f"SUM({p} * {p})", f"SUM({p} * {y})"]
+    seg_out = ", s" if seg_sql else ""
+    materialized = "MATERIALIZED " if connection.vendor == "sqlite" else ""
+    sql = (
+        f"WITH x AS {materialized}({x_cte}), "
+        f"u AS ({u_cte}), "
+        f"v AS (SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u) "
+        f"SELECT variant_id{seg_out}, {', '.join(sums_select)} FROM v GROUP BY variant_id{seg_out}"
+    )
+    rows = _fetch(sql, [*x_params, *u_params, *v_params], heavy=True)
+
+    out: dict[tuple[Any, int], list[tuple]] = {}
+    for row in rows:
+        variant_id = row[0]
+        seg = row[1] if seg_sql else None
+        values = [float(v or 0.0) for v in row[2 if seg_sql else 1:]]
+        per_metric = []
+        pos = 0
+        for spec in specs:
+            width = 2 + (3 if spec.kind == "ratio" else 0) + (3 if spec.pre else 0)
+            per_metric.append(tuple(values[pos : pos + width]))
+            pos += width
+        out[(seg, variant_id)] = per_metric
+    return out
+
+
+def _variant_stats(spec: _Spec, n: int, sums: tuple | None) -> VariantStats:
+    ratio = spec.kind == "ratio"
+    width = 2 + (3 if ratio else 0) + (3 if spec.pre else 0)
+    values = list(sums) if sums else [0.0] * width
+    s, q = values[0], values[1]
+    rest = values[2:]
+    den_sum = den_sum_sq = cross = None
+    if ratio:
+        den_sum, den_sum_sq, cross = rest[:3]
+        rest = rest[3:]
+    pre_sum = pre_sum_sq = pre_cross = None
+    if spec.pre:
+        pre_sum, pre_sum_sq, pre_cross = rest[:3]
+    if spec.kind == "conversion":
+        q = s
+    return VariantStats(
+        n=n, sum=s, sum_sq=q, den_sum=den_sum, den_sum_sq=den_sum_sq, cross_sum=cross,
+        pre_sum=pre_sum, pre_sum_sq=pre_sum_sq, pre_cross=pre_cross,
+    )
+
+
+# --- vendor differences and plumbing -----------------------------------------------------------
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _event_col(name: str) -> str:
+    return Event._meta.get_field(name).column
+
+
+def _least() -> str:
+    return "LEAST" if connection.vendor == "postgresql" else "MIN"
+
+
+def _shift_sql(column: str, hours: int) -> tuple[str, list[Any]]:
+    """``column + hours`` (negative: minus) as SQL comparable with stored datetimes."""
+    if connection.vendor == "postgresql":
+        return f"({column} + %s * INTERVAL '1 hour')", [hours]
+    # SQLite stores datetimes as Django-formatted text, so shift in Python (once per exposure
+    # row) and return the same format: text comparison is then exact to the microsecond.
+    return f"abp_shift_hours({column}, %s)", [hours]
+
+
+def _sqlite_shift_hours(value: str | None, hours: int) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(datetime.fromisoformat(value) + timedelta(hours=hours))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _day_sql(column: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"CAST(({column} AT TIME ZONE 'UTC') AS DATE)"
+    return f"substr({column}, 1, 10)"
+
+
+def _adapt(value: datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _parse_dt(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError("until must be a datetime")
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
+
+
+def _variant_keys(experiment) -> dict[int, str]:
+    return {v.pk: v.key for v in experiment.variants.all()}
+
+
+def _work_mem() -> str | None:
+    value = str(getattr(settings, "ANALYSIS_WORK_MEM", "256MB")).strip()
+    return value if value and _WORK_MEM_RE.fullmatch(value) else None
+
+
+def _fetch(sql: str, params: Iterable[Any], *, heavy: bool = False) -> list[tuple]:
+    """Run one query; heavy ones get more ``work_mem`` on PostgreSQL (hash join + aggregate of
+    every exposed unit stay in memory instead of spilling to disk)."""
+    params = list(params)
+    vendor = connection.vendor
+    if vendor == "sqlite":
+        connection.ensure_connection()
+        connection.connection.create_function("abp_shift_hours", 2, _sqlite_shift_hours, deterministic=True)
+    work_mem = _work_mem() if heavy and vendor == "postgresql" else None
+    if not work_mem:  # no transaction: on SQLite it would take the write lock (IMMEDIATE mode)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [work_mem])  # this transaction only
+        cursor.execute(sql, params)
+        return cursor.fetchall()

@@ -1,0 +1,251 @@
+"""The report compute service: aggregate in SQL, run the statistics engine, store a snapshot.
+
+One call of :func:`compute_report` reads everything it needs first and writes a single
+``ReportSnapshot`` row in one transaction at the very end, so a computation that dies half-way
+(a killed worker, a database error) leaves nothing behind and can simply run again. Locking
+(never twice at once for one experiment) and retries belong to the Celery task
+(``analysis.tasks``); this module is plain Django and callable from anywhere (the admin, tests,
+``seed_demo``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from experiments.models import Experiment, ExperimentMetric
+
+from .models import ReportSnapshot
+from .stats import MetricInput, StatsInputError, VariantStats, analyze_experiment
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SEGMENT_ATTRIBUTES = ["country", "platform", "plan"]
+#: Test-only hook: seconds to sleep inside the write transaction, after the snapshot row is
+#: inserted and before it is committed, so a test can kill a worker mid-computation.
+TEST_DELAY_ENV = "REPORT_TEST_DELAY_SECONDS"
+#: Per-variant fields kept in segment summaries (segments are a breakdown, not a full report).
+SEGMENT_VARIANT_FIELDS = (
+    "variant", "is_control", "units", "mean", "status", "lift", "p_value", "p_value_adjusted",
+    "significant", "chance_to_beat_control",
+)
+
+
+class ReportError(Exception):
+    """The experiment cannot be analysed as configured (e.g. it has no control variant)."""
+
+
+def segment_attributes(experiment: Experiment) -> list[str]:
+    """Unit attributes to break results down by: the configured ones plus the targeting ones."""
+    configured = getattr(settings, "REPORT_SEGMENT_ATTRIBUTES", DEFAULT_SEGMENT_ATTRIBUTES)
+    names = [*configured, *(rule.attribute for rule in experiment.targeting_rules.all())]
+    return list(dict.fromkeys(str(n) for n in names if n))
+
+
+def _queries():
+    # Imported lazily: the SQL aggregation module is owned by another part of the app.
+    from . import queries
+
+    return queries
+
+
+def _flush_exposures() -> None:
+    """Write buffered exposures first so the report includes the latest units."""
+    from assignment.services import flush_exposures
+
+    flush_exposures()
+
+
+def _metric_input(em: ExperimentMetric, per_variant: dict[str, VariantStats]) -> MetricInput:
+    m = em.metric
+    return MetricInput(
+        key=m.key, name=m.name, kind=m.kind, role=em.role, direction=m.direction,
+        variants={str(k): v for k, v in (per_variant or {}).items()},
+    )
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _day(value: Any) -> str:
+    return value.isoformat()[:10] if hasattr(value, "isoformat") else str(value)[:10]
+
+
+def _daily_units(counts: dict[str, int], start: datetime | None, end: datetime) -> float | None:
+    """Average units a day since the start (at least one day), for the days-left estimate."""
+    total = sum(counts.values())
+    if start is None or total == 0 or end <= start:
+        return None
+    days = max(1.0, (end - start).total_seconds() / 86400.0)
+    return total / days
+
+
+def _test_delay() -> None:
+    raw = os.environ.get(TEST_DELAY_ENV, "")
+    try:
+        seconds = float(raw) if raw else 0.0
+    except ValueError:
+        seconds = 0.0
+    if seconds > 0:
+        logger.warning("%s=%s: sleeping inside the snapshot transaction", TEST_DELAY_ENV, raw)
+        time.sleep(seconds)
+
+
+def _segment_summary(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "metric": m["metric"],
+            "name": m["name"],
+            "kind": m["kind"],
+            "role": m["role"],
+            "direction": m["direction"],
+            "status": m["status"],
+            "variants": [{k: v.get(k) for k in SEGMENT_VARIANT_FIELDS} for v in m["variants"]],
+        }
+        for m in result["metrics"]
+    ]
+
+
+def _segments(
+    experiment: Experiment, primary: list[ExperimentMetric], common: dict[str, Any], until: datetime
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Primary metrics only, per value of each segment attribute (kept cheap on purpose)."""
+    if not primary:
+        return {}
+    max_segments = getattr(settings, "REPORT_MAX_SEGMENTS", 20)
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for attribute in segment_attributes(experiment):
+        try:
+            per_value = _queries().segment_statistics(
+                experiment, attribute, until=until, max_segments=max_segments
+            )
+        except ValueError:  # a misconfigured attribute name must not cost the whole report
+            logger.exception("cannot segment %s by %r", experiment.key, attribute)
+            continue
+        block: dict[str, list[dict[str, Any]]] = {}
+        for value, stats in per_value.items():
+            inputs = [_metric_input(em, stats.get(em.metric.key, {})) for em in primary]
+            try:
+                result = analyze_experiment(metrics=inputs, exposure_counts=None, **common)
+            except StatsInputError:
+                logger.exception("segment %s=%s of %s could not be analysed", attribute, value, experiment.key)
+                continue
+            block[str(value)] = _segment_summary(result)
+        if block:
+            out[attribute] = block
+    return out
+
+
+def build_payload(
+    experiment: Experiment, *, until: datetime, include_segments: bool = True
+) -> dict[str, Any]:
+    """Aggregate and analyse ``experiment`` with data up to ``until``; returns the JSON payload."""
+    variants = list(experiment.variants.all())
+    control = next((v for v in variants if v.is_control), None)
+    if control is None:
+        raise ReportError(f"Experiment '{experiment.key}' has no control variant.")
+    ems = list(experiment.experiment_metrics.select_related("metric"))
+    queries = _queries()
+    stats = queries.metric_statistics(experiment, until=until)
+    counts = {str(k): int(v) for k, v in queries.exposure_counts(experiment, until=until).items()}
+    for v in variants:
+        counts.setdefault(v.key, 0)
+    common = {
+        "experiment": experiment.key,
+        "control": control.key,
+        "weights": {v.key: float(v.weight) for v in variants},
+        "alpha": experiment.significance_level,
+        "correction": experiment.correction,
+        "sequential": experiment.sequential_testing,
+        "cuped": experiment.cuped,
+        "power": getattr(settings, "REPORT_TARGET_POWER", 0.8),
+    }
+    try:
+        body = analyze_experiment(
+            metrics=[_metric_input(em, stats.get(em.metric.key, {})) for em in ems],
+            exposure_counts=counts,
+            planned_sample_size=experiment.planned_sample_size,
+            daily_units=_daily_units(counts, experiment.started_at, until),
+            **common,
+        )
+    except StatsInputError as exc:
+        raise ReportError(str(exc)) from exc
+    primary = [em for em in ems if em.role == ExperimentMetric.Role.PRIMARY]
+    daily = [
+        {"date": _day(row["date"]), "variant": str(row["variant"]), "units": int(row["units"])}
+        for row in queries.daily_exposures(experiment)
+    ]
+    until_day = until.date().isoformat()
+    body.update(
+        experiment_name=experiment.name,
+        status=experiment.status,
+        variants=[
+            {"key": v.key, "name": v.name, "weight": float(v.weight), "is_control": v.is_control}
+            for v in variants
+        ],
+        segments=_segments(experiment, primary, common, until) if include_segments else {},
+        daily_exposures=[row for row in daily if row["date"] <= until_day],
+    )
+    return body
+
+
+def compute_report(
+    experiment: Experiment | str,
+    *,
+    until: datetime | None = None,
+    task_id: str = "",
+    include_segments: bool = True,
+    flush: bool = True,
+) -> ReportSnapshot:
+    """Compute and store one snapshot of ``experiment`` (a model or its key).
+
+    ``until`` limits the data (default: now) and becomes the snapshot's ``computed_at`` and
+    ``data_to``, which lets ``seed_demo`` backfill a history. Everything is read before the
+    single-row write, done in one transaction.
+    """
+    started = time.monotonic()
+    key = experiment if isinstance(experiment, str) else experiment.key
+    experiment = Experiment.objects.prefetch_related("variants", "targeting_rules").get(key=key)
+    if flush:
+        _flush_exposures()
+    until = until or timezone.now()
+    payload = build_payload(experiment, until=until, include_segments=include_segments)
+    data_from = experiment.started_at if experiment.started_at and experiment.started_at <= until else None
+    payload.update(computed_at=_iso(until), data_from=_iso(data_from), data_to=_iso(until))
+    with transaction.atomic():
+        snapshot = ReportSnapshot.objects.create(
+            experiment=experiment,
+            computed_at=until,
+            data_from=data_from,
+            data_to=until,
+            task_id=task_id or "",
+            duration_ms=int((time.monotonic() - started) * 1000),
+            payload=payload,
+        )
+        _test_delay()
+    logger.info("report of %s computed in %d ms (task %s)", key, snapshot.duration_ms, task_id or "-")
+    return snapshot
+
+
+def backfill_daily(experiment: Experiment, *, days: int, end: datetime | None = None) -> int:
+    """Store one snapshot per past day (data up to that day's end), for a history to chart.
+
+    Used by ``seed_demo`` so a new user sees how results moved; segments are skipped for speed.
+    """
+    end = end or timezone.now()
+    start = experiment.started_at or end - timedelta(days=days)
+    made = 0
+    for i in range(1, days + 1):
+        cutoff = start + timedelta(days=i)
+        if cutoff >= end:
+            break
+        compute_report(experiment, until=cutoff, include_segments=False, flush=False)
+        made += 1
+    return made

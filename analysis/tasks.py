@@ -1,0 +1,290 @@
+"""Celery tasks of the report pipeline, and the helpers that enqueue them and read their state.
+
+* ``compute_report`` computes one experiment's snapshot. It is idempotent (a redelivered task
+  whose snapshot is already stored does nothing), acknowledged late and rejected when its worker
+  dies (so the broker redelivers it), retried with exponential backoff on database or broker
+  errors, and never runs twice at once for one experiment: a lock in the shared cache
+  (``cache.add`` with an expiry, released only by its holder) makes a concurrent second run a
+  no-op.
+* ``refresh_running_experiments`` is the beat job (schedule: ``CELERY_BEAT_SCHEDULE``).
+
+``request_refresh`` is what the API, the report page, the admin and the beat job call: it
+enqueues one computation per experiment at a time (a second request while one is pending gets the
+same task id back). ``task_status`` reports a task's state from Celery's result backend; in the
+embedded (eager) mode the task has already run when ``request_refresh`` returns, so its outcome is
+recorded in the cache instead.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import kombu.exceptions
+import redis.exceptions
+from celery import shared_task, states
+from django.conf import settings
+from django.core.cache import cache, caches
+from django.db import InterfaceError, OperationalError
+
+from experiments.models import Experiment
+
+from . import reports
+from .models import ReportSnapshot
+
+logger = logging.getLogger(__name__)
+
+#: Errors worth retrying: the database or the broker/cache was briefly unreachable.
+BROKER_ERRORS = (
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+RETRYABLE = (OperationalError, InterfaceError, *BROKER_ERRORS)
+TASK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+RECORD_SECONDS = 24 * 3600
+
+
+def _lock_seconds() -> int:
+    return int(getattr(settings, "REPORT_LOCK_SECONDS", 600))
+
+
+def lock_key(experiment_id: int) -> str:
+    return f"analysis:report-lock:{experiment_id}"
+
+
+def pending_key(experiment_id: int) -> str:
+    return f"analysis:report-pending:{experiment_id}"
+
+
+def record_key(task_id: str) -> str:
+    return f"analysis:report-task:{task_id}"
+
+
+# --- the lock -----------------------------------------------------------------------------------
+
+_RELEASE_LUA = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+)
+
+
+def acquire_lock(key: str, token: str, timeout: int | None = None) -> bool:
+    """Take ``key`` for ``token`` unless someone else holds it.
+
+    Holding it already with the same token counts as success: a task redelivered after its worker
+    died carries the same id and must be able to finish the dead worker's job.
+    """
+    if cache.add(key, token, timeout or _lock_seconds()):
+        return True
+    return cache.get(key) == token
+
+
+def release_lock(key: str, token: str) -> bool:
+    """Delete ``key`` only if ``token`` still holds it (an expired lock may belong to another).
+
+    Atomic compare-and-delete on Redis; a get-then-delete elsewhere (in-process caches).
+    """
+    backend = caches["default"]
+    try:
+        from django.core.cache.backends.redis import RedisCache
+
+        if isinstance(backend, RedisCache):
+            full = backend.make_and_validate_key(key)
+            client = backend._cache.get_client(full, write=True)
+            raw = backend._cache._serializer.dumps(token)
+            return bool(client.eval(_RELEASE_LUA, 1, full, raw))
+    except AttributeError:  # pragma: no cover - Django internals moved; fall back below
+        pass
+    if backend.get(key) == token:
+        backend.delete(key)
+        return True
+    return False
+
+
+# --- the tasks ----------------------------------------------------------------------------------
+
+@shared_task(
+    bind=True,
+    name="analysis.tasks.compute_report",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=RETRYABLE,
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=5,
+)
+def compute_report(self, experiment_key: str) -> dict[str, Any]:
+    """Compute and store ``experiment_key``'s report; see the module docstring for guarantees."""
+    task_id = self.request.id or ""
+    experiment = Experiment.objects.filter(key=experiment_key).only("id", "key").first()
+    if experiment is None:
+        return {"outcome": "missing", "experiment": experiment_key, "snapshot_id": None}
+    if task_id:
+        done = ReportSnapshot.objects.filter(experiment=experiment, task_id=task_id).only("id").first()
+        if done is not None:  # redelivered after the commit: the work is already there
+            release_lock(pending_key(experiment.pk), task_id)
+            return {"outcome": "already_computed", "experiment": experiment_key, "snapshot_id": done.pk}
+    token = task_id or uuid.uuid4().hex
+    key = lock_key(experiment.pk)
+    if not acquire_lock(key, token):
+        holder = cache.get(key)
+        logger.info("report of %s already being computed by %s; skipped", experiment_key, holder)
+        if task_id:
+            release_lock(pending_key(experiment.pk), task_id)
+        return {"outcome": "skipped", "experiment": experiment_key, "snapshot_id": None,
+                "running_task_id": holder}
+    try:
+        snapshot = reports.compute_report(experiment_key, task_id=task_id)
+    except reports.ReportError:
+        if task_id:
+            release_lock(pending_key(experiment.pk), task_id)
+        raise
+    finally:
+        release_lock(key, token)
+    if task_id:
+        release_lock(pending_key(experiment.pk), task_id)
+    return {
+        "outcome": "computed",
+        "experiment": experiment_key,
+        "snapshot_id": snapshot.pk,
+        "computed_at": snapshot.computed_at.isoformat(),
+        "duration_ms": snapshot.duration_ms,
+    }
+
+
+@shared_task(name="analysis.tasks.refresh_running_experiments", ignore_result=True)
+def refresh_running_experiments() -> int:
+    """Beat job: flush buffered exposures, then enqueue a report of every running experiment."""
+    try:
+        reports._flush_exposures()
+    except Exception:  # the per-report flush tries again; don't skip the reports for it
+        logger.exception("could not flush exposures before the scheduled reports")
+    count = 0
+    for experiment in Experiment.objects.filter(status=Experiment.Status.RUNNING).only("id", "key"):
+        try:
+            request_refresh(experiment)
+            count += 1
+        except Exception:
+            logger.exception("could not enqueue the report of %s", experiment.key)
+    return count
+
+
+# --- enqueueing and state ------------------------------------------------------------------------
+
+class QueueUnavailable(Exception):
+    """The broker could not take the task; the caller should retry later."""
+
+
+@dataclass(frozen=True)
+class RefreshTicket:
+    task_id: str
+    experiment: str
+    deduplicated: bool
+    state: str
+
+
+def _eager() -> bool:
+    return bool(compute_report.app.conf.task_always_eager)
+
+
+def _record(task_id: str, experiment: str, **extra: Any) -> None:
+    try:
+        record = cache.get(record_key(task_id)) or {"experiment": experiment}
+        record.update(extra)
+        cache.set(record_key(task_id), record, RECORD_SECONDS)
+    except Exception:  # bookkeeping only: the task itself is what matters
+        logger.warning("could not record task %s", task_id, exc_info=True)
+
+
+def _finished(task_id: str) -> bool:
+    record = cache.get(record_key(task_id)) or {}
+    if record.get("state") in states.READY_STATES:
+        return True
+    if _eager():
+        return True  # an eager task has run by the time anyone can ask
+    return compute_report.AsyncResult(task_id).state in states.READY_STATES
+
+
+def request_refresh(experiment: Experiment) -> RefreshTicket:
+    """Enqueue a report computation of ``experiment``, or return the one already pending.
+
+    Raises QueueUnavailable when the broker is down. In the eager mode the computation has run
+    (or failed, recorded as FAILURE) when this returns.
+    """
+    pkey = pending_key(experiment.pk)
+    pending = cache.get(pkey)
+    if pending:
+        if not _finished(pending):
+            return RefreshTicket(pending, experiment.key, True, task_state(pending))
+        release_lock(pkey, pending)
+    task_id = str(uuid.uuid4())
+    if not cache.add(pkey, task_id, _lock_seconds()):
+        other = cache.get(pkey)
+        if other:
+            return RefreshTicket(other, experiment.key, True, task_state(other))
+    _record(task_id, experiment.key)
+    try:
+        async_result = compute_report.apply_async(args=[experiment.key], task_id=task_id)
+    except BROKER_ERRORS as exc:
+        release_lock(pkey, task_id)
+        if not _eager():
+            _record(task_id, experiment.key, state=states.FAILURE, error="the task queue is unavailable")
+            raise QueueUnavailable(str(exc)) from exc
+        _record(task_id, experiment.key, state=states.FAILURE, error=str(exc))
+    except Exception as exc:  # eager mode propagates the task's own failure
+        release_lock(pkey, task_id)
+        if not _eager():
+            raise
+        logger.exception("report of %s failed", experiment.key)
+        _record(task_id, experiment.key, state=states.FAILURE, error=str(exc) or type(exc).__name__)
+    else:
+        if _eager():
+            outcome = async_result.result if isinstance(async_result.result, dict) else {}
+            _record(task_id, experiment.key, state=states.SUCCESS, outcome=outcome.get("outcome"),
+                    snapshot_id=outcome.get("snapshot_id"))
+    return RefreshTicket(task_id, experiment.key, False, task_state(task_id))
+
+
+def task_state(task_id: str) -> str:
+    status = task_status(task_id)
+    return status["state"] if status else states.PENDING
+
+
+def task_status(task_id: str) -> dict[str, Any] | None:
+    """``{"task_id", "state", "ready", "experiment", "outcome", "snapshot_id", "error"}``, or
+    None for an id nobody enqueued (unknown to the cache, the result backend and the snapshots)."""
+    if not TASK_ID_RE.match(task_id or ""):
+        return None
+    record = cache.get(record_key(task_id)) or {}
+    state, result = record.get("state"), None
+    if state is None and not _eager():
+        async_result = compute_report.AsyncResult(task_id)
+        state = async_result.state
+        if state in states.READY_STATES:
+            result = async_result.result
+    if not isinstance(result, dict):
+        result = {"error": str(result) or type(result).__name__} if isinstance(result, BaseException) else {}
+    info = {**result, **record}
+    experiment = info.get("experiment")
+    snapshot_id = info.get("snapshot_id")
+    if experiment and snapshot_id is None:
+        # Index-friendly (experiment first); also finds work whose result expired.
+        snapshot_id = ReportSnapshot.objects.filter(experiment__key=experiment, task_id=task_id).values_list(
+            "id", flat=True).first()
+    if snapshot_id is not None and state in (None, states.PENDING):
+        state = states.SUCCESS  # the result expired or was never stored (eager): the work is there
+    if state is None or (state == states.PENDING and not record):
+        return None
+    outcome = info.get("outcome") or ("computed" if snapshot_id is not None else None)
+    return {
+        "task_id": task_id,
+        "state": state,
+        "ready": state in states.READY_STATES,
+        "experiment": experiment,
+        "outcome": outcome,
+        "snapshot_id": snapshot_id,
+        "error": (info.get("error") or "The computation failed.") if state == states.FAILURE else None,
+    }

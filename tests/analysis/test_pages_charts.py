@@ -1,0 +1,119 @@
+"""The SVG charts: pure functions, well-formed output, escaped text, honest empty states."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from analysis import charts
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def parse(svg: str) -> ET.Element:
+    root = ET.fromstring(svg)  # well-formed XML or this raises
+    assert root.tag == f"{SVG}svg" and root.get("role") == "img" and root.get("aria-label")
+    return root
+
+
+def metric(variants):
+    return {"metric": "purchase", "name": "Purchase", "variants": variants}
+
+
+def treated(key, rel, lo, hi, *, significant=False, verdict="inconclusive"):
+    return {"variant": key, "is_control": False, "significant": significant, "verdict": verdict,
+            "lift": {"absolute": 0.01, "relative": rel, "ci_absolute": [0, 0.02], "ci_relative": [lo, hi]}}
+
+
+CONTROL = {"variant": "control", "is_control": True, "units": 10}
+
+
+@pytest.mark.parametrize("lo, hi, expected", [
+    (0, 1, [0, 0.25, 0.5, 0.75, 1.0]),
+    (-0.03, 0.12, [-0.05, 0, 0.05, 0.1, 0.15]),
+    (5, 5, None),
+])
+def test_nice_ticks(lo, hi, expected):
+    ticks = charts.nice_ticks(lo, hi)
+    if expected is not None:
+        assert ticks == pytest.approx(expected)
+    assert ticks[0] <= min(lo, hi) and ticks[-1] >= max(lo, hi)
+    assert len(ticks) <= 8
+
+
+def test_interval_plot_draws_one_interval_per_treatment_with_tones():
+    svg = charts.metric_interval_chart(metric([
+        CONTROL,
+        treated("green", 0.1, 0.02, 0.18, significant=True, verdict="better"),
+        treated("red", -0.1, -0.2, -0.01, significant=True, verdict="worse"),
+        treated("grey", 0.01, -0.05, 0.07),
+    ]))
+    root = parse(svg)
+    groups = root.findall(f"{SVG}g")
+    assert len(groups) == 3
+    colours = [g.find(f"{SVG}circle").get("fill") for g in groups]
+    assert colours == [charts.GOOD, charts.BAD, charts.NEUTRAL]
+    assert root.find(f".//{SVG}line[@class='zero']") is not None
+    # The zero line sits between the red and the green interval.
+    zero_x = float(root.find(f".//{SVG}line[@class='zero']").get("x1"))
+    xs = [float(g.find(f"{SVG}circle").get("cx")) for g in groups]
+    assert xs[1] < zero_x < xs[0]
+
+
+def test_labels_are_escaped():
+    nasty = '<script>alert("x")</script>&'
+    svg = charts.metric_interval_chart({"metric": "m", "name": nasty, "variants": [
+        CONTROL, treated(nasty, 0.1, 0.0, 0.2)]})
+    assert "<script>" not in svg
+    root = parse(svg)
+    assert nasty in root.get("aria-label")
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert nasty in texts
+
+
+def test_empty_states_say_why():
+    svg = charts.metric_interval_chart(metric([CONTROL, {"variant": "green", "is_control": False, "lift": None}]))
+    assert "not enough data" in svg
+    parse(svg)
+    assert "no data yet" in charts.daily_exposures_chart([])
+    assert "no data yet" in charts.cumulative_lift_chart([], "purchase")
+
+
+def test_cumulative_lift_follows_the_history():
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    history = [
+        {"computed_at": t0 + timedelta(days=i), "metrics": [metric([CONTROL, treated("green", r, r - 0.5, r + 0.5)])]}
+        for i, r in enumerate([0.3, 0.2, 0.12, 0.1])
+    ]
+    root = parse(charts.cumulative_lift_chart(history, "purchase"))
+    line = root.find(f".//{SVG}polyline[@class='series']")
+    points = [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+    assert len(points) == 4
+    assert [x for x, _ in points] == sorted(x for x, _ in points)
+    ys = [y for _, y in points]
+    assert ys == sorted(ys)  # falling lift = rising SVG y
+    assert root.find(f".//{SVG}polygon[@class='band']") is not None
+    assert "Nov 1" in charts.cumulative_lift_chart(history, "purchase")
+
+
+def test_daily_exposures_one_line_per_variant():
+    rows = [{"date": (date(2026, 11, 1) + timedelta(days=d)).isoformat(), "variant": v, "units": 100 + d}
+            for d in range(5) for v in ("control", "green")]
+    root = parse(charts.daily_exposures_chart(rows, variants=["control", "green"]))
+    assert len(root.findall(f".//{SVG}polyline[@class='series']")) == 2
+    legend = [t.text for t in root.iter(f"{SVG}text")]
+    assert "control" in legend and "green" in legend
+
+
+def test_a_single_point_is_drawn_without_dividing_by_zero():
+    history = [{"computed_at": datetime(2026, 11, 1, tzinfo=UTC),
+                "metrics": [metric([CONTROL, treated("green", 0.1, 0.0, 0.2)])]}]
+    root = parse(charts.cumulative_lift_chart(history, "purchase"))
+    assert len(root.findall(f".//{SVG}circle")) == 1
+
+
+def test_non_finite_values_are_skipped():
+    svg = charts.metric_interval_chart(metric([CONTROL, treated("green", float("nan"), 0.0, float("inf"))]))
+    assert "nan" not in svg.lower() and "inf" not in svg.lower().replace("info", "")
+    parse(svg)

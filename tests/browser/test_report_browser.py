@@ -1,0 +1,67 @@
+"""The report page in a real browser: log in, read the demo report, export CSV, recompute."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from analysis.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USER
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def demo(transactional_db):
+    call_command("seed_demo", "--units", "3000", "--days", "5", "--no-progress", stdout=io.StringIO())
+    return "checkout-button"
+
+
+def test_demo_report_in_chromium(live_server, page, demo, artifacts):
+    page.goto(f"{live_server.url}/reports/{demo}/")
+    assert "/admin/login/" in page.url  # login required
+    page.fill("#id_username", DEMO_USER)
+    page.fill("#id_password", DEMO_PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/reports/{demo}/")
+
+    decision = page.locator("#decision")
+    assert decision.is_visible()
+    assert decision.get_attribute("data-recommendation") in {"ship", "do_not_ship", "keep_running", "invalid_srm"}
+    assert page.locator("#decision .decision-headline").inner_text().strip()
+    assert page.locator("#decision .reasons li").count() >= 1
+    srm = page.locator("#srm-banner")
+    assert srm.is_visible() and srm.get_attribute("data-srm") in {"passed", "failed"}
+    tables = page.locator("table.metric-table")
+    assert tables.count() == 5  # the demo's five metrics
+    first = tables.first
+    assert first.locator("tbody tr").count() == 2  # control + green
+    headers = first.locator("thead").inner_text()
+    for label in ("Units", "Relative lift", "p-value", "Adjusted p", "Chance to beat control"):
+        assert label in headers
+    charts = page.locator("svg.chart")
+    assert charts.count() >= 6
+    interval = page.locator("#metric-purchase svg.chart-interval")
+    assert interval.is_visible() and interval.locator("circle").count() >= 1
+    box = interval.bounding_box()
+    assert box and box["width"] > 200 and box["height"] > 40  # really laid out, not collapsed
+    assert page.locator("#exposures svg polyline").count() == 2
+    # The stylesheet is served (no CDN): the decision card has its coloured border.
+    assert page.eval_on_selector("#decision", "e => getComputedStyle(e).borderLeftWidth") == "6px"
+
+    page.screenshot(path=str(artifacts / "report-checkout-button.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.click("#export-csv")
+    with open(download.value.path(), encoding="utf-8", newline="") as f:
+        text = f.read()
+    assert text.startswith("experiment,computed_at,section,")
+    assert f"\r\n{demo}," in text and ",purchase,Purchase conversion,primary," in text
+
+    page.click("#recompute")
+    page.wait_for_load_state()
+    assert "The report was recomputed." in page.locator(".messages").inner_text()
+
+    page.goto(f"{live_server.url}/reports/")
+    row = page.locator("#experiment-list tbody tr", has_text=demo)
+    assert row.count() == 1 and "Running" in row.inner_text()
