@@ -6,4 +6,6 @@ class AccessConfig(AppConfig):
     verbose_name = "API access"
 
     def ready(self) -> None:
-        from . import schema, signals  # noqa: F401
+        from . import checks, logging, schema, signals  # noqa: F401
+
+        logging.install()

@@ -36,6 +36,7 @@ from . import ingestion, privacy
 @extend_schema_field(
     {
         "type": "object",
+        "nullable": True,
         "maxProperties": ingestion.MAX_PROPERTIES,
         "additionalProperties": {
             "anyOf": [
@@ -47,7 +48,8 @@ from . import ingestion, privacy
         },
         "description": (
             "A flat object: at most 50 properties of scalar values (strings up to 1,024 "
-            "characters, finite numbers, booleans, null); at most 8 KiB as JSON."
+            "characters, finite numbers, booleans, null); at most 8 KiB as JSON. Null or "
+            "omitted: no properties."
         ),
     }
 )
@@ -69,8 +71,10 @@ class EventSerializer(serializers.Serializer):
     )
     timestamp = serializers.DateTimeField(
         required=False,
+        allow_null=True,
         help_text=(
-            "When it happened (ISO 8601; without an offset UTC is assumed; omitted: now). "
+            "When it happened (ISO 8601; without an offset UTC is assumed; null or omitted: "
+            "now). "
             "From 2000-01-01 to at most a day in the future."
         ),
     )

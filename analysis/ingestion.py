@@ -105,7 +105,8 @@ def _id_error(value: Any) -> str | None:
 
 def parse_timestamp(value: Any, now: datetime) -> tuple[datetime | None, str | None]:
     """An aware UTC datetime (naive input is taken as UTC), or an error message."""
-    if type(value) is not str or len(value) > MAX_TIMESTAMP_LENGTH:
+    # A date and a time ("2026-11-24" alone is a date, not an instant).
+    if type(value) is not str or not 16 <= len(value) <= MAX_TIMESTAMP_LENGTH or value[10] not in "Tt ":
         return None, BAD_TIMESTAMP
     try:
         ts = datetime.fromisoformat(value)

@@ -43,7 +43,7 @@ BROKER_ERRORS = (
     redis.exceptions.TimeoutError,
 )
 RETRYABLE = (OperationalError, InterfaceError, *BROKER_ERRORS)
-TASK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TASK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RECORD_SECONDS = 24 * 3600
 
 
@@ -256,7 +256,7 @@ def task_state(task_id: str) -> str:
 def task_status(task_id: str) -> dict[str, Any] | None:
     """``{"task_id", "state", "ready", "experiment", "outcome", "snapshot_id", "error"}``, or
     None for an id nobody enqueued (unknown to the cache, the result backend and the snapshots)."""
-    if not TASK_ID_RE.match(task_id or ""):
+    if not TASK_ID_RE.fullmatch(task_id or ""):
         return None
     record = cache.get(record_key(task_id)) or {}
     state, result = record.get("state"), None

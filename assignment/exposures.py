@@ -1,7 +1,8 @@
 """Exposure buffering: the hot path appends, a task writes rows in bulk.
 
-Production (``settings.REDIS_URL`` set): every answer ``RPUSH``-es its exposures to one shared
-Redis list, which ``flush`` drains. Draining is at-least-once and the write is idempotent:
+Production (``settings.REDIS_URL`` set): exposures are ``RPUSH``-ed to one shared Redis list,
+batched per process for at most ``ASSIGNMENT_REDIS_BATCH_SECONDS`` (50 ms; 0 pushes on every
+answer), and ``flush`` drains the list. Draining is at-least-once and the write is idempotent:
 
 1. the queue is claimed whole with an atomic ``RENAME`` to a processing list whose name is
    registered (with a timestamp) in a sorted set *before* the rename;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -128,8 +130,24 @@ def _keys() -> tuple[str, str, str]:
     return f"{prefix}:exposures", f"{prefix}:exposures:processing", f"{prefix}:exposures:processing:"
 
 
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _encode(item: Item) -> str:
-    return json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+    return _dumps(item)
+
+
+def _encode_all(items: Sequence[Item]) -> list[str]:
+    """Encode a batch; exposures of one request share unit, time and attributes, so those
+    parts are encoded once."""
+    out, shared = [], {}
+    for exp_id, variant_id, unit_id, ts, attributes in items:
+        key = (unit_id, ts, id(attributes))
+        tail = shared.get(key)
+        if tail is None:
+            tail = shared[key] = f"{_dumps(unit_id)},{_dumps(ts)},{_dumps(attributes)}]"
+        out.append(f"[{exp_id},{variant_id},{tail}")
+    return out
 
 
 def _decode(raw: bytes) -> Item | None:
@@ -143,30 +161,124 @@ def _decode(raw: bytes) -> Item | None:
 
 # --- hot path -----------------------------------------------------------------------------------
 
+class Outbox:
+    """Exposures waiting at most ``ASSIGNMENT_REDIS_BATCH_SECONDS`` to share one ``RPUSH``.
+
+    One round trip to Redis per request would cost a sync worker more than the assignment
+    itself; a short window batches them. A daemon thread pushes what a quiet process holds.
+    """
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        self.first_at = 0.0
+        self.lock = threading.Lock()
+        self.thread_pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, items: Sequence[Item], size: int, seconds: float) -> list[Item]:
+        """Append; return the whole batch (emptied) when it is due, else []."""
+        now = time.monotonic()
+        with self.lock:
+            if not self.items:
+                self.first_at = now
+            self.items.extend(items)
+            if len(self.items) >= size or now - self.first_at >= seconds:
+                taken, self.items = self.items, []
+                return taken
+        return []
+
+    def take(self, older_than: float = 0.0) -> list[Item]:
+        with self.lock:
+            if not self.items or time.monotonic() - self.first_at < older_than:
+                return []
+            taken, self.items = self.items, []
+            return taken
+
+    def discard_unit(self, unit_id: str) -> int:
+        with self.lock:
+            kept = [item for item in self.items if item[2] != unit_id]
+            removed = len(self.items) - len(kept)
+            self.items = kept
+            return removed
+
+
+outbox = Outbox()
+
+
+def _push(client, items: list[Item]) -> bool:
+    """RPUSH ``items`` (and any fallback leftovers); on failure keep them in process."""
+    global _redis_down_until
+    leftovers = local_buffer.take() if len(local_buffer) else []
+    try:
+        client.rpush(_keys()[0], *_encode_all([*leftovers, *items]))
+        return True
+    except Exception:
+        local_buffer.put_back(leftovers)
+        local_buffer.extend(items)
+        _redis_down_until = time.monotonic() + _setting("ASSIGNMENT_REDIS_RETRY_SECONDS", 5.0)
+        logger.warning("Redis unreachable; buffering exposures in process", exc_info=True)
+        return False
+
+
+def _pusher(pid: int) -> None:
+    while os.getpid() == pid:
+        seconds = max(_setting("ASSIGNMENT_REDIS_BATCH_SECONDS", 0.05), 0.0)
+        time.sleep(min(max(seconds, 0.01), 0.05))
+        try:
+            if len(outbox):
+                drain_outbox(older_than=seconds)
+        except Exception:  # never let the thread die
+            logger.exception("exposure pusher failed")
+
+
+def _ensure_pusher() -> None:
+    pid = os.getpid()
+    if outbox.thread_pid != pid:  # first use in this process (or after a fork)
+        with outbox.lock:
+            if outbox.thread_pid != pid:
+                outbox.thread_pid = pid
+                threading.Thread(target=_pusher, args=(pid,), name="exposure-pusher", daemon=True).start()
+
+
+def drain_outbox(older_than: float = 0.0) -> int:
+    """Push the batched exposures now (to the in-process buffer if Redis is unusable)."""
+    items = outbox.take(older_than)
+    if not items:
+        return 0
+    client = redis_client()
+    if client is None or time.monotonic() < _redis_down_until:
+        local_buffer.extend(items)
+    else:
+        _push(client, items)
+    return len(items)
+
+
 def record(items: Sequence[Item]) -> tuple[str, ...]:
     """Queue exposures; returns what degraded (empty when all is well). Never touches the DB,
     except the amortised write of a due in-process buffer."""
-    global _redis_down_until
     if not items:
         return ()
     client = redis_client()
-    if client is not None:
-        if time.monotonic() >= _redis_down_until:
-            try:
-                pending = local_buffer.take() if len(local_buffer) else []
-                client.rpush(_keys()[0], *map(_encode, [*pending, *items]))
-                return ()
-            except Exception:
-                if pending:
-                    local_buffer.put_back(pending)
-                _redis_down_until = time.monotonic() + _setting("ASSIGNMENT_REDIS_RETRY_SECONDS", 5.0)
-                logger.warning("Redis unreachable; buffering exposures in process", exc_info=True)
+    if client is None:  # embedded mode
         local_buffer.extend(items)
         _flush_local_if_due()
-        return (DEGRADED_LOCAL_BUFFER,)
-    local_buffer.extend(items)
+        return ()
+    if time.monotonic() >= _redis_down_until:
+        seconds = _setting("ASSIGNMENT_REDIS_BATCH_SECONDS", 0.05)
+        if seconds <= 0:
+            if _push(client, list(items)):
+                return ()
+        else:
+            due = outbox.add(items, _setting("ASSIGNMENT_REDIS_BATCH_SIZE", 200), seconds)
+            _ensure_pusher()
+            if not due or _push(client, due):
+                return ()
+    else:
+        local_buffer.extend(items)
     _flush_local_if_due()
-    return ()
+    return (DEGRADED_LOCAL_BUFFER,)
 
 
 def _flush_local_if_due() -> None:
@@ -247,7 +359,9 @@ def flush_redis() -> int:
 
 
 def flush() -> int:
-    """Write everything buffered (this process's buffer and the shared queue); returns count."""
+    """Write everything buffered (this process's batch and buffer, and the shared queue);
+    returns how many items were processed."""
+    drain_outbox()
     total = flush_local()
     try:
         total += flush_redis()
@@ -262,6 +376,7 @@ def flush() -> int:
 
 def _flush_at_exit() -> None:
     try:
+        drain_outbox()
         if len(local_buffer):
             flush_local()
     except Exception:

@@ -20,7 +20,7 @@ def erase_unit(unit_id: str) -> dict[str, int]:
     buffers (only used in the embedded mode or while Redis is down) are out of reach: they are
     flushed within ``ASSIGNMENT_EXPOSURE_BUFFER_SECONDS``, so erase again after that to be sure.
     """
-    discarded = exposures.local_buffer.discard_unit(unit_id)
+    discarded = exposures.outbox.discard_unit(unit_id) + exposures.local_buffer.discard_unit(unit_id)
     flushed = exposures.flush()
     deleted, _ = Exposure.objects.filter(unit_id=unit_id).delete()
     return {"exposures_deleted": deleted, "buffered_discarded": discarded, "flushed": flushed}

@@ -18,8 +18,9 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False) if (BASE_DIR / ".env").exists() else None
 
 DEBUG = env.bool("DEBUG", default=False)
-# The embedded mode needs a key to run at all; production must set its own (check --deploy).
-SECRET_KEY = env.str("SECRET_KEY", default="embedded-mode-insecure-key-set-SECRET_KEY-in-production")
+# The embedded mode needs a key to run at all; production must set its own. The "django-insecure-"
+# prefix makes `check --deploy` flag a production that forgot to (security.W009).
+SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-embedded-mode-set-SECRET_KEY-in-production")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

@@ -16,6 +16,7 @@ from .forms import (
     LayerForm,
     MetricForm,
     TargetingRuleForm,
+    VariantForm,
     VariantFormSet,
 )
 from .models import Experiment, ExperimentMetric, Layer, Metric, Override, TargetingRule, Variant
@@ -32,6 +33,7 @@ def _locked(obj) -> bool:
 
 class VariantInline(admin.TabularInline):
     model = Variant
+    form = VariantForm
     formset = VariantFormSet
     fields = ["key", "name", "weight", "is_control", "payload", "position"]
     extra = 0

@@ -56,6 +56,17 @@ class ExperimentForm(forms.ModelForm):
         return cleaned
 
 
+class VariantForm(forms.ModelForm):
+    def clean_payload(self):
+        """An empty box means an empty payload; anything but a JSON object is refused."""
+        payload = self.cleaned_data.get("payload")
+        if payload in (None, ""):
+            return {}
+        if not isinstance(payload, dict):
+            raise ValidationError("The payload must be a JSON object, e.g. {\"color\": \"green\"}.")
+        return payload
+
+
 class VariantFormSet(forms.BaseInlineFormSet):
     def clean(self):
         super().clean()

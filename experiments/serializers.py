@@ -67,11 +67,11 @@ class ExperimentSerializer(serializers.ModelSerializer):
     key = serializers.RegexField(r"^[a-z0-9][a-z0-9_-]{0,63}$", max_length=64, error_messages={
         "invalid": "Use 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit."})
     layer = serializers.SlugRelatedField(slug_field="key", queryset=Layer.objects.all(), allow_null=True, required=False)
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     variants = VariantSerializer(many=True)
     metrics = ExperimentMetricSerializer(many=True, required=False, source="experiment_metrics")
     targeting = TargetingRuleSerializer(many=True, required=False, source="targeting_rules")
-    shipped_variant = serializers.SlugRelatedField(slug_field="key", read_only=True)
+    shipped_variant = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
     report_url = serializers.SerializerMethodField()
 
     class Meta:

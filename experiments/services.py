@@ -6,6 +6,7 @@ with a dict naming the field, which the admin shows next to the field and the AP
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -64,6 +65,17 @@ def _fmt(value: Any) -> str:
     return f"{Decimal(str(value)).normalize():f}"
 
 
+def _finite_json(value: Any) -> bool:
+    """JSON with NaN or Infinity is not JSON: databases refuse it and clients cannot parse it."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite_json(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite_json(v) for v in value)
+    return True
+
+
 def validate_variants(variants: Sequence[Mapping[str, Any]]) -> None:
     """At least two variants, exactly one control, unique keys, positive weights summing to 100."""
     errors: list[str] = []
@@ -76,6 +88,12 @@ def validate_variants(variants: Sequence[Mapping[str, Any]]) -> None:
     controls = sum(1 for v in variants if v.get("is_control"))
     if controls != 1:
         errors.append(f"Exactly one variant must be the control (found {controls}).")
+    for variant in variants:
+        payload = variant.get("payload", {})
+        if payload is not None and not isinstance(payload, dict):
+            errors.append(f"Variant '{variant.get('key')}': the payload must be a JSON object.")
+        elif not _finite_json(payload):
+            errors.append(f"Variant '{variant.get('key')}': the payload may not contain NaN or Infinity.")
     total = Decimal("0")
     for variant in variants:
         weight = _decimal(variant.get("weight"), "variants")
@@ -123,8 +141,11 @@ def validate_targeting(rules: Sequence[Mapping[str, Any]]) -> None:
         if op not in operators:
             errors.append(f"{where}: unknown operator {op!r}; use one of {', '.join(sorted(operators))}.")
             continue
-        if not isinstance(values, list) or any(not isinstance(v, _SCALAR) for v in values):
-            errors.append(f"{where}: values must be a list of strings, numbers or booleans.")
+        if not isinstance(values, list) or any(not isinstance(v, _SCALAR) for v in values) or not _finite_json(values):
+            errors.append(f"{where}: values must be a list of strings, finite numbers or booleans.")
+            continue
+        if any(isinstance(v, str) and len(v) > 256 for v in values) or len(values) > 1000:
+            errors.append(f"{where}: at most 1000 values of at most 256 characters each.")
             continue
         if op in _SINGLE_VALUE and len(values) != 1:
             errors.append(f"{where}: operator '{op}' takes exactly one value (got {len(values)}).")

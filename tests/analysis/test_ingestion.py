@@ -99,6 +99,8 @@ def test_an_invalid_event_does_not_count_as_a_duplicate_of_a_valid_one(db):
     ({"value": "3"}, "value", ingestion.NOT_A_NUMBER),
     ({"timestamp": "yesterday"}, "timestamp", ingestion.BAD_TIMESTAMP),
     ({"timestamp": 1764000000}, "timestamp", ingestion.BAD_TIMESTAMP),
+    ({"timestamp": "2026-11-24"}, "timestamp", ingestion.BAD_TIMESTAMP),
+    ({"timestamp": "2026-11-24T25:00:00Z"}, "timestamp", ingestion.BAD_TIMESTAMP),
     ({"timestamp": "1999-12-31T23:59:59Z"}, "timestamp", ingestion.TOO_OLD),
     ({"timestamp": "0001-01-01T00:00:00+01:00"}, "timestamp", ingestion.TOO_OLD),
     ({"timestamp": "2026-11-25T12:00:01Z"}, "timestamp", ingestion.TOO_NEW),
@@ -128,7 +130,9 @@ def test_validation_names_the_field(overrides, field, message):
     ("2026-11-24T11:00:00+01:00", datetime(2026, 11, 24, 10, tzinfo=UTC)),
     ("2000-01-01T00:00:00Z", datetime(2000, 1, 1, tzinfo=UTC)),
     ("2026-11-25T12:00:00Z", datetime(2026, 11, 25, 12, tzinfo=UTC)),  # exactly a day ahead
+    ("2026-11-24 10:00:00.5+00:00", datetime(2026, 11, 24, 10, 0, 0, 500000, tzinfo=UTC)),
     (..., NOW),  # omitted: now
+    (None, NOW),
 ])
 def test_accepted_timestamps(timestamp, expected):
     row, errors = ingestion.validate_event(ev(1, timestamp=timestamp), NOW)
@@ -180,7 +184,7 @@ def test_an_empty_batch_is_fine(client_api):
 
 @pytest.mark.parametrize("body", [
     [ev(1)], {"event": ev(1)}, {"events": ev(1)}, {"events": "x"}, {"events": None}, "null", "3", '"events"',
-    b"{not json", b'{"events": [{"value": NaN}]}', {"events": [ev(i) for i in range(1001)]},
+    b"{not json", b'{"events": [{"value": NaN}]}', b'{"events": [{"value": Infinity}]}', b"\xff\xfe{}", {"events": [ev(i) for i in range(1001)]},
 ])
 def test_a_body_that_is_not_a_batch_is_400(client_api, body):
     response = post(client_api, body)

@@ -194,3 +194,4 @@ def test_task_status_of_unknown_ids(not_eager):
     assert tasks.task_status("0f5c6f6e-0000-4000-8000-000000000000") is None
     assert tasks.task_status("../../etc") is None
     assert tasks.task_status("x" * 65) is None
+    assert tasks.task_status("abc\n") is None

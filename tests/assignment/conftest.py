@@ -8,13 +8,15 @@ from assignment import exposures, runtime
 @pytest.fixture(autouse=True)
 def _fresh_assignment_state():
     """No configuration or buffered exposure leaks from one test into another."""
-    runtime.reset()
-    exposures.local_buffer.take()
-    exposures._redis_down_until = 0.0
+    def clear():
+        runtime.reset()
+        exposures.local_buffer.take()
+        exposures.outbox.take()
+        exposures._redis_down_until = 0.0
+
+    clear()
     yield
-    runtime.reset()
-    exposures.local_buffer.take()
-    exposures._redis_down_until = 0.0
+    clear()
 
 
 @pytest.fixture

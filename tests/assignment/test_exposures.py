@@ -160,6 +160,7 @@ def redis_mode(settings, experiment):
 
     settings.REDIS_URL = TEST_REDIS_URL
     settings.ASSIGNMENT_REDIS_PREFIX = f"{{test-{uuid.uuid4().hex[:8]}}}"
+    settings.ASSIGNMENT_REDIS_BATCH_SECONDS = 0  # push on every answer unless a test batches
     client = exposures.redis_client()
     yield client
     for key in client.scan_iter(f"{settings.ASSIGNMENT_REDIS_PREFIX}*"):
@@ -248,3 +249,61 @@ def test_erase_unit_reaches_the_redis_queue(client_api, redis_mode):
     [(unit, _)] = enrolled_units(client_api, "checkout-button", 1)
     assert services.erase_unit(unit)["exposures_deleted"] == 1
     assert not Exposure.objects.exists()
+
+
+@pytest.mark.redis
+def test_batched_pushes_share_one_round_trip(client_api, redis_mode, settings):
+    settings.ASSIGNMENT_REDIS_BATCH_SECONDS = 3600
+    settings.ASSIGNMENT_REDIS_BATCH_SIZE = 3
+    queue = exposures._keys()[0]
+    enrolled_units(client_api, "checkout-button", 2)
+    assert redis_mode.llen(queue) == 0 and len(exposures.outbox) == 2
+    enrolled_units(client_api, "checkout-button", 3)  # the 3rd item fills the batch
+    assert redis_mode.llen(queue) == 3 and len(exposures.outbox) == 2
+    assert services.flush_exposures() == 5  # the flush pushes the open batch first
+    assert Exposure.objects.count() == 3  # u-0.. repeated: 5 answers, 3 distinct units
+
+
+@pytest.mark.redis
+def test_quiet_process_pushes_its_batch_in_the_background(client_api, redis_mode, settings):
+    import time
+
+    settings.ASSIGNMENT_REDIS_BATCH_SECONDS = 0.05
+    enrolled_units(client_api, "checkout-button", 1)
+    queue = exposures._keys()[0]
+    deadline = time.monotonic() + 5
+    while redis_mode.llen(queue) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert redis_mode.llen(queue) == 1
+    assert len(exposures.outbox) == 0
+
+
+@pytest.mark.redis
+def test_batch_failing_to_push_is_kept_in_process(client_api, redis_mode, settings):
+    settings.ASSIGNMENT_REDIS_BATCH_SECONDS = 3600
+    enrolled_units(client_api, "checkout-button", 2)
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    assert exposures.drain_outbox() == 2
+    assert len(exposures.local_buffer) == 2  # not lost: written by the next local flush
+    services.flush_exposures()
+    assert Exposure.objects.count() == 2
+
+
+def test_batch_encoding_matches_the_message_format():
+    shared = {"country": "CN", "n": [1, "ü"]}
+    items = [(1, 2, 'u-"ü', 1234.5, shared), (3, 4, 'u-"ü', 1234.5, shared), (5, 6, "v", 1.0, {})]
+    encoded = exposures._encode_all(items)
+    assert encoded == [json.dumps(list(i), separators=(",", ":"), ensure_ascii=False) for i in items]
+    assert [exposures._decode(e.encode()) for e in encoded] == items
+
+
+@pytest.mark.redis
+def test_outage_found_by_a_batched_push_degrades_that_answer_and_the_next(client_api, redis_mode, settings):
+    settings.ASSIGNMENT_REDIS_BATCH_SECONDS = 3600
+    settings.ASSIGNMENT_REDIS_BATCH_SIZE = 1  # every answer fills a batch
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    answers = [post(client_api, {"unit_id": f"u-{i}"}).json() for i in range(30)]
+    enrolled = [a for a in answers if a["assignments"][0]["in_experiment"]]
+    assert len(enrolled) >= 2
+    assert all(a.get("degraded") == ["exposures-local-buffer"] for a in enrolled)
+    assert len(exposures.local_buffer) == len(enrolled)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 
 import jsonschema
-
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import max_response_time
