@@ -6,6 +6,7 @@ build green.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from urllib.parse import urlparse
@@ -61,10 +62,8 @@ def _fresh_process_caches():
 
     from access import keycache
 
-    try:
+    with contextlib.suppress(Exception):
         cache.clear()
-    except Exception:
-        pass
     keycache.clear()
     yield
 
