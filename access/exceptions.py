@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework import status
 from rest_framework.response import Response
@@ -29,6 +29,15 @@ def json_exception_handler(exc, context):
             {"detail": "The database is unavailable; retry later."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "5"},
+        )
+    if isinstance(exc, DataError):
+        # A value the database cannot store (PostgreSQL refuses NUL characters in text, numbers
+        # out of range): retrying cannot help, so it is the request's fault, not an outage.
+        logger.warning("database refused a value: %s", type(exc).__name__)
+        return Response(
+            {"detail": "The request holds a value the database cannot store "
+                       "(for example a NUL character or an out-of-range number)."},
+            status=status.HTTP_400_BAD_REQUEST,
         )
     if isinstance(exc, DatabaseError):
         logger.exception("database error")

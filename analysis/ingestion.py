@@ -93,6 +93,12 @@ def text_ok(value: str) -> bool:
     return True
 
 
+def _printable(name: str) -> str:
+    """A client-chosen field name, safe to echo back in JSON (short, valid UTF-8)."""
+    name = name[:100]
+    return name if text_ok(name) else name.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+
+
 def _id_error(value: Any) -> str | None:
     if type(value) is not str:
         return REQUIRED if value is None else NOT_A_STRING
@@ -176,7 +182,7 @@ def validate_event(item: Any, now: datetime) -> tuple[Row | None, dict[str, list
     if len(item) > 6 or not FIELDS.issuperset(item):
         for name in item:
             if name not in FIELDS:
-                errors[str(name)[:100]] = [UNKNOWN_FIELD]
+                errors[_printable(name)] = [UNKNOWN_FIELD]
                 if len(errors) >= 10:
                     break
     get = item.get

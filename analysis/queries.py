@@ -32,7 +32,7 @@ extraction, day truncation). Every value, attribute names included, is a query p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,31 +58,34 @@ _FLOAT = "DOUBLE PRECISION"
 
 
 def metric_statistics(
-    experiment, *, until: datetime | None = None
+    experiment, *, until: datetime | None = None, metrics: Collection[str] | None = None
 ) -> dict[str, dict[str, VariantStats]]:
-    """``{metric_key: {variant_key: VariantStats}}`` for every metric of the experiment.
+    """``{metric_key: {variant_key: VariantStats}}`` for every metric of the experiment (or only
+    those whose keys are in ``metrics``).
 
     Every variant is present (``n = 0`` when it has no units). One aggregation query for all
     metrics, plus one for the unit counts.
     """
-    return _statistics(experiment, until=until, segment=None)[None]
+    return _statistics(experiment, until=until, segment=None, only=metrics)[None]
 
 
 def segment_statistics(
-    experiment, attribute: str, *, until: datetime | None = None, max_segments: int = 20
+    experiment, attribute: str, *, until: datetime | None = None, max_segments: int = 20,
+    metrics: Collection[str] | None = None,
 ) -> dict[str, dict[str, dict[str, VariantStats]]]:
     """``{segment: {metric_key: {variant_key: VariantStats}}}`` split by a unit attribute.
 
     The segment is ``Exposure.attributes[attribute]`` as recorded at the first exposure, as text
     (booleans ``true``/``false``); missing or null -> ``"(none)"``. The ``max_segments`` biggest
     segments (by units) are kept, the rest is folded into ``"(other)"``. Segments are ordered
-    biggest first, ``"(other)"`` last.
+    biggest first, ``"(other)"`` last. ``metrics`` limits the metrics computed (e.g. to the
+    primary ones: each metric adds aggregate columns to the query).
     """
     if not isinstance(attribute, str) or not ATTRIBUTE_RE.fullmatch(attribute):
         raise ValueError("attribute must be 1-64 letters, digits, '_', '.', '-', not starting with a digit")
     if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
         raise ValueError("max_segments must be a positive integer")
-    return _statistics(experiment, until=until, segment=(attribute, max_segments))
+    return _statistics(experiment, until=until, segment=(attribute, max_segments), only=metrics)
 
 
 def exposure_counts(experiment, *, until: datetime | None = None) -> dict[str, int]:
@@ -233,10 +236,15 @@ def _segment_key_sql(attributes: str, attribute: str) -> tuple[str, list[Any]]:
     return sql, [path, path, NONE_SEGMENT]
 
 
-def _statistics(experiment, *, until, segment):
+def _statistics(experiment, *, until, segment, only=None):
     until = _aware(until)
     variants = _variant_keys(experiment)
     specs = _specs(experiment)
+    if only is not None:
+        if isinstance(only, str):
+            raise TypeError("metrics must be a collection of metric keys, not a string")
+        wanted = set(only)
+        specs = [s for s in specs if s.key in wanted]
     x = _Exposures(experiment, until, None)
 
     # Segments: rank them by units, fold the tail into "(other)".

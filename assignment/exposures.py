@@ -177,17 +177,14 @@ class Outbox:
     def __len__(self) -> int:
         return len(self.items)
 
-    def add(self, items: Sequence[Item], size: int, seconds: float) -> list[Item]:
-        """Append; return the whole batch (emptied) when it is due, else []."""
+    def add(self, items: Sequence[Item], size: int, seconds: float) -> bool:
+        """Append; True when the batch is due (the caller then drains it)."""
         now = time.monotonic()
         with self.lock:
             if not self.items:
                 self.first_at = now
             self.items.extend(items)
-            if len(self.items) >= size or now - self.first_at >= seconds:
-                taken, self.items = self.items, []
-                return taken
-        return []
+            return len(self.items) >= size or now - self.first_at >= seconds
 
     def take(self, older_than: float = 0.0) -> list[Item]:
         with self.lock:
@@ -205,6 +202,9 @@ class Outbox:
 
 
 outbox = Outbox()
+# Held from taking a batch until it is in Redis (or the in-process buffer): a flush that drains
+# the outbox therefore also waits for a push in flight, and never misses its items.
+_push_lock = threading.Lock()
 
 
 def _push(client, items: list[Item]) -> bool:
@@ -244,15 +244,21 @@ def _ensure_pusher() -> None:
 
 def drain_outbox(older_than: float = 0.0) -> int:
     """Push the batched exposures now (to the in-process buffer if Redis is unusable)."""
-    items = outbox.take(older_than)
-    if not items:
-        return 0
-    client = redis_client()
-    if client is None or time.monotonic() < _redis_down_until:
-        local_buffer.extend(items)
-    else:
-        _push(client, items)
-    return len(items)
+    count, _ = _drain(older_than)
+    return count
+
+
+def _drain(older_than: float = 0.0) -> tuple[int, bool]:
+    """-> (items drained, whether they reached Redis)."""
+    with _push_lock:
+        items = outbox.take(older_than)
+        if not items:
+            return 0, True
+        client = redis_client()
+        if client is None or time.monotonic() < _redis_down_until:
+            local_buffer.extend(items)
+            return len(items), False
+        return len(items), _push(client, items)
 
 
 def record(items: Sequence[Item]) -> tuple[str, ...]:
@@ -273,7 +279,7 @@ def record(items: Sequence[Item]) -> tuple[str, ...]:
         else:
             due = outbox.add(items, _setting("ASSIGNMENT_REDIS_BATCH_SIZE", 200), seconds)
             _ensure_pusher()
-            if not due or _push(client, due):
+            if not due or _drain()[1]:
                 return ()
     else:
         local_buffer.extend(items)

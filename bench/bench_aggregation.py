@@ -150,6 +150,24 @@ def explain(experiment) -> None:
         c.execute("RESET work_mem")
 
 
+def table_sizes() -> str:
+    """Heap and index sizes of the event table (what grows first)."""
+    from django.db import connection
+
+    with connection.cursor() as c:
+        c.execute(
+            "SELECT pg_size_pretty(pg_table_size('analysis_event')), "
+            "pg_size_pretty(pg_indexes_size('analysis_event'))"
+        )
+        heap, indexes = c.fetchone()
+        c.execute(
+            "SELECT indexrelid::regclass::text, pg_size_pretty(pg_relation_size(indexrelid)) "
+            "FROM pg_index WHERE indrelid = 'analysis_event'::regclass ORDER BY 1"
+        )
+        each = ", ".join(f"{name} {size}" for name, size in c.fetchall())
+    return f"event table {heap} + indexes {indexes} ({each})"
+
+
 def measure(experiment, label: str) -> dict:
     from analysis import queries
 
@@ -210,6 +228,7 @@ def main() -> None:
         print(f"{size:>12,} {r['units']:>10,} {load:>8.1f} {r['metric_statistics']:>20.2f} "
               f"{r['segment_statistics']:>11.2f} {r['exposures']:>12.2f} {r['rss_peak_mb']:>12.0f} "
               f"{r['tracemalloc_peak_mb']:>15.2f}   {r['sample']}", flush=True)
+        print(f"{'':>12s} {table_sizes()}", flush=True)
     biggest = results[-1][1]
     print(f"\ngoal metric_statistics < 30 s at {results[-1][0]:,} events: "
           f"{'met' if biggest['metric_statistics'] < 30 else 'NOT met'} ({biggest['metric_statistics']:.1f} s); "

@@ -7,7 +7,7 @@ view with the same authentication returning the same constant (the framework's f
 endpoint with one experiment, the batch endpoint with 10 running experiments, and the single
 GET endpoint. Then the ratio to the bare view. Only loopback traffic; bounded in time.
 
-    .venv/bin/python bench/bench_assignment_http.py [--duration 10] [--connections 16]
+    .venv/bin/python bench/bench_assignment_http.py [--duration 5] [--rounds 3] [--connections 16]
         [--mode embedded|redis|both] [--worker-class sync|gthread]
 
 Installs the Debian package ``wrk`` when it is missing (needs root).
@@ -27,6 +27,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -83,7 +84,6 @@ SCENARIOS = [
     ("GET /experiments/<key>/assignment", "GET",
      "/api/v1/experiments/exp-1/assignment?unit_id=u-%d&country=CN", ""),
 ]
-BARE_AGAIN = ("bare Django view, again (drift check)",) + SCENARIOS[0][1:]
 
 
 def ensure_wrk() -> str:
@@ -198,22 +198,27 @@ def bench_mode(mode: str, args, wrk: str) -> None:
             )
             urllib.request.urlopen(req, timeout=5).read()
         print(f"\nmode={mode}  gunicorn 2 workers ({args.worker_class}), wrk -t2 "
-              f"-c{args.connections} -d{args.duration}s, 127.0.0.1")
-        print(f"  {'scenario':38s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'vs bare':>8s}"
-              f" {'cpu us/req':>11s} {'cpu vs bare':>12s}")
+              f"-c{args.connections}, {args.rounds} interleaved rounds of {args.duration}s, 127.0.0.1")
         pids = worker_pids(server.pid)
-        bare = bare_cpu = None
         run_wrk(wrk, base, key, SCENARIOS[0], 2, args.connections, tmp)  # warm-up, discarded
-        for scenario in [*SCENARIOS, BARE_AGAIN]:
-            result = run_wrk(wrk, base, key, scenario, args.duration, args.connections, tmp, pids)
-            bare = bare or result["rps"]
-            bare_cpu = bare_cpu or result["cpu_us"]
-            note = ""
-            if result["non2xx"] or result["socket"]:
-                note = f"  (non-2xx {result['non2xx']}; socket {result['socket']})"
-            print(f"  {result['label']:38s} {result['rps']:>9,.0f} {result['p50']:>8.2f} "
-                  f"{result['p99']:>8.2f} {result['rps'] / bare:>7.0%} {result['cpu_us']:>11.0f} "
-                  f"{bare_cpu / result['cpu_us']:>11.0%}{note}", flush=True)
+        rounds = []
+        for _ in range(args.rounds):  # interleaved, so drift in machine load hits all alike
+            rounds.append([
+                run_wrk(wrk, base, key, scenario, args.duration, args.connections, tmp, pids)
+                for scenario in SCENARIOS
+            ])
+        print(f"  {'scenario (medians over rounds)':38s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s}"
+              f" {'vs bare':>8s} {'cpu us/req':>11s} {'cpu vs bare':>12s}")
+        for i, scenario in enumerate(SCENARIOS):
+            runs = [r[i] for r in rounds]
+            ratio = median(r[i]["rps"] / r[0]["rps"] for r in rounds)
+            cpu_ratio = median(r[0]["cpu_us"] / r[i]["cpu_us"] for r in rounds)
+            errors = sum(x["non2xx"] for x in runs)
+            note = f"  (non-2xx: {errors})" if errors else ""
+            print(f"  {scenario[0]:38s} {median(x['rps'] for x in runs):>9,.0f} "
+                  f"{median(x['p50'] for x in runs):>8.2f} {median(x['p99'] for x in runs):>8.2f} "
+                  f"{ratio:>7.0%} {median(x['cpu_us'] for x in runs):>11.0f} {cpu_ratio:>11.0%}{note}",
+                  flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -228,7 +233,8 @@ def bench_mode(mode: str, args, wrk: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per scenario per round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--mode", choices=["embedded", "redis", "both"], default="both")
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")

@@ -2,12 +2,15 @@
 
 Creates a throw-away PostgreSQL database (``abp_bench`` by default), migrates it, serves the app
 with gunicorn on 127.0.0.1 and sends pre-built batches of 1,000 events from concurrent client
-threads (http.client). Then, in the same run and into the same (emptied) table, inserts the same
-events without HTTP: psycopg ``COPY`` per batch, and the endpoint's own statement
-(``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING``) per batch. Prints events/s for
-each and the HTTP / raw ratios. Everything runs on this machine (server, database, clients).
+threads (http.client). Then, in the same run and into the same table (emptied back to its
+prefill), inserts the same events without HTTP: psycopg ``COPY`` per batch over 1 and over
+``--clients`` connections, and the endpoint's own statement (``INSERT ... SELECT FROM
+unnest(...) ON CONFLICT DO NOTHING``) per batch. Prints events/s for each and the HTTP / raw
+ratios. Everything runs on this machine (server, database, clients). ``--prefill N`` first puts
+N older events in the table, to show how inserts slow down as the table and its indexes grow.
 
     .venv/bin/python bench/bench_ingestion.py [--events 300000] [--workers 4] [--clients 8]
+        [--prefill 10000000]
 
 Needs PostgreSQL at postgres://postgres@127.0.0.1:5432 and Redis at redis://127.0.0.1:6379/14.
 """
@@ -198,9 +201,40 @@ def run_raw(dsn: str, batches: list[list[dict]], write, connections: int) -> flo
     return elapsed
 
 
-def reset_table(dsn: str) -> None:
+def prefill(dsn: str, rows: int) -> float:
+    """Put ``rows`` older events in the table first (generated inside PostgreSQL, indexes rebuilt
+    after the load): inserts get slower as the indexes outgrow memory."""
+    started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("TRUNCATE analysis_event")
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'analysis_event' "
+            "AND indexname IN ('event_unit_name_time', 'event_name_time')"
+        ).fetchall()
+        for name, _ in indexes:
+            conn.execute(f"DROP INDEX {name}")
+        conn.execute(
+            f"INSERT INTO analysis_event ({COLUMNS}) "
+            "SELECT gen_random_uuid()::text, 'u-' || (hashint8(g) & 2147483647) %% 200000, "
+            "(ARRAY['purchase','page_view','add_to_cart','checkout','signup'])[1 + g %% 5], "
+            "CASE WHEN g %% 3 = 0 THEN random() * 200 END, "
+            "now() - random() * INTERVAL '90 days', '{}'::jsonb, now() "
+            "FROM generate_series(1, %s) AS g",
+            [rows],
+        )
+        for _, definition in indexes:
+            conn.execute(definition)
+        conn.execute("VACUUM ANALYZE analysis_event")
+    return time.perf_counter() - started
+
+
+def reset_table(dsn: str, keep: int = 0) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if keep:  # drop only what the previous run added (by id), keep the prefill
+            conn.execute("DELETE FROM analysis_event WHERE id > %s", [keep])
+            conn.execute("VACUUM analysis_event")
+        else:
+            conn.execute("TRUNCATE analysis_event")
         conn.execute("CHECKPOINT")
 
 
@@ -216,6 +250,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
     parser.add_argument("--database", default="abp_bench")
+    parser.add_argument("--prefill", type=int, default=0,
+                        help="events already in the table before the runs (e.g. 10000000)")
     args = parser.parse_args()
 
     dsn = create_database(args.database)
@@ -228,6 +264,13 @@ def main() -> None:
     key = json.loads(subprocess.run([PYTHON, "-c", SETUP], env=env, cwd=ROOT, capture_output=True,
                                     text=True, check=True).stdout.strip().splitlines()[-1])["key"]
 
+    keep = 0
+    if args.prefill:
+        print(f"Prefilling the table with {args.prefill:,} events ...", flush=True)
+        seconds = prefill(dsn, args.prefill)
+        with psycopg.connect(dsn) as conn:
+            keep = conn.execute("SELECT MAX(id) FROM analysis_event").fetchone()[0]
+        print(f"  {seconds:.0f} s", flush=True)
     print(f"Building {args.events:,} events in batches of {args.batch:,} ...", flush=True)
     batches = make_batches(args.events, args.batch)
     bodies = [json.dumps({"events": b}, separators=(",", ":")).encode() for b in batches]
@@ -253,7 +296,7 @@ def main() -> None:
         client = redis.Redis.from_url(REDIS_URL)
         for k in client.scan_iter(f"*{prefix}*"):
             client.delete(k)
-    stored = count_rows(dsn)
+    stored = count_rows(dsn) - args.prefill
 
     raw = {}
     for label, write, connections in [
@@ -261,14 +304,14 @@ def main() -> None:
         (f"COPY, {args.clients} connections", _copy, args.clients),
         (f"INSERT ... unnest ON CONFLICT, {args.clients} connections", _unnest, args.clients),
     ]:
-        reset_table(dsn)
+        reset_table(dsn, keep)
         raw[label] = args.events / run_raw(dsn, batches, write, connections)
-        assert count_rows(dsn) == args.events
+        assert count_rows(dsn) == args.events + args.prefill
 
     n = args.events
     http_rate = n / http_result["seconds"]
-    print(f"\nPostgreSQL ingestion, {n:,} events, batches of {args.batch:,}, {os.cpu_count()} CPUs "
-          f"(server, database and clients on this machine)")
+    print(f"\nPostgreSQL ingestion, {n:,} events, batches of {args.batch:,}, into a table of "
+          f"{args.prefill:,} events, {os.cpu_count()} CPUs (server, database and clients on this machine)")
     print(f"  HTTP  POST /api/v1/events, gunicorn {args.workers} sync workers, {args.clients} client threads: "
           f"{http_rate:>9,.0f} ev/s  (p50 {http_result['p50'] * 1000:.0f} ms, "
           f"p99 {http_result['p99'] * 1000:.0f} ms per batch)")

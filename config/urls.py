@@ -12,8 +12,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("api/v1/", include("assignment.urls")),  # first: the hot path resolves fastest
     path("api/v1/", include("experiments.urls")),
-    path("api/v1/", include("assignment.urls")),
     path("api/v1/", include("analysis.urls")),
     path("", include("analysis.pages")),
 ]

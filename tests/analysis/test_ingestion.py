@@ -176,6 +176,14 @@ def test_endpoint_answers_202_with_counts(client_api):
     assert again["accepted"] == 0 and again["duplicates"] == 3
 
 
+def test_unknown_field_names_are_echoed_safely(client_api):
+    body = '{"events": [{"event_id": "a", "unit_id": "u", "event": "e", "\\ud800x": 1, "\\u0000": 2}]}'
+    response = post(client_api, body)
+    assert response.status_code == 202, response.content
+    [rejected] = response.json()["rejected"]
+    assert set(rejected["errors"]) == {"\\ud800x", "\x00"}
+
+
 def test_an_empty_batch_is_fine(client_api):
     response = post(client_api, {"events": []})
     assert response.status_code == 202

@@ -438,3 +438,14 @@ def test_a_naive_until_is_taken_as_utc(db):
     assert queries.exposure_counts(exp, until=naive) == {"control": 0, "b": 1}
     with pytest.raises(TypeError):
         queries.exposure_counts(exp, until="2026-11-20")
+
+
+def test_metrics_can_be_limited(random_experiment):
+    everything = queries.metric_statistics(random_experiment)
+    some = queries.metric_statistics(random_experiment, metrics=["revenue", "rpo", "unknown"])
+    assert set(some) == {"revenue", "rpo"}
+    assert some == {k: everything[k] for k in ("revenue", "rpo")}
+    segments = queries.segment_statistics(random_experiment, "country", metrics={"conv"})
+    assert all(set(per_metric) == {"conv"} for per_metric in segments.values())
+    with pytest.raises(TypeError):
+        queries.metric_statistics(random_experiment, metrics="conv")
