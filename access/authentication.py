@@ -21,7 +21,7 @@ class APIKeyUser:
         self.pk = self.id = record.prefix
 
     def __str__(self) -> str:
-        return f"api-key:{self.key.prefix} ({self.key.name})"
+        return f"api-key:{self.key.prefix} ({self.key.name[:24]})"
 
 
 class APIKeyAuthentication(authentication.BaseAuthentication):

@@ -59,16 +59,23 @@ def create_database(name: str) -> str:
     return f"{PG_SERVER}/{name}"
 
 
-def make_batches(total: int, size: int, seed: int = 7) -> list[list[dict]]:
+def make_batches(total: int, size: int, seed: int = 7, ordered: bool = False) -> list[list[dict]]:
+    """Batches of events; ``ordered`` ids start with the time (like UUIDv7 or ULID) instead of
+    being random (UUIDv4), so the unique index grows at its right edge only."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
+    base_ms = int(now.timestamp() * 1000)
     batches = []
     for b in range(0, total, size):
         batch = []
-        for _ in range(min(size, total - b)):
+        for i in range(min(size, total - b)):
             name = rng.choice(EVENT_NAMES)
+            if ordered:
+                event_id = f"{base_ms + b + i:012x}-{rng.getrandbits(80):020x}"
+            else:
+                event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             event = {
-                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "event_id": event_id,
                 "unit_id": f"u-{rng.randrange(200_000)}",
                 "event": name,
                 "timestamp": (now - timedelta(seconds=rng.randrange(30 * 86400))).isoformat(),
@@ -201,7 +208,10 @@ def run_raw(dsn: str, batches: list[list[dict]], write, connections: int) -> flo
     return elapsed
 
 
-def prefill(dsn: str, rows: int) -> float:
+ORDERED_ID_SQL = "lpad(to_hex(1700000000000 + g), 12, '0') || '-' || substr(md5(g::text), 1, 20)"
+
+
+def prefill(dsn: str, rows: int, ordered: bool = False) -> float:
     """Put ``rows`` older events in the table first (generated inside PostgreSQL, indexes rebuilt
     after the load): inserts get slower as the indexes outgrow memory."""
     started = time.perf_counter()
@@ -215,7 +225,7 @@ def prefill(dsn: str, rows: int) -> float:
             conn.execute(f"DROP INDEX {name}")
         conn.execute(
             f"INSERT INTO analysis_event ({COLUMNS}) "
-            "SELECT gen_random_uuid()::text, 'u-' || (hashint8(g) & 2147483647) %% 200000, "
+            f"SELECT {ORDERED_ID_SQL if ordered else 'gen_random_uuid()::text'}, 'u-' || (hashint8(g) & 2147483647) %% 200000, "
             "(ARRAY['purchase','page_view','add_to_cart','checkout','signup'])[1 + g %% 5], "
             "CASE WHEN g %% 3 = 0 THEN random() * 200 END, "
             "now() - random() * INTERVAL '90 days', '{}'::jsonb, now() "
@@ -250,11 +260,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
     parser.add_argument("--database", default="abp_bench")
+    parser.add_argument("--ordered-ids", action="store_true",
+                        help="time-ordered event ids (UUIDv7/ULID-like) instead of random UUIDv4")
+    parser.add_argument("--wal-compression", action="store_true",
+                        help="ALTER DATABASE ... SET wal_compression = on (smaller full-page writes)")
     parser.add_argument("--prefill", type=int, default=0,
                         help="events already in the table before the runs (e.g. 10000000)")
     args = parser.parse_args()
 
     dsn = create_database(args.database)
+    if args.wal_compression:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{args.database}" SET wal_compression = on')
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL, "CACHE_KEY_PREFIX": prefix,
            "API_RATE_LIMIT_ENABLED": "false", "DEBUG": "false", "CELERY_TASK_ALWAYS_EAGER": "true",
@@ -267,12 +284,12 @@ def main() -> None:
     keep = 0
     if args.prefill:
         print(f"Prefilling the table with {args.prefill:,} events ...", flush=True)
-        seconds = prefill(dsn, args.prefill)
+        seconds = prefill(dsn, args.prefill, args.ordered_ids)
         with psycopg.connect(dsn) as conn:
             keep = conn.execute("SELECT MAX(id) FROM analysis_event").fetchone()[0]
         print(f"  {seconds:.0f} s", flush=True)
     print(f"Building {args.events:,} events in batches of {args.batch:,} ...", flush=True)
-    batches = make_batches(args.events, args.batch)
+    batches = make_batches(args.events, args.batch, ordered=args.ordered_ids)
     bodies = [json.dumps({"events": b}, separators=(",", ":")).encode() for b in batches]
     print(f"  average body {sum(map(len, bodies)) / len(bodies) / 1024:.0f} KiB", flush=True)
 
@@ -311,7 +328,9 @@ def main() -> None:
     n = args.events
     http_rate = n / http_result["seconds"]
     print(f"\nPostgreSQL ingestion, {n:,} events, batches of {args.batch:,}, into a table of "
-          f"{args.prefill:,} events, {os.cpu_count()} CPUs (server, database and clients on this machine)")
+          f"{args.prefill:,} events, {os.cpu_count()} CPUs (server, database and clients on this machine)"
+          f"{', time-ordered event ids' if args.ordered_ids else ', random UUIDv4 event ids'}"
+          f"{', wal_compression on' if args.wal_compression else ''}")
     print(f"  HTTP  POST /api/v1/events, gunicorn {args.workers} sync workers, {args.clients} client threads: "
           f"{http_rate:>9,.0f} ev/s  (p50 {http_result['p50'] * 1000:.0f} ms, "
           f"p99 {http_result['p99'] * 1000:.0f} ms per batch)")

@@ -1,13 +1,26 @@
 """Validation of the definitions API. Cross-row rules are delegated to ``experiments.services``."""
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from rest_framework import serializers
 
 from .models import Experiment, ExperimentMetric, Layer, Metric, TargetingRule
 
-_SCALAR_FIELD = serializers.JSONField()
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class KeyRelatedField(serializers.SlugRelatedField):
+    """Refers to a metric or layer by key; malformed keys are refused before any query."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(slug_field="key", **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not KEY_PATTERN.match(data):
+            self.fail("does_not_exist", slug_name=self.slug_field, value=str(data)[:64])
+        return super().to_internal_value(data)
 
 
 class LayerSerializer(serializers.ModelSerializer):
@@ -47,7 +60,7 @@ class VariantSerializer(serializers.Serializer):
 
 
 class ExperimentMetricSerializer(serializers.Serializer):
-    metric = serializers.SlugRelatedField(slug_field="key", queryset=Metric.objects.all())
+    metric = KeyRelatedField(queryset=Metric.objects.all())
     role = serializers.ChoiceField(choices=ExperimentMetric.Role.choices, default="primary")
 
 
@@ -66,7 +79,7 @@ class TargetingRuleSerializer(serializers.Serializer):
 class ExperimentSerializer(serializers.ModelSerializer):
     key = serializers.RegexField(r"^[a-z0-9][a-z0-9_-]{0,63}$", max_length=64, error_messages={
         "invalid": "Use 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit."})
-    layer = serializers.SlugRelatedField(slug_field="key", queryset=Layer.objects.all(), allow_null=True, required=False)
+    layer = KeyRelatedField(queryset=Layer.objects.all(), allow_null=True, required=False)
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     variants = VariantSerializer(many=True)
     metrics = ExperimentMetricSerializer(many=True, required=False, source="experiment_metrics")

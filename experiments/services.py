@@ -233,7 +233,9 @@ def validate_layer_changes(layer: Layer, changes: Mapping[str, Any]) -> None:
 # --- writes -----------------------------------------------------------------------------------
 
 def _reason(actor: str | None, text: str) -> str:
-    return f"{text} by {actor}" if actor else text
+    """The history's change reason (simple-history keeps 100 characters)."""
+    reason = f"{text} by {actor}" if actor else text
+    return reason if len(reason) <= 100 else reason[:99] + "…"
 
 
 def _replace_children(experiment: Experiment, data: Mapping[str, Any]) -> None:

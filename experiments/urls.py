@@ -15,6 +15,7 @@ urlpatterns = [
             views.ExperimentTransition.as_view(action=action),
             name=f"experiment-{action}",
         )
-        for action in ("start", "pause", "resume", "complete", "archive")
+        for action in ("start", "pause", "resume", "archive")
     ],
+    path("experiments/<slug:key>/complete", views.ExperimentComplete.as_view(), name="experiment-complete"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -106,21 +107,40 @@ class ExperimentDetail(generics.RetrieveUpdateAPIView):
 
 
 class ExperimentTransition(APIView):
-    """POST /experiments/<key>/start|pause|resume|complete|archive."""
+    """POST /experiments/<key>/start|pause|resume|archive: no body (an empty object is fine)."""
 
     permission_classes = [ReadAnalystWriteAdmin]
     action: str = ""
+
+    def options_for(self, body) -> dict:
+        if body not in (None, {}, b"", ""):
+            raise ValidationError({"detail": f"'{self.action}' takes no request body."})
+        return {}
+
+    @extend_schema(
+        request=None,
+        responses={200: ExperimentSerializer, 400: OpenApiResponse(description="Invalid transition or definition")},
+    )
+    def post(self, request, key: str):
+        options = self.options_for(request.data)
+        experiment = get_object_or_404(Experiment, key=key)
+        services.TRANSITION_FUNCTIONS[self.action](experiment, actor=actor_of(request), **options)
+        return Response(ExperimentSerializer(_experiments().get(pk=experiment.pk)).data, status=status.HTTP_200_OK)
+
+
+class ExperimentComplete(ExperimentTransition):
+    """POST /experiments/<key>/complete, optionally shipping a variant to every unit."""
+
+    action = "complete"
+
+    def options_for(self, body) -> dict:
+        serializer = CompleteSerializer(data=body if body not in (None, b"", "") else {})
+        serializer.is_valid(raise_exception=True)
+        return {"shipped_variant": serializer.validated_data.get("shipped_variant") or None}
 
     @extend_schema(
         request=CompleteSerializer,
         responses={200: ExperimentSerializer, 400: OpenApiResponse(description="Invalid transition or definition")},
     )
     def post(self, request, key: str):
-        experiment = get_object_or_404(Experiment, key=key)
-        kwargs = {}
-        if self.action == "complete":
-            body = CompleteSerializer(data=request.data or {})
-            body.is_valid(raise_exception=True)
-            kwargs["shipped_variant"] = body.validated_data.get("shipped_variant") or None
-        services.TRANSITION_FUNCTIONS[self.action](experiment, actor=actor_of(request), **kwargs)
-        return Response(ExperimentSerializer(_experiments().get(pk=experiment.pk)).data, status=status.HTTP_200_OK)
+        return super().post(request, key)

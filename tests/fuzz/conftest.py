@@ -144,6 +144,23 @@ def _keep_the_test_transaction(monkeypatch):
     request_finished.connect(close_old_connections)
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Under pytest-xdist, each worker hands its counts to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["fuzz"] = {"statuses": dict(APP.statuses), "operations": dict(APP.operations),
+                          "credentials": dict(APP.credentials)}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    counts = getattr(node, "workeroutput", {}).get("fuzz")
+    if counts:
+        APP.statuses.update({int(k): v for k, v in counts["statuses"].items()})
+        APP.operations.update(counts["operations"])
+        APP.credentials.update(counts["credentials"])
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not APP.requests:
         return

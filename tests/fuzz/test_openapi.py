@@ -117,8 +117,6 @@ class AdminKey:
         case.headers = {**(case.headers or {}), "Authorization": f"Api-Key {data}"}
 
 
-
-
 def _authenticate(case) -> None:
     """Coverage-phase cases are built at collection time, before the key exists: give them the
     key now, unless the case deliberately goes without credentials (those must get a 401)."""

@@ -262,6 +262,27 @@ class Gunicorn:
                 time.sleep(0.1)
         raise TimeoutError(f"gunicorn did not answer: {self.log.read_text()[-3000:]}")
 
+    def worker_pids(self) -> set[str]:
+        """Pids of the workers that served a request (needs ``access_log`` in the default format)."""
+        if not self.access_log or not self.access_log.exists():
+            return set()
+        return {line.split()[0] for line in self.access_log.read_text().splitlines() if line.strip()}
+
+    def wait_for_workers(self, timeout: float = 60.0) -> None:
+        """Send unauthenticated requests (401, not rate-counted) until every worker answered."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def ping(_):
+            with contextlib.suppress(OSError):  # HTTPError (the expected 401) is an OSError
+                urllib.request.urlopen(self.url + "/api/v1/config", timeout=5)
+
+        deadline = time.monotonic() + timeout
+        with ThreadPoolExecutor(max_workers=2 * self.workers) as pool:
+            while len(self.worker_pids()) < self.workers:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"only {len(self.worker_pids())} of {self.workers} workers answered")
+                list(pool.map(ping, range(4 * self.workers)))
+
     def stop(self) -> None:
         if self.proc is not None:
             _stop(self.proc, signal.SIGTERM, timeout=20)

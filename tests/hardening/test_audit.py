@@ -99,3 +99,24 @@ def test_admin_form_changes_record_the_user(pm, metric):
     assert latest.name == "After" and latest.history_user.username == "pm-alice"
     assert latest.history_change_reason == "changed by pm-alice in the admin"
     assert any("changed by pm-alice in the admin" in row for row in _history_rows(pm, exp))
+
+
+def test_long_names_still_fit_the_history(pm, metric):
+    """The change reason column holds 100 characters: a 64-character variant shipped by a key
+    with a 50-character name must still complete (and be recorded), on PostgreSQL too."""
+    from access.services import create_api_key
+
+    _, raw = create_api_key("n" * 50, "admin")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    long_variant = "v" * 64
+    body = {"key": "k" * 64, "name": "A", "variants": [
+        {"key": "control", "weight": 50, "is_control": True}, {"key": long_variant, "weight": 50}],
+        "metrics": [{"metric": "purchase", "role": "primary"}]}
+    assert api.post("/api/v1/experiments", body, format="json").status_code == 201
+    assert api.post(f"/api/v1/experiments/{'k' * 64}/start", {}, format="json").status_code == 200
+    r = api.post(f"/api/v1/experiments/{'k' * 64}/complete", {"shipped_variant": long_variant}, format="json")
+    assert r.status_code == 200, r.content[:300]
+    exp = Experiment.objects.get(key="k" * 64)
+    assert exp.status == "completed" and exp.shipped_variant.key == long_variant
+    assert exp.history.latest("history_date").history_change_reason.startswith("completed")

@@ -82,6 +82,11 @@ def test_every_page_requires_login(world):
     assert len(routes()) > 50  # the admin, the report pages, the API docs
 
 
+def test_static_files_are_public(client):
+    r = client.get("/static/admin/css/base.css")
+    assert r.status_code == 200
+
+
 def test_staff_is_required_for_the_admin(world):
     client = Client()
     client.force_login(User.objects.create(username="viewer"))
