@@ -62,7 +62,11 @@ class EventSerializer(serializers.Serializer):
 
     event_id = serializers.CharField(
         max_length=ingestion.MAX_ID_LENGTH,
-        help_text="Chosen by the client and unique: an event sent again is stored once.",
+        help_text=(
+            "Chosen by the client and unique: an event sent again is stored once. Prefer "
+            "time-ordered ids (UUIDv7, ULID): on a large table they keep ingestion about twice "
+            "as fast as random UUIDv4 (docs/scaling.md)."
+        ),
     )
     unit_id = serializers.CharField(max_length=ingestion.MAX_ID_LENGTH)
     event = serializers.CharField(max_length=128, validators=[EVENT_NAME_VALIDATOR])

@@ -92,7 +92,7 @@ def exposure_counts(experiment, *, until: datetime | None = None) -> dict[str, i
     """Units per variant (``{variant_key: n}``, every variant present)."""
     variants = _variant_keys(experiment)
     counts = {key: 0 for key in variants.values()}
-    x = _Exposures(experiment, _aware(until), segment_sql=None)
+    x = _Exposures(experiment, _aware(until))
     rows = _fetch(f"SELECT {x.variant}, COUNT(*) FROM {x.table} WHERE {x.where} GROUP BY {x.variant}", x.params)
     for variant_id, n in rows:
         if variant_id in variants:
@@ -104,7 +104,7 @@ def daily_exposures(experiment) -> list[dict[str, Any]]:
     """New units per UTC day and variant by first exposure, every day from the first to the last
     one with exposures and every variant (0 when none): ``[{"date", "variant", "units"}]``."""
     variants = _variant_keys(experiment)
-    x = _Exposures(experiment, None, segment_sql=None)
+    x = _Exposures(experiment, None)
     day = _day_sql(x.first_seen)
     rows = _fetch(
         f"SELECT {day} AS d, {x.variant}, COUNT(*) FROM {x.table} WHERE {x.where} "
@@ -210,7 +210,7 @@ def _value_sql(spec: _Spec, column: str, params: list[Any], *, capped: bool = Tr
 class _Exposures:
     """The exposure rows of one experiment (optionally as of ``until``) as SQL fragments."""
 
-    def __init__(self, experiment, until: datetime | None, segment_sql: tuple[str, list] | None):
+    def __init__(self, experiment, until: datetime | None):
         meta = Exposure._meta
         self.table = _q(meta.db_table)
         col = lambda name: _q(meta.get_field(name).column)  # noqa: E731
@@ -245,7 +245,7 @@ def _statistics(experiment, *, until, segment, only=None):
             raise TypeError("metrics must be a collection of metric keys, not a string")
         wanted = set(only)
         specs = [s for s in specs if s.key in wanted]
-    x = _Exposures(experiment, until, None)
+    x = _Exposures(experiment, until)
 
     # Segments: rank them by units, fold the tail into "(other)".
     seg_sql, seg_params = None, []
@@ -284,7 +284,7 @@ def _statistics(experiment, *, until, segment, only=None):
     for row in rows:
         n[(row[2] if seg_sql else None, row[0])] = int(row[1])
 
-    sums = _metric_sums(experiment, specs, x, until, seg_sql, seg_params) if specs and n else {}
+    sums = _metric_sums(specs, x, until, seg_sql, seg_params) if specs and n else {}
 
     out: dict[Any, dict[str, dict[str, VariantStats]]] = {}
     for seg in order:
@@ -299,7 +299,7 @@ def _statistics(experiment, *, until, segment, only=None):
     return out
 
 
-def _metric_sums(experiment, specs, x: _Exposures, until, seg_sql, seg_params):
+def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
     """One query: {(segment, variant_id): [per-metric tuple of sums]}."""
     bounds = _fetch(f"SELECT MIN({x.first_seen}), MAX({x.first_seen}) FROM {x.table} WHERE {x.where}", x.params)
     first, last = (_parse_dt(v) for v in bounds[0])

@@ -10,7 +10,7 @@ ratios. Everything runs on this machine (server, database, clients). ``--prefill
 N older events in the table, to show how inserts slow down as the table and its indexes grow.
 
     .venv/bin/python bench/bench_ingestion.py [--events 300000] [--workers 4] [--clients 8]
-        [--prefill 10000000]
+        [--prefill 10000000] [--ordered-ids]
 
 Needs PostgreSQL at postgres://postgres@127.0.0.1:5432 and Redis at redis://127.0.0.1:6379/14.
 """
@@ -262,16 +262,11 @@ def main() -> None:
     parser.add_argument("--database", default="abp_bench")
     parser.add_argument("--ordered-ids", action="store_true",
                         help="time-ordered event ids (UUIDv7/ULID-like) instead of random UUIDv4")
-    parser.add_argument("--wal-compression", action="store_true",
-                        help="ALTER DATABASE ... SET wal_compression = on (smaller full-page writes)")
     parser.add_argument("--prefill", type=int, default=0,
                         help="events already in the table before the runs (e.g. 10000000)")
     args = parser.parse_args()
 
     dsn = create_database(args.database)
-    if args.wal_compression:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f'ALTER DATABASE "{args.database}" SET wal_compression = on')
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "DATABASE_URL": dsn, "REDIS_URL": REDIS_URL, "CACHE_KEY_PREFIX": prefix,
            "API_RATE_LIMIT_ENABLED": "false", "DEBUG": "false", "CELERY_TASK_ALWAYS_EAGER": "true",
@@ -329,8 +324,7 @@ def main() -> None:
     http_rate = n / http_result["seconds"]
     print(f"\nPostgreSQL ingestion, {n:,} events, batches of {args.batch:,}, into a table of "
           f"{args.prefill:,} events, {os.cpu_count()} CPUs (server, database and clients on this machine)"
-          f"{', time-ordered event ids' if args.ordered_ids else ', random UUIDv4 event ids'}"
-          f"{', wal_compression on' if args.wal_compression else ''}")
+          f"{', time-ordered event ids' if args.ordered_ids else ', random UUIDv4 event ids'}")
     print(f"  HTTP  POST /api/v1/events, gunicorn {args.workers} sync workers, {args.clients} client threads: "
           f"{http_rate:>9,.0f} ev/s  (p50 {http_result['p50'] * 1000:.0f} ms, "
           f"p99 {http_result['p99'] * 1000:.0f} ms per batch)")

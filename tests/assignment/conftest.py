@@ -19,6 +19,14 @@ def _fresh_assignment_state():
     clear()
 
 
+@pytest.fixture(autouse=True)
+def _local_exposure_buffer_unless_redis_mode(request, settings):
+    """These tests inspect the in-process buffer; the PostgreSQL pass sets REDIS_URL for the
+    whole run, so tests opt into the Redis queue explicitly with the ``redis_mode`` fixture."""
+    if "redis_mode" not in request.fixturenames:
+        settings.REDIS_URL = None
+
+
 @pytest.fixture
 def client_api(api_client_for):
     return api_client_for("client")
