@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.utils import json as drf_json
 from rest_framework.views import APIView
 
+from access.limits import body_too_large
 from access.permissions import IsAdmin, IsClient
 from assignment.serializers import ErrorSerializer  # the shared "Error" component
 from experiments.models import EVENT_NAME_VALIDATOR
@@ -213,15 +214,9 @@ class EventBatchView(APIView):
         tags=["events"],
     )
     def post(self, request):
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > _max_body():
-            return Response(
-                {"detail": f"The request body is over {_max_body()} bytes."},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
+        too_large = body_too_large(request, _max_body())
+        if too_large is not None:
+            return too_large
         serializer = EventBatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         result = ingestion.ingest_events(serializer.validated_data["events"])

@@ -15,6 +15,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access.limits import body_too_large
 from access.permissions import IsClient
 
 from . import exposures, runtime
@@ -50,16 +51,7 @@ def _max_body() -> int:
 
 
 def _too_large(request) -> Response | None:
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > _max_body():
-        return Response(
-            {"detail": f"The request body is over {_max_body()} bytes."},
-            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
-    return None
+    return body_too_large(request, _max_body())
 
 
 def _record(state: runtime.State, unit_id: str, attributes: dict, answers) -> tuple[str, ...]:
