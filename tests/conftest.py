@@ -60,11 +60,12 @@ def _fresh_process_caches():
     """Tests must not see another test's cached keys or configuration."""
     from django.core.cache import cache
 
-    from access import keycache
+    from access import keycache, throttling
 
     with contextlib.suppress(Exception):
         cache.clear()
     keycache.clear()
+    throttling.reset()
     yield
 
 

@@ -1,4 +1,5 @@
 """API keys: hashed at rest, shown once, scoped, revocable, expirable."""
+import time
 from datetime import timedelta
 
 import pytest
@@ -82,6 +83,29 @@ def test_rate_limit_per_key(db, settings):
         r = c.get("/api/v1/metrics")
         assert r.status_code == 429 and int(r["Retry-After"]) >= 1
         assert client_with(f"Api-Key {other}").get("/api/v1/metrics").status_code == 200
+    finally:
+        api_settings.DEFAULT_THROTTLE_RATES.clear()
+        api_settings.DEFAULT_THROTTLE_RATES.update(rates)
+
+
+def test_batched_counting_is_exact_at_the_limit(db):
+    """Far from the limit the throttle counts locally; near it, every request hits the shared
+    counter, so one process never lets more than the limit through."""
+    from types import SimpleNamespace
+
+    from django.core.cache import cache
+    from rest_framework.settings import api_settings
+
+    from access.throttling import APIKeyRateThrottle
+
+    rates = dict(api_settings.DEFAULT_THROTTLE_RATES)
+    api_settings.DEFAULT_THROTTLE_RATES["api_key"] = "1500/h"
+    try:
+        request = SimpleNamespace(user=SimpleNamespace(key=SimpleNamespace(prefix="batched")))
+        allowed = sum(APIKeyRateThrottle().allow_request(request, None) for _ in range(1700))
+        assert allowed == 1500
+        # Every request reached the shared counter in the end (other processes see them).
+        assert cache.get(f"rl:batched:{int(time.time() // 3600)}") == 1700
     finally:
         api_settings.DEFAULT_THROTTLE_RATES.clear()
         api_settings.DEFAULT_THROTTLE_RATES.update(rates)
