@@ -47,6 +47,7 @@ def serve() -> None:
     ensure_venv("")
     manage = [PY, "manage.py"]
     run(*manage, "migrate", "--noinput")
+    run(*manage, "collectstatic", "--noinput", "-v0")
     run(*manage, "seed_demo")
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
