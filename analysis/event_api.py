@@ -162,12 +162,6 @@ class _BatchJSONParser(JSONParser):
 
 # --- views -------------------------------------------------------------------------------------
 
-_ERRORS = {
-    401: OpenApiResponse(ErrorSerializer, description="Missing or invalid API key."),
-    403: OpenApiResponse(ErrorSerializer, description="The key lacks the required scope."),
-    429: OpenApiResponse(ErrorSerializer, description="Rate limit exceeded."),
-    503: OpenApiResponse(ErrorSerializer, description="The database is unavailable; retry later."),
-}
 _NOT_A_BATCH = OpenApiResponse(
     OpenApiTypes.OBJECT, description="Not a batch; each key names a field and lists its errors."
 )
@@ -197,7 +191,6 @@ class EventBatchView(APIView):
             400: _NOT_A_BATCH,
             413: OpenApiResponse(ErrorSerializer, description="Body over API_MAX_BODY_BYTES (2 MiB)."),
             415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
-            **_ERRORS,
         },
         examples=[
             OpenApiExample(
@@ -240,7 +233,7 @@ class UnitErasureView(APIView):
                 description="The unit to erase (1-256 characters, URL-encoded).",
             ),
         ],
-        responses={200: ErasureSerializer, 400: _BAD_UNIT, **_ERRORS},
+        responses={200: ErasureSerializer, 400: _BAD_UNIT},  # 401/403/429/503: access.schema
         tags=["privacy"],
     )
     def delete(self, request, unit_id: str):

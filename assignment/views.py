@@ -34,10 +34,8 @@ from .serializers import (
 
 DEGRADED_HEADER = "X-Degraded"
 
+#: 401, 403 and 429 are documented for every operation by ``access.schema``.
 _ERRORS = {
-    401: OpenApiResponse(ErrorSerializer, description="Missing or invalid API key."),
-    403: OpenApiResponse(ErrorSerializer, description="The key lacks the client scope."),
-    429: OpenApiResponse(ErrorSerializer, description="Rate limit exceeded."),
     503: OpenApiResponse(ErrorSerializer, description="Configuration could not be loaded."),
 }
 _BAD_REQUEST = OpenApiResponse(
