@@ -130,6 +130,12 @@ class ExperimentAdmin(SimpleHistoryAdmin):
             fields = [f for fs in self.fieldsets for f in fs[1]["fields"]]
         return fields
 
+    def has_delete_permission(self, request, obj=None):
+        """Only drafts can be deleted: a started experiment's history and exposures are kept."""
+        if obj is not None and obj.status != Experiment.Status.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Experiment):
         return format_html(

@@ -145,3 +145,26 @@ def test_metric_and_layer_admin_pages(pm, metrics, layer):
                                                    "numerator_aggregation": "sum", "denominator_aggregation": "count",
                                                    "direction": "increase"})
     assert r.status_code == 200 and "Ratio metrics need a denominator event" in r.content.decode()
+
+
+def test_only_drafts_can_be_deleted(pm, make_experiment):
+    draft = make_experiment(key="draft-one")
+    running = services.start_experiment(make_experiment(key="running-one"))
+    assert pm.get(f"/admin/experiments/experiment/{running.pk}/delete/").status_code == 403
+    assert pm.post(f"/admin/experiments/experiment/{running.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Experiment.objects.filter(pk=running.pk).exists()
+    r = pm.post(f"/admin/experiments/experiment/{draft.pk}/delete/", {"post": "yes"})
+    assert r.status_code == 302 and not Experiment.objects.filter(pk=draft.pk).exists()
+
+
+def test_bulk_delete_spares_started_experiments(pm, make_experiment):
+    draft = make_experiment(key="draft-two")
+    running = services.start_experiment(make_experiment(key="running-two"))
+    r = pm.post("/admin/experiments/experiment/", {
+        "action": "delete_selected", "_selected_action": [draft.pk, running.pk], "post": "yes"}, follow=True)
+    assert r.status_code == 403  # Django's action checks each object's delete permission
+    assert Experiment.objects.count() == 2
+    r = pm.post("/admin/experiments/experiment/", {
+        "action": "delete_selected", "_selected_action": [draft.pk], "post": "yes"}, follow=True)
+    assert r.status_code == 200
+    assert list(Experiment.objects.values_list("key", flat=True)) == ["running-two"]
