@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AccessConfig(AppConfig):
@@ -6,6 +7,7 @@ class AccessConfig(AppConfig):
     verbose_name = "API access"
 
     def ready(self) -> None:
-        from . import checks, logging, schema, signals  # noqa: F401
+        from . import checks, logging, roles, schema, signals  # noqa: F401
 
         logging.install()
+        post_migrate.connect(roles.sync_on_migrate, dispatch_uid="access.roles.sync")

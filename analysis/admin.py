@@ -11,16 +11,17 @@ import math
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.db.models.fields.json import KT
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from experiments.admin import ExperimentAdmin
-from experiments.models import Experiment
+from experiments.admin import ExperimentAdmin, MetricAdmin
+from experiments.models import Experiment, Metric
 
 from . import selectors, tasks
 from .models import Event, ReportSnapshot
@@ -105,6 +106,8 @@ class ReportingExperimentAdmin(ExperimentAdmin):
                  name=f"{info[0]}_{info[1]}_recompute"),
             path("<path:object_id>/sample-size/", self.admin_site.admin_view(self.sample_size_view),
                  name=f"{info[0]}_{info[1]}_sample_size"),
+            path("sample-size.json", self.admin_site.admin_view(self.sample_size_json),
+                 name=f"{info[0]}_{info[1]}_sample_size_json"),
             *super().get_urls(),
         ]
 
@@ -113,8 +116,8 @@ class ReportingExperimentAdmin(ExperimentAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         experiment = get_object_or_404(Experiment, pk=object_id)
-        if not self.has_view_permission(request, experiment):
-            messages.error(request, "That action is not allowed.")
+        if not request.user.has_perm("experiments.recompute_report"):
+            messages.error(request, "Recomputing needs the Analyst role.")
         else:
             _refresh(request, experiment)
         return HttpResponseRedirect(reverse("admin:experiments_experiment_change", args=[experiment.pk]))
@@ -159,10 +162,24 @@ class ReportingExperimentAdmin(ExperimentAdmin):
         }
         return TemplateResponse(request, "admin/analysis/experiment/sample_size.html", context)
 
+    def sample_size_json(self, request):
+        """The calculator panel (add and change pages): per variant, total and eligible traffic."""
+        if not (self.has_view_permission(request) or self.has_add_permission(request)):
+            raise PermissionDenied
+        return JsonResponse(*calculator_answer(request.GET))
+
+    def add_view(self, request, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "calculator": True,
+                         "sample_size_defaults": {"baseline": 0.1, "mde": 0.05, "power": 0.8, "sd": ""}}
+        return super().add_view(request, form_url, extra_context)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         experiment = self.get_object(request, object_id)
         if experiment is not None:
+            extra_context["calculator"] = True
+            extra_context["silent_metrics"] = silent_metrics(
+                [em.metric for em in experiment.experiment_metrics.select_related("metric")])
             snapshot = selectors.latest_snapshot(experiment)
             decision = (snapshot.payload.get("decision") or {}) if snapshot else {}
             extra_context["latest_snapshot"] = snapshot
@@ -171,6 +188,80 @@ class ReportingExperimentAdmin(ExperimentAdmin):
             extra_context["sample_size_defaults"] = sample_size_defaults(experiment, snapshot)
         return super().change_view(request, object_id, form_url, extra_context)
 
+
+def _count(text: str) -> str:
+    return f"{text:,}" if isinstance(text, int) else str(text)
+
+
+def calculator_answer(query) -> tuple[dict[str, Any], int]:
+    """Sample size for the admin's calculator, with the design's multiple-comparison penalty.
+
+    ``comparisons`` = (variants - 1) x primary metrics. The stats engine already splits alpha over
+    the variants; for the metrics the plan uses the Bonferroni bound alpha / primary metrics, which
+    is what Holm's first step and Benjamini-Hochberg's strictest step use, so the plan holds for
+    either correction (conservative for BH). ``traffic`` (the allocation, percent) turns enrolled
+    units into the eligible units that must arrive.
+    """
+    names = ("baseline", "mde", "alpha", "power", "sd", "n_variants", "primary", "traffic")
+    values = {k: (query.get(k) or "").strip() for k in names}
+    try:
+        args = {k: float(values[k]) if values[k] else None for k in names}
+    except ValueError:
+        return {"error": "Every field must be a number."}, 400
+    n_variants = int(args["n_variants"] or 2)
+    primary = max(1, int(args["primary"] or 1))
+    traffic = args["traffic"] if args["traffic"] is not None else 100.0
+    if not 0 < traffic <= 100 or not math.isfinite(traffic):
+        return {"error": "traffic allocation: must be above 0 and at most 100 %."}, 400
+    alpha = args["alpha"] if args["alpha"] is not None else 0.05
+    try:
+        result = sample_size(
+            args["baseline"] if args["baseline"] is not None else 0.1, args["mde"] if args["mde"] is not None else 0.05,
+            alpha=alpha / primary, power=args["power"] if args["power"] is not None else 0.8,
+            sd=args["sd"], n_variants=n_variants,
+        )
+    except StatsInputError as exc:
+        return {"error": f"{exc.field}: {exc.message}"}, 400
+    total = int(result["total"])
+    eligible = math.ceil(total * 100 / traffic)
+    comparisons = (n_variants - 1) * primary
+    alpha_cmp = alpha / comparisons
+    return {
+        "per_variant": int(result["per_variant"]), "total": total, "eligible": eligible,
+        "comparisons": comparisons, "alpha_per_comparison": alpha_cmp,
+        "text": (f"{_count(int(result['per_variant']))} units per variant, {_count(total)} in total; at "
+                 f"{traffic:g} % traffic allocation {_count(eligible)} eligible units must arrive. "
+                 f"{comparisons} comparison{'s' if comparisons != 1 else ''}, alpha {alpha_cmp:.4g} each."),
+    }, 200
+
+
+def silent_metrics(metrics: list[Metric]) -> list[dict[str, str]]:
+    """Metrics whose event (or denominator event) was never received: a typo or a missing integration."""
+    out = []
+    for metric in metrics:
+        for event in filter(None, (metric.event, metric.denominator_event)):
+            if not Event.objects.filter(event=event).exists():
+                out.append({"metric": metric.key, "event": event})
+    return out
+
+
+class EventCheckingMetricAdmin(MetricAdmin):
+    """The metric list says which metrics count events that never arrived."""
+
+    list_display = [*MetricAdmin.list_display, "events_received"]
+
+    @admin.display(description="events received")
+    def events_received(self, obj: Metric):
+        missing = [e["event"] for e in silent_metrics([obj])]
+        if not missing:
+            return "yes"
+        return format_html('<strong class="errornote-inline" style="color:#b91c1c">⚠ never received: {}</strong>',
+                           ", ".join(missing))
+
+
+if admin.site.is_registered(Metric):
+    admin.site.unregister(Metric)
+admin.site.register(Metric, EventCheckingMetricAdmin)
 
 if admin.site.is_registered(Experiment):
     admin.site.unregister(Experiment)

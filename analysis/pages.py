@@ -1,4 +1,8 @@
-"""The analyst's report pages: server-rendered, login required (Django login via the admin).
+"""The analyst's report pages: server-rendered, for any logged-in person with a role.
+
+Reading needs ``experiments.view_report`` (every role), downloads ``export_report`` (PM and
+analyst), recomputing ``recompute_report`` (analyst). People without admin access log in at
+/login/.
 
 /reports/                 experiments with status, days running and the headline result
 /reports/<key>/           the full report of the latest (or ``?at=``) snapshot
@@ -15,8 +19,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
@@ -198,11 +204,25 @@ def _days_running(experiment: Experiment) -> float | None:
 
 # --- views --------------------------------------------------------------------------------------
 
+def _require(request: HttpRequest, permission: str) -> None:
+    """403 for a logged-in person without the permission (login_required already sent others away)."""
+    if not request.user.has_perm(permission):
+        raise PermissionDenied(f"This needs the '{permission.split('.', 1)[1]}' permission (a role).")
+
+
+def visible_experiments(user) -> list[dict[str, Any]]:
+    """The report list for ``user``: every experiment for a role holder; nothing otherwise."""
+    if not user.has_perm("experiments.view_report"):
+        return []
+    return selectors.experiments_overview()
+
+
 @login_required
 @require_GET
 def report_list(request: HttpRequest) -> HttpResponse:
+    _require(request, "experiments.view_report")
     rows = []
-    for item in selectors.experiments_overview():
+    for item in visible_experiments(request.user):
         decision = item["decision"] or {}
         label, css = RECOMMENDATIONS.get(decision.get("recommendation"), ("No report yet", "none"))
         rows.append({
@@ -218,6 +238,7 @@ def report_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def report_detail(request: HttpRequest, key: str) -> HttpResponse:
+    _require(request, "experiments.view_report")
     experiment = get_object_or_404(
         Experiment.objects.select_related("layer", "owner").prefetch_related("variants", "targeting_rules"), key=key
     )
@@ -273,6 +294,7 @@ def _pending(experiment: Experiment) -> str | None:
 @login_required
 @require_POST
 def report_refresh(request: HttpRequest, key: str) -> HttpResponse:
+    _require(request, "experiments.recompute_report")
     experiment = get_object_or_404(Experiment, key=key)
     try:
         ticket = tasks.request_refresh(experiment)
@@ -294,6 +316,7 @@ def report_refresh(request: HttpRequest, key: str) -> HttpResponse:
 @login_required
 @require_GET
 def export_csv(request: HttpRequest, key: str) -> HttpResponse:
+    _require(request, "experiments.export_report")
     experiment = get_object_or_404(Experiment, key=key)
     snapshot, error, code = find_snapshot(experiment, request.GET.get("at"))
     if snapshot is None:
@@ -304,6 +327,7 @@ def export_csv(request: HttpRequest, key: str) -> HttpResponse:
 @login_required
 @require_GET
 def export_json(request: HttpRequest, key: str) -> HttpResponse:
+    _require(request, "experiments.export_report")
     experiment = get_object_or_404(Experiment, key=key)
     snapshot, error, code = find_snapshot(experiment, request.GET.get("at"))
     if snapshot is None:
@@ -321,6 +345,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("", home, name="home"),
+    path("login/", auth_views.LoginView.as_view(template_name="analysis/login.html"), name="login"),
     path("reports/", report_list, name="report-list"),
     path("reports/<slug:key>/", report_detail, name="report-detail"),
     path("reports/<slug:key>/refresh/", report_refresh, name="report-refresh"),

@@ -177,7 +177,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"  # people without admin access (viewers) log in here too
+
+# --- Governance (docs/operations.md, "Roles and approvals") -------------------------------------
+# team: only an experiment's owner and the members of its team may edit it; all: every editor.
+EXPERIMENT_EDIT_SCOPE = env.str("EXPERIMENT_EDIT_SCOPE", default="all")
+# Four eyes: starting and completing need a second person's approval. Off in the embedded mode;
+# production should turn it on.
+REQUIRE_APPROVAL = env.bool("REQUIRE_APPROVAL", default=False)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from . import services
+from . import admin_lifecycle, services
 from .forms import (
     ExperimentForm,
     ExperimentMetricFormSet,
@@ -19,6 +18,7 @@ from .forms import (
     VariantForm,
     VariantFormSet,
 )
+from .governance import in_edit_scope, may_act
 from .models import Experiment, ExperimentMetric, Layer, Metric, Override, TargetingRule, Variant
 
 STATUS_COLOURS = {
@@ -83,6 +83,9 @@ class OverrideInline(admin.TabularInline):
 def _transition_action(name: str, label: str):
     def action(modeladmin, request, queryset):
         for experiment in queryset:
+            if not may_act(request.user, experiment, name):
+                messages.error(request, f"{experiment.key}: you may not {name} this experiment.")
+                continue
             try:
                 services.TRANSITION_FUNCTIONS[name](experiment, actor=request.user.get_username())
             except ValidationError as e:
@@ -113,7 +116,7 @@ class ExperimentAdmin(SimpleHistoryAdmin):
     ]
     history_list_display = ["status", "traffic_allocation"]
     fieldsets = [
-        (None, {"fields": ["key", "name", "hypothesis", "description", "owner", "status"]}),
+        (None, {"fields": ["key", "name", "hypothesis", "description", "owner", "team", "status"]}),
         ("Traffic", {"fields": ["traffic_allocation", "salt", "layer", "layer_share"]}),
         ("Analysis", {"fields": ["significance_level", "correction", "sequential_testing", "cuped",
                                  "planned_sample_size", "planned_duration_days"]}),
@@ -134,7 +137,11 @@ class ExperimentAdmin(SimpleHistoryAdmin):
         """Only drafts can be deleted: a started experiment's history and exposures are kept."""
         if obj is not None and obj.status != Experiment.Status.DRAFT:
             return False
-        return super().has_delete_permission(request, obj)
+        return super().has_delete_permission(request, obj) and in_edit_scope(request.user, obj)
+
+    def has_change_permission(self, request, obj=None):
+        """EXPERIMENT_EDIT_SCOPE=team: out-of-team experiments are read-only for this user."""
+        return super().has_change_permission(request, obj) and in_edit_scope(request.user, obj)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Experiment):
@@ -155,37 +162,41 @@ class ExperimentAdmin(SimpleHistoryAdmin):
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
+        view = self.admin_site.admin_view
         return [
-            path("<path:object_id>/transition/<str:action>/", self.admin_site.admin_view(self.transition_view),
+            path("<path:object_id>/transition/<str:action>/", view(self.transition_view),
                  name="{}_{}_transition".format(*info)),
+            path("<path:object_id>/lifecycle/<str:action>/", view(self.confirm_view),
+                 name="{}_{}_lifecycle".format(*info)),
+            path("approvals/<int:approval_id>/<str:decision>/", view(self.decide_view),
+                 name="{}_{}_decide".format(*info)),
             *super().get_urls(),
         ]
 
     def transition_view(self, request, object_id, action):
-        """The start/pause/resume/complete/archive buttons on the experiment page."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        experiment = get_object_or_404(Experiment, pk=object_id)
-        if not self.has_change_permission(request, experiment) or action not in services.TRANSITION_FUNCTIONS:
-            messages.error(request, "That action is not allowed.")
-        else:
-            kwargs = {}
-            if action == "complete" and request.POST.get("shipped_variant"):
-                kwargs["shipped_variant"] = request.POST["shipped_variant"]
-            try:
-                services.TRANSITION_FUNCTIONS[action](experiment, actor=request.user.get_username(), **kwargs)
-                messages.success(request, f"Experiment '{experiment.key}': {action} done.")
-            except ValidationError as e:
-                for msg in e.messages:
-                    messages.error(request, msg)
-        return HttpResponseRedirect(reverse("admin:experiments_experiment_change", args=[experiment.pk]))
+        """POST (from the confirmation page): start/pause/resume/complete/archive, or request approval."""
+        return admin_lifecycle.transition_view(self, request, object_id, action)
+
+    def confirm_view(self, request, object_id, action):
+        return admin_lifecycle.confirm_view(self, request, object_id, action)
+
+    def decide_view(self, request, approval_id, decision):
+        return admin_lifecycle.decide_view(self, request, approval_id, decision)
+
+    def response_change(self, request, obj):
+        """A lifecycle button submits the form: the edits are saved, then the action is confirmed."""
+        action = request.POST.get("_lifecycle")
+        if action:
+            self.message_user(request, f"Your changes to '{obj.key}' were saved.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:experiments_experiment_lifecycle", args=[obj.pk, action]))
+        return super().response_change(request, obj)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         experiment = self.get_object(request, object_id)
+        extra_context.update(admin_lifecycle.change_context(request, experiment))
         if experiment is not None:
-            extra_context["allowed_transitions"] = services.allowed_actions(experiment)
-            extra_context["variant_keys"] = list(experiment.variants.values_list("key", flat=True))
+            extra_context["allowed_transitions"] = extra_context["lifecycle_actions"]
         return super().change_view(request, object_id, form_url, extra_context)
 
 
@@ -206,3 +217,6 @@ class LayerAdmin(SimpleHistoryAdmin):
     @admin.display(description="experiments")
     def experiment_count(self, obj: Layer) -> int:
         return obj.experiments.count()
+
+
+from . import admin_approvals  # noqa: E402, F401 - registers the approvals changelist

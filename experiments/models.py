@@ -13,6 +13,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from simple_history.models import HistoricalRecords
 
+from access.roles import EXPERIMENT_PERMISSIONS
+
 PERCENT = [MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))]
 KEY_VALIDATOR = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]{0,63}$",
@@ -145,6 +147,10 @@ class Experiment(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
         related_name="experiments",
     )
+    team = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Optional: with EXPERIMENT_EDIT_SCOPE=team only the owner and this group's members may edit.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -198,6 +204,7 @@ class Experiment(models.Model):
 
     class Meta:
         ordering = ["-created_at", "key"]
+        permissions = EXPERIMENT_PERMISSIONS
 
     def __str__(self) -> str:
         return self.key
@@ -318,3 +325,61 @@ class Override(models.Model):
 
     def __str__(self) -> str:
         return f"{self.unit_id} -> {self.variant.key}"
+
+
+class ApprovalRequest(models.Model):
+    """Four eyes: a start or a completion asked by one person and decided by another.
+
+    The request records a fingerprint of the definition; approving a request whose experiment
+    changed since is refused (see ``experiments.approvals``).
+    """
+
+    class Action(models.TextChoices):
+        START = "start", "Start"
+        COMPLETE = "complete", "Complete"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        CANCELLED = "cancelled", "Cancelled"
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.PROTECT, related_name="approval_requests")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    shipped_variant = models.CharField(
+        max_length=64, blank=True, help_text="Completion only: the key of the variant to ship (blank: none).",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    requested_by_key = models.CharField(max_length=100, blank=True, help_text="The API key that asked, if any.")
+    requested_at = models.DateTimeField(auto_now_add=True)
+    fingerprint = models.CharField(max_length=64, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    decided_by_key = models.CharField(max_length=100, blank=True, help_text="The API key that decided, if any.")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+    history = HistoricalRecords(get_user=history_user)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "action"], condition=models.Q(status="pending"),
+                name="one_pending_approval_per_action",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.experiment.key} ({self.status})"
+
+    @property
+    def requester(self) -> str:
+        return self.requested_by.get_username() if self.requested_by_id else (self.requested_by_key or "?")
+
+    @property
+    def decider(self) -> str:
+        return self.decided_by.get_username() if self.decided_by_id else (self.decided_by_key or "")

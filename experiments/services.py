@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -345,11 +346,21 @@ def _allocate_layer_range(experiment: Experiment) -> tuple[int, int]:
     ]})
 
 
+def _check_approval(action: str, approved: bool) -> None:
+    """With REQUIRE_APPROVAL on, only an approved request (``experiments.approvals``) may do this."""
+    if not approved and getattr(settings, "REQUIRE_APPROVAL", False):
+        raise ValidationError({"status": [
+            f"This platform requires a second person's approval to {action} an experiment: "
+            "request it (admin button or POST /api/v1/experiments/<key>/approvals)."
+        ]})
+
+
 @transaction.atomic
-def start_experiment(experiment: Experiment, *, actor: str | None = None) -> Experiment:
+def start_experiment(experiment: Experiment, *, actor: str | None = None, approved: bool = False) -> Experiment:
     """Draft -> running, after checking that the definition is complete and consistent."""
     experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
     _check_transition(experiment, Status.RUNNING)
+    _check_approval("start", approved)
     variants = list(experiment.variants.values("key", "weight", "is_control"))
     validate_variants(variants)
     validate_metrics(
@@ -392,11 +403,13 @@ def resume_experiment(experiment: Experiment, *, actor: str | None = None) -> Ex
 
 @transaction.atomic
 def complete_experiment(
-    experiment: Experiment, *, shipped_variant: str | None = None, actor: str | None = None
+    experiment: Experiment, *, shipped_variant: str | None = None, actor: str | None = None,
+    approved: bool = False,
 ) -> Experiment:
     """Stop enrolling; optionally ship a variant so every unit now gets its payload."""
     experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
     _check_transition(experiment, Status.COMPLETED)
+    _check_approval("complete", approved)
     if shipped_variant:
         variant = experiment.variants.filter(key=shipped_variant).first()
         if variant is None:

@@ -45,7 +45,7 @@ def report():
 def test_pages_need_a_login(client, url):
     make_experiment()
     r = client.get(url)
-    assert r.status_code == 302 and r["Location"].startswith("/admin/login/?next=")
+    assert r.status_code == 302 and r["Location"].startswith("/login/?next=")
 
 
 def test_home_goes_to_the_reports(browser):

@@ -15,9 +15,10 @@ from .endpoints import page_routes
 
 pytestmark = pytest.mark.django_db
 
-LOGIN = "/admin/login/"
-#: Pages anyone may open: the login form and the API's self-description (no data in them).
-PUBLIC = {"admin:login", "schema", "api-docs", "api-redoc"}
+#: The admin's login (staff) and the report pages' login (every role).
+LOGIN = ("/admin/login/", "/login/")
+#: Pages anyone may open: the login forms and the API's self-description (no data in them).
+PUBLIC = {"admin:login", "login", "schema", "api-docs", "api-redoc"}
 SAMPLES = {
     "object_id": "1", "id": "1", "content_type_id": "1", "app_label": "experiments", "key": "page-exp",
     "action": "start", "url": "no/such/page/",
@@ -91,7 +92,7 @@ def test_staff_is_required_for_the_admin(world):
     client = Client()
     client.force_login(User.objects.create(username="viewer"))
     r = client.get("/admin/experiments/experiment/")
-    assert r.status_code == 302 and r["Location"].startswith(LOGIN)
+    assert r.status_code == 302 and r["Location"].startswith("/admin/login/")
 
 
 @pytest.fixture
