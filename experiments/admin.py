@@ -14,6 +14,8 @@ from .forms import (
     ExperimentMetricFormSet,
     LayerForm,
     MetricForm,
+    OverrideForm,
+    OverrideFormSet,
     TargetingRuleForm,
     VariantForm,
     VariantFormSet,
@@ -69,15 +71,11 @@ class TargetingRuleInline(admin.TabularInline):
 
 class OverrideInline(admin.TabularInline):
     model = Override
-    fields = ["unit_id", "variant", "note"]
+    form = OverrideForm
+    formset = OverrideFormSet
+    fields = ["unit_id", "variant_key", "note"]
     extra = 0
     verbose_name = "QA override (forced variant for one unit)"
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "variant":
-            object_id = request.resolver_match.kwargs.get("object_id")
-            kwargs["queryset"] = Variant.objects.filter(experiment_id=object_id) if object_id else Variant.objects.none()
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 def _transition_action(name: str, label: str):

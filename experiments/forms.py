@@ -5,7 +5,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from . import services
-from .models import Experiment, Layer, Metric
+from .models import Experiment, Layer, Metric, Override, Variant
 
 
 def _raise_for(form_or_formset, error: ValidationError) -> None:
@@ -140,3 +140,54 @@ class MetricForm(forms.ModelForm):
                 for msg in errs:
                     self.add_error(field, msg)
         return cleaned
+
+
+class OverrideForm(forms.ModelForm):
+    """A QA override names its variant by key, so it can be added on the Add page with the variants."""
+
+    variant_key = forms.CharField(label="Variant key", max_length=64, help_text="e.g. control or green")
+
+    class Meta:
+        model = Override
+        fields = ["unit_id", "variant_key", "note"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.variant_id:
+            self.fields["variant_key"].initial = self.instance.variant.key
+
+    def save(self, commit: bool = True):
+        # The formset saves the variants first (inline order), so the key resolves on the Add page too.
+        self.instance.variant = Variant.objects.get(
+            experiment=self.instance.experiment, key=self.cleaned_data["variant_key"]
+        )
+        return super().save(commit)
+
+
+class OverrideFormSet(forms.BaseInlineFormSet):
+    def _variant_keys(self) -> set[str]:
+        """The variants this save will leave: the submitted variant rows, else the saved ones."""
+        prefix = "variants"
+        try:
+            total = int(self.data.get(f"{prefix}-TOTAL_FORMS", ""))
+        except ValueError:
+            total = None
+        if total is None or (self.instance.pk and self.instance.is_locked):
+            return set(self.instance.variants.values_list("key", flat=True)) if self.instance.pk else set()
+        return {
+            self.data.get(f"{prefix}-{i}-key", "").strip() for i in range(min(total, 1000))
+            if not self.data.get(f"{prefix}-{i}-DELETE")
+        } - {""}
+
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        keys = self._variant_keys()
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            if not data or data.get("DELETE"):
+                continue
+            if data.get("variant_key") not in keys:
+                form.add_error("variant_key", f"No variant '{data.get('variant_key')}' in this experiment "
+                                              f"(variants: {', '.join(sorted(keys)) or 'none yet'}).")

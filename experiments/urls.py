@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_approvals
 
 urlpatterns = [
     path("metrics", views.MetricListCreate.as_view(), name="metric-list"),
@@ -18,4 +18,10 @@ urlpatterns = [
         for action in ("start", "pause", "resume", "archive")
     ],
     path("experiments/<slug:key>/complete", views.ExperimentComplete.as_view(), name="experiment-complete"),
+    path("experiments/<slug:key>/approvals", views_approvals.ExperimentApprovals.as_view(), name="experiment-approvals"),
+    *[
+        path(f"approvals/<int:approval_id>/{decision}", views_approvals.ApprovalDecision.as_view(decision=decision),
+             name=f"approval-{decision}")
+        for decision in ("approve", "reject")
+    ],
 ]

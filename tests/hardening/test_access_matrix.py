@@ -40,6 +40,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/experiments/{key}/results.csv"): "analyst",
     ("POST", "/api/v1/experiments/{key}/results/refresh"): "analyst",
     ("GET", "/api/v1/tasks/{task_id}"): "analyst",
+    ("GET", "/api/v1/experiments/{key}/approvals"): "analyst",
     # admins: change definitions, run experiments, erase a unit's data
     ("POST", "/api/v1/experiments"): "admin",
     ("PATCH", "/api/v1/experiments/{key}"): "admin",
@@ -51,12 +52,15 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/metrics"): "admin",
     ("POST", "/api/v1/layers"): "admin",
     ("DELETE", "/api/v1/units/{unit_id}"): "admin",
+    ("POST", "/api/v1/experiments/{key}/approvals"): "admin",
+    ("POST", "/api/v1/approvals/{approval_id}/approve"): "admin",
+    ("POST", "/api/v1/approvals/{approval_id}/reject"): "admin",
 }
 RANK = {"client": 1, "analyst": 2, "admin": 3}
 CALLERS = ("none", "revoked", "expired", "client", "analyst", "admin")
 
 #: Plausible requests, so allowed callers reach the view's real work (not only validation).
-PATH_VALUES = {"key": "matrix-exp", "unit_id": "matrix-unit", "task_id": "no-such-task"}
+PATH_VALUES = {"key": "matrix-exp", "unit_id": "matrix-unit", "task_id": "no-such-task", "approval_id": "1"}
 BODIES = {
     ("POST", "/api/v1/assignments"): {"unit_id": "u-1", "attributes": {"country": "CN"}},
     ("POST", "/api/v1/events"): {"events": [{"event_id": "matrix-1", "unit_id": "u-1", "event": "purchase", "value": 1}]},
@@ -67,6 +71,7 @@ BODIES = {
     ("PATCH", "/api/v1/experiments/{key}"): {"description": "changed"},
     ("POST", "/api/v1/metrics"): {"key": "matrix-metric", "name": "m", "event": "click", "kind": "count"},
     ("POST", "/api/v1/layers"): {"key": "matrix-layer", "name": "l"},
+    ("POST", "/api/v1/experiments/{key}/approvals"): {"action": "complete", "shipped_variant": "b"},
 }
 QUERIES = {
     ("GET", "/api/v1/experiments/{key}/assignment"): {"unit_id": "u-1", "country": "CN"},
