@@ -28,6 +28,8 @@ class Command(BaseCommand):
         parser.add_argument("--role", choices=sorted(ROLE_NAMES), required=True)
         parser.add_argument("--password", help=f"Default: ${PASSWORD_ENV}, else asked for.")
         parser.add_argument("--email", default="")
+        parser.add_argument("--no-input", action="store_false", dest="interactive",
+                            help="Never prompt for the password.")
         parser.add_argument("--team", help="Also add the user to this group (created if missing), e.g. for EXPERIMENT_EDIT_SCOPE=team.")
 
     def _password(self, given: str | None, interactive: bool) -> str | None:

@@ -1,0 +1,181 @@
+"""Four eyes (REQUIRE_APPROVAL): request, approve by a second person, self-approval and stale requests refused."""
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from rest_framework.test import APIClient
+
+from experiments import approvals, services
+from experiments.models import ApprovalRequest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _require_approval(settings):
+    settings.REQUIRE_APPROVAL = True
+
+
+def test_direct_transitions_are_refused_while_approval_is_required(draft, api_client_for):
+    with pytest.raises(ValidationError, match="second person's approval"):
+        services.start_experiment(draft)
+    r = api_client_for("admin").post(f"/api/v1/experiments/{draft.key}/start")
+    assert r.status_code == 400 and "approval" in r.json()["status"][0]
+    draft.refresh_from_db()
+    assert draft.status == "draft"
+
+
+def test_admin_start_files_a_request_and_a_second_pm_approves(login, draft):
+    pat, sam = login("pat", "pm"), login("sam", "analyst")
+    r = pat.post(f"/admin/experiments/experiment/{draft.pk}/transition/start/", {"comment": "ready"}, follow=True)
+    assert "Approval requested" in r.content.decode()
+    draft.refresh_from_db()
+    assert draft.status == "draft"
+    approval = ApprovalRequest.objects.get()
+    assert approval.requested_by.username == "pat" and approval.status == "pending" and approval.comment == "ready"
+
+    # The requester sees the notice but cannot approve; the analyst sees approve/reject buttons.
+    own = pat.get(f"/admin/experiments/experiment/{draft.pk}/change/").content.decode()
+    assert "Approval pending" in own and f'id="approve-{approval.pk}"' not in own
+    r = pat.post(f"/admin/experiments/experiment/approvals/{approval.pk}/approve/", follow=True)
+    assert "cannot decide your own request" in r.content.decode()
+    other = sam.get(f"/admin/experiments/experiment/{draft.pk}/change/").content.decode()
+    assert f'id="approve-{approval.pk}"' in other
+    assert "gov-exp" in sam.get("/admin/experiments/approvalrequest/").content.decode()
+
+    sam.post(f"/admin/experiments/experiment/approvals/{approval.pk}/approve/", {"comment": "looks right"})
+    draft.refresh_from_db()
+    approval.refresh_from_db()
+    assert draft.status == "running"
+    assert approval.status == "approved" and approval.decided_by.username == "sam" and approval.decided_at
+    assert "looks right" in approval.comment
+
+
+def test_complete_and_ship_through_approval(person, draft, settings):
+    settings.REQUIRE_APPROVAL = False
+    services.start_experiment(draft)
+    settings.REQUIRE_APPROVAL = True
+    pat, sam = person("pat", "pm"), person("sam", "pm")
+    approval = approvals.request_approval(draft, "complete", user=pat, shipped_variant="green")
+    approvals.approve(approval.pk, user=sam)
+    draft.refresh_from_db()
+    assert draft.status == "completed" and draft.shipped_variant.key == "green"
+
+
+def test_self_approval_is_refused(person, draft):
+    pat = person("pat", "pm")
+    approval = approvals.request_approval(draft, "start", user=pat)
+    with pytest.raises(PermissionDenied, match="own request"):
+        approvals.approve(approval.pk, user=pat)
+    with pytest.raises(PermissionDenied, match="own request"):
+        approvals.reject(approval.pk, user=pat)
+
+
+def test_a_viewer_cannot_approve_or_request(person, draft):
+    approval = approvals.request_approval(draft, "start", user=person("pat", "pm"))
+    viewer = person("vic", "viewer")
+    with pytest.raises(PermissionDenied, match="role"):
+        approvals.approve(approval.pk, user=viewer)
+    with pytest.raises(PermissionDenied):
+        approvals.request_approval(draft, "complete", user=viewer)
+
+
+def test_a_stale_request_is_refused_and_cancelled(person, draft):
+    approval = approvals.request_approval(draft, "start", user=person("pat", "pm"))
+    services.update_experiment(draft, {"traffic_allocation": 100}, actor="pat")  # changed after the request
+    with pytest.raises(ValidationError, match="changed since"):
+        approvals.approve(approval.pk, user=person("sam", "analyst"))
+    approval.refresh_from_db()
+    draft.refresh_from_db()
+    assert approval.status == "cancelled" and draft.status == "draft"
+
+
+def test_a_child_edit_also_makes_the_request_stale(person, draft):
+    approval = approvals.request_approval(draft, "start", user=person("pat", "pm"))
+    draft.variants.filter(key="green").update(payload={"color": "red"})
+    with pytest.raises(ValidationError, match="changed since"):
+        approvals.approve(approval.pk, user=person("sam", "analyst"))
+
+
+def test_one_pending_request_per_action(person, draft):
+    pat = person("pat", "pm")
+    approvals.request_approval(draft, "start", user=pat)
+    with pytest.raises(ValidationError, match="already pending"):
+        approvals.request_approval(draft, "start", user=person("sam", "pm"))
+
+
+def test_reject_and_cancel(person, draft):
+    pat, sam = person("pat", "pm"), person("sam", "analyst")
+    first = approvals.request_approval(draft, "start", user=pat)
+    approvals.reject(first.pk, user=sam, comment="no primary guardrail")
+    first.refresh_from_db()
+    assert first.status == "rejected" and first.decided_by == sam
+    with pytest.raises(ValidationError, match="already rejected"):
+        approvals.approve(first.pk, user=sam)
+    second = approvals.request_approval(draft, "start", user=pat)
+    with pytest.raises(PermissionDenied):
+        approvals.cancel(second.pk, user=sam)
+    approvals.cancel(second.pk, user=pat)
+    second.refresh_from_db()
+    assert second.status == "cancelled"
+    draft.refresh_from_db()
+    assert draft.status == "draft"
+
+
+def test_a_failing_transition_leaves_the_request_pending(person, draft):
+    approval = approvals.request_approval(draft, "start", user=person("pat", "pm"))
+    draft.experiment_metrics.all().delete()  # no primary metric any more (and the fingerprint moves)
+    approval.fingerprint = approvals.fingerprint(type(draft).objects.get(pk=draft.pk))
+    approval.save()
+    with pytest.raises(ValidationError, match="primary metric"):
+        approvals.approve(approval.pk, user=person("sam", "analyst"))
+    approval.refresh_from_db()
+    assert approval.status == "pending"
+
+
+def test_requests_and_decisions_appear_in_the_history(person, draft):
+    approval = approvals.request_approval(draft, "start", user=person("pat", "pm"), comment="go")
+    approvals.approve(approval.pk, user=person("sam", "analyst"))
+    entries = approvals.history_entries(draft)
+    assert [(e["who"], e["change"]) for e in entries] == [
+        ("pat", f"Start: approval requested (#{approval.pk})"),
+        ("sam", f"Start: approved (#{approval.pk})"),
+    ]
+    assert approval.history.count() == 2  # simple-history keeps both rows too
+
+
+def _key_client(api_key) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key('admin')}")
+    return client
+
+
+def test_api_request_and_approve_with_two_admin_keys(draft, api_key, api_client_for):
+    first, second = _key_client(api_key), _key_client(api_key)
+    r = first.post(f"/api/v1/experiments/{draft.key}/approvals", {"action": "start", "comment": "ok?"}, format="json")
+    assert r.status_code == 201, r.content
+    body = r.json()
+    assert body["status"] == "pending" and body["requested_by"].startswith("api-key:")
+    same = first.post(f"/api/v1/approvals/{body['id']}/approve", {}, format="json")
+    assert same.status_code == 403 and "own request" in same.json()["detail"]
+    assert api_client_for("analyst").post(f"/api/v1/approvals/{body['id']}/approve").status_code == 403
+    r = second.post(f"/api/v1/approvals/{body['id']}/approve", {"comment": "yes"}, format="json")
+    assert r.status_code == 200 and r.json()["status"] == "approved"
+    draft.refresh_from_db()
+    assert draft.status == "running"
+    listed = api_client_for("analyst").get(f"/api/v1/experiments/{draft.key}/approvals").json()
+    assert [a["status"] for a in listed] == ["approved"]
+
+
+def test_api_reject_and_bad_input(draft, api_key):
+    first, second = _key_client(api_key), _key_client(api_key)
+    bad = first.post(f"/api/v1/experiments/{draft.key}/approvals", {"action": "explode"}, format="json")
+    assert bad.status_code == 400 and "action" in bad.json()
+    ship = first.post(f"/api/v1/experiments/{draft.key}/approvals", {"action": "complete"}, format="json")
+    assert ship.status_code == 400 and "status" in ship.json()  # a draft cannot be completed
+    r = first.post(f"/api/v1/experiments/{draft.key}/approvals", {"action": "start"}, format="json")
+    again = second.post(f"/api/v1/experiments/{draft.key}/approvals", {"action": "start"}, format="json")
+    assert again.status_code == 400 and "already pending" in again.json()["action"][0]
+    rejected = second.post(f"/api/v1/approvals/{r.json()['id']}/reject", format="json")
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    assert second.post("/api/v1/approvals/999999/approve").status_code == 404
