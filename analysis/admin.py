@@ -166,7 +166,8 @@ class ReportingExperimentAdmin(ExperimentAdmin):
         """The calculator panel (add and change pages): per variant, total and eligible traffic."""
         if not (self.has_view_permission(request) or self.has_add_permission(request)):
             raise PermissionDenied
-        return JsonResponse(*calculator_answer(request.GET))
+        body, code = calculator_answer(request.GET)
+        return JsonResponse(body, status=code)
 
     def add_view(self, request, form_url="", extra_context=None):
         extra_context = {**(extra_context or {}), "calculator": True,
@@ -189,8 +190,8 @@ class ReportingExperimentAdmin(ExperimentAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-def _count(text: str) -> str:
-    return f"{text:,}" if isinstance(text, int) else str(text)
+def _count(number: int) -> str:
+    return f"{number:,}"
 
 
 def calculator_answer(query) -> tuple[dict[str, Any], int]:
@@ -208,6 +209,11 @@ def calculator_answer(query) -> tuple[dict[str, Any], int]:
         args = {k: float(values[k]) if values[k] else None for k in names}
     except ValueError:
         return {"error": "Every field must be a number."}, 400
+    bad = [k for k, v in args.items() if v is not None and not math.isfinite(v)]
+    if bad:
+        return {"error": f"{bad[0]}: must be a finite number."}, 400
+    if not 2 <= (args["n_variants"] or 2) <= 1000 or not 1 <= (args["primary"] or 1) <= 100:
+        return {"error": "n_variants: 2 to 1000; primary: 1 to 100 metrics."}, 400
     n_variants = int(args["n_variants"] or 2)
     primary = max(1, int(args["primary"] or 1))
     traffic = args["traffic"] if args["traffic"] is not None else 100.0
