@@ -33,7 +33,27 @@ def _locked(obj) -> bool:
     return obj is not None and obj.is_locked
 
 
-class VariantInline(admin.TabularInline):
+class LabelledInlineMixin:
+    """Tabular inlines put labels in column headers only; give every cell's input an accessible name
+    (WCAG 2 AA: axe's ``label`` rule), e.g. "Weight (row 2)"."""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+
+        class LabelledFormSet(formset):
+            def add_fields(self, form, index):
+                super().add_fields(form, index)
+                row = f"row {index + 1}" if index is not None else "new row"
+                for name, field in form.fields.items():
+                    label = "Delete" if name == "DELETE" else (field.label or name)
+                    widget = getattr(field.widget, "widget", field.widget)  # inside RelatedFieldWidgetWrapper
+                    widget.attrs.setdefault("aria-label", f"{label} ({row})")
+
+        LabelledFormSet.__name__ = formset.__name__
+        return LabelledFormSet
+
+
+class VariantInline(LabelledInlineMixin, admin.TabularInline):
     model = Variant
     form = VariantForm
     formset = VariantFormSet
@@ -54,22 +74,21 @@ class VariantInline(admin.TabularInline):
         return not _locked(obj) and super().has_delete_permission(request, obj)
 
 
-class ExperimentMetricInline(admin.TabularInline):
+class ExperimentMetricInline(LabelledInlineMixin, admin.TabularInline):
     model = ExperimentMetric
     formset = ExperimentMetricFormSet
-    fields = ["metric", "role", "position"]
-    autocomplete_fields = ["metric"]
+    fields = ["metric", "role", "position"]  # a plain select: the autocomplete widget has no accessible name
     extra = 1
 
 
-class TargetingRuleInline(admin.TabularInline):
+class TargetingRuleInline(LabelledInlineMixin, admin.TabularInline):
     model = TargetingRule
     form = TargetingRuleForm
     fields = ["attribute", "operator", "values", "position"]
     extra = 0
 
 
-class OverrideInline(admin.TabularInline):
+class OverrideInline(LabelledInlineMixin, admin.TabularInline):
     model = Override
     form = OverrideForm
     formset = OverrideFormSet
