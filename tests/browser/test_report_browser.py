@@ -8,6 +8,8 @@ from django.core.management import call_command
 
 from analysis.management.commands.seed_demo import DEMO_PASSWORD, DEMO_USER
 
+from .test_pm_browser import assert_accessible
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -19,10 +21,10 @@ def demo(transactional_db):
 
 def test_demo_report_in_chromium(live_server, page, demo, artifacts):
     page.goto(f"{live_server.url}/reports/{demo}/")
-    assert "/admin/login/" in page.url  # login required
+    assert "/login/?next=" in page.url  # login required (the report login, open to every role)
     page.fill("#id_username", DEMO_USER)
     page.fill("#id_password", DEMO_PASSWORD)
-    page.click("input[type=submit]")
+    page.click("#login-submit")
     page.wait_for_url(f"{live_server.url}/reports/{demo}/")
 
     decision = page.locator("#decision")
@@ -50,6 +52,7 @@ def test_demo_report_in_chromium(live_server, page, demo, artifacts):
     assert page.eval_on_selector("#decision", "e => getComputedStyle(e).borderLeftWidth") == "6px"
 
     page.screenshot(path=str(artifacts / "report-checkout-button.png"), full_page=True)
+    assert_accessible(page, "report-detail", artifacts)
 
     with page.expect_download() as download:
         page.click("#export-csv")
@@ -65,3 +68,4 @@ def test_demo_report_in_chromium(live_server, page, demo, artifacts):
     page.goto(f"{live_server.url}/reports/")
     row = page.locator("#experiment-list tbody tr", has_text=demo)
     assert row.count() == 1 and "Running" in row.inner_text()
+    assert_accessible(page, "report-list", artifacts)
