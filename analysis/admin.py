@@ -53,6 +53,9 @@ def _refresh(request, experiment: Experiment) -> None:
 
 @admin.action(description="Recompute the reports of the selected experiments")
 def recompute_selected(modeladmin, request, queryset):
+    if not request.user.has_perm("experiments.recompute_report"):
+        messages.error(request, "Recomputing needs the Analyst role.")
+        return
     for experiment in queryset:
         _refresh(request, experiment)
 

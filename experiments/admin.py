@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
+
+from access.roles import ROLE_NAMES
 
 from . import admin_lifecycle, services
 from .forms import (
@@ -149,6 +152,11 @@ class ExperimentAdmin(SimpleHistoryAdmin):
         if obj is not None and obj.status == Experiment.Status.ARCHIVED:
             fields = [f for fs in self.fieldsets for f in fs[1]["fields"]]
         return fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "team":  # teams are groups, but not the three role groups
+            kwargs["queryset"] = Group.objects.exclude(name__in=ROLE_NAMES.values()).order_by("name")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_delete_permission(self, request, obj=None):
         """Only drafts can be deleted: a started experiment's history and exposures are kept."""

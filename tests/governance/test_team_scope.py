@@ -66,3 +66,10 @@ def test_team_member_edits_and_starts(team_setup, client):
     client.post(f"/admin/experiments/experiment/{exp.pk}/transition/start/")
     exp.refresh_from_db()
     assert exp.name == "Renamed" and exp.status == "running"
+
+
+def test_team_choices_leave_out_the_role_groups(team_setup, client):
+    client.force_login(team_setup["owner"])
+    html = client.get(f"/admin/experiments/experiment/{team_setup['experiment'].pk}/change/").content.decode()
+    team_select = html[html.index('id="id_team"'):html.index("</select>", html.index('id="id_team"'))]
+    assert "checkout" in team_select and "Product manager" not in team_select and "Viewer" not in team_select
