@@ -76,6 +76,7 @@ def test_pm_ships_an_experiment_in_chromium(live_server, page, artifacts, transa
     assert box and box["y"] + box["height"] <= 900
     assert page.locator("#sample-size-helper").bounding_box()["y"] < 900
     assert_accessible(page, "experiment-change", artifacts)
+    page.screenshot(path=str(artifacts / "pm-change-above-the-fold.png"))
 
     # An edit typed just before Start is saved, then the confirmation says what will happen.
     page.fill("#id_planned_duration_days", "14")
@@ -85,6 +86,7 @@ def test_pm_ships_an_experiment_in_chromium(live_server, page, artifacts, transa
     assert "Start: 2 variants (control 50 %, green 50 %), 50 % of traffic." in summary
     assert "Analysis plan frozen" in summary
     assert_accessible(page, "confirm-start", artifacts)
+    page.screenshot(path=str(artifacts / "pm-confirm-start.png"))
     page.click("#confirm-lifecycle")
     page.wait_for_url("**/change/")
     assert "started" in page.inner_text(".messagelist")

@@ -179,3 +179,17 @@ def test_api_reject_and_bad_input(draft, api_key):
     rejected = second.post(f"/api/v1/approvals/{r.json()['id']}/reject", format="json")
     assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
     assert second.post("/api/v1/approvals/999999/approve").status_code == 404
+
+
+def test_confirmation_page_says_an_approval_will_be_requested(login, draft):
+    page = login("pat", "pm").get(f"/admin/experiments/experiment/{draft.pk}/lifecycle/start/").content.decode()
+    assert "requires a second person&#x27;s approval" in page
+    assert 'id="approval-comment"' in page and "Request approval to start" in page
+
+
+def test_bulk_start_is_refused_with_a_message(login, draft):
+    r = login("pat", "pm").post("/admin/experiments/experiment/",
+                                {"action": "start_selected", "_selected_action": [draft.pk]}, follow=True)
+    assert "second person" in r.content.decode()
+    draft.refresh_from_db()
+    assert draft.status == "draft"
