@@ -172,10 +172,14 @@ class OverrideFormSet(forms.BaseInlineFormSet):
             total = int(self.data.get(f"{prefix}-TOTAL_FORMS", ""))
         except ValueError:
             total = None
+        saved = set(self.instance.variants.values_list("key", flat=True)) if self.instance.pk else set()
         if total is None or (self.instance.pk and self.instance.is_locked):
-            return set(self.instance.variants.values_list("key", flat=True)) if self.instance.pk else set()
+            return saved
+        rows = [i for i in range(min(total, 1000)) if f"{prefix}-{i}-key" in self.data]
+        if total and not rows:  # a read-only variants inline (no change permission) posts no rows
+            return saved
         return {
-            self.data.get(f"{prefix}-{i}-key", "").strip() for i in range(min(total, 1000))
+            self.data.get(f"{prefix}-{i}-key", "").strip() for i in rows
             if not self.data.get(f"{prefix}-{i}-DELETE")
         } - {""}
 

@@ -143,3 +143,19 @@ def test_bulk_action_checks_the_lifecycle_permission(person, draft):
     client.post("/admin/experiments/experiment/", {"action": "start_selected", "_selected_action": [draft.pk]})
     draft.refresh_from_db()
     assert draft.status == "draft"
+
+
+def test_qa_override_on_a_running_experiment_uses_the_saved_variants(login, draft):
+    from experiments import services
+
+    services.start_experiment(draft)
+    draft.refresh_from_db()
+    pm = login("pat", "pm")
+    data = change_form_data(draft)
+    for key in [k for k in data if k.startswith("variants-")]:  # a locked inline posts no rows
+        del data[key]
+    data.update(management("variants", 0))
+    data.update({**management("overrides", 1), "overrides-0-unit_id": "qa-2", "overrides-0-variant_key": "green"})
+    r = pm.post(f"/admin/experiments/experiment/{draft.pk}/change/", data)
+    assert r.status_code == 302, r.content.decode()[:2000]
+    assert Override.objects.get(unit_id="qa-2").variant.key == "green"
