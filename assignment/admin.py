@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Exposure
+from .models import Exposure, RejectedExposure
 
 
 @admin.register(Exposure)
@@ -13,6 +13,21 @@ class ExposureAdmin(admin.ModelAdmin):
     list_select_related = ("experiment", "variant")
     date_hierarchy = "first_seen"
     readonly_fields = ("experiment", "variant", "unit_id", "first_seen", "last_seen", "attributes")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RejectedExposure)
+class RejectedExposureAdmin(admin.ModelAdmin):
+    """Poison exposures set aside by the flush (docs/operations.md); inspect, then delete."""
+
+    list_display = ("rejected_at", "reason")
+    readonly_fields = ("rejected_at", "reason", "unit_hash", "item")
+    date_hierarchy = "rejected_at"
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -11,3 +11,7 @@ class AssignmentConfig(AppConfig):
         from . import signals
 
         signals.connect()
+        # atexit does not run on SIGTERM: flush the in-process exposure buffer then too.
+        from . import exposures
+
+        exposures.install_sigterm_flush()

@@ -23,9 +23,12 @@ when it holds ``ASSIGNMENT_EXPOSURE_BUFFER_SIZE`` items or its oldest item is
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
+import math
 import os
+import signal
 import threading
 import time
 import uuid
@@ -34,14 +37,15 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 logger = logging.getLogger(__name__)
 
 DEGRADED_LOCAL_BUFFER = "exposures-local-buffer"
 
-# (experiment id, variant id, unit id, unix time, attributes)
+# (experiment id, variant id, unit id, unix time, attributes); read fields by these positions.
 Item = tuple[int, int, str, float, dict]
+EXP, VARIANT, UNIT, TS, ATTRS = range(5)
 
 
 def _setting(name: str, default):
@@ -96,7 +100,7 @@ class LocalBuffer:
 
     def discard_unit(self, unit_id: str) -> int:
         with self._lock:
-            kept = [item for item in self._items if item[2] != unit_id]
+            kept = [item for item in self._items if item[UNIT] != unit_id]
             removed = len(self._items) - len(kept)
             self._items = deque(kept)
             return removed
@@ -131,6 +135,7 @@ def _keys() -> tuple[str, str, str]:
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_dumps_ascii = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=repr).encode
 
 
 def _encode(item: Item) -> str:
@@ -145,7 +150,13 @@ def _encode_all(items: Sequence[Item]) -> list[str]:
         key = (unit_id, ts, id(attributes))
         tail = shared.get(key)
         if tail is None:
-            tail = shared[key] = f"{_dumps(unit_id)},{_dumps(ts)},{_dumps(attributes)}]"
+            tail = f"{_dumps(unit_id)},{_dumps(ts)},{_dumps(attributes)}]"
+            if not tail.isascii():
+                try:
+                    tail.encode()
+                except UnicodeEncodeError:  # lone surrogates: escaped, so the push cannot fail
+                    tail = f"{_dumps_ascii(unit_id)},{_dumps(ts)},{_dumps_ascii(attributes)}]"
+            shared[key] = tail
         out.append(f"[{exp_id},{variant_id},{tail}")
     return out
 
@@ -155,8 +166,7 @@ def _decode(raw: bytes) -> Item | None:
         exp, var, unit, ts, attrs = json.loads(raw)
         return int(exp), int(var), str(unit), float(ts), attrs if isinstance(attrs, dict) else {}
     except (ValueError, TypeError):
-        logger.error("skipping a malformed exposure message: %r", raw[:200])
-        return None
+        return None  # set aside by the caller (logs carry no unit id, so not the message)
 
 
 # --- hot path -----------------------------------------------------------------------------------
@@ -195,7 +205,7 @@ class Outbox:
 
     def discard_unit(self, unit_id: str) -> int:
         with self.lock:
-            kept = [item for item in self.items if item[2] != unit_id]
+            kept = [item for item in self.items if item[UNIT] != unit_id]
             removed = len(self.items) - len(kept)
             self.items = kept
             return removed
@@ -296,12 +306,13 @@ def _flush_local_if_due() -> None:
 
 
 def flush_local() -> int:
-    """Write this process's buffer to the database; on failure the items go back."""
+    """Write this process's buffer to the database; on failure the items go back (poison items
+    never fail the write: :func:`write` sets them aside)."""
     items = local_buffer.take()
     if not items:
         return 0
     try:
-        upsert(items)
+        write(items)
     except Exception:
         local_buffer.put_back(items)
         raise
@@ -331,8 +342,14 @@ def _process(client, name: str, chunk: int) -> int:
         raw = client.lrange(name, start, start + chunk - 1)
         if not raw:
             break
-        items = [item for item in map(_decode, raw) if item is not None]
-        upsert(items)
+        items, malformed = [], []
+        for message in raw:
+            item = _decode(message)
+            if item is None:
+                malformed.append((message, "malformed queue message"))
+            else:
+                items.append(item)
+        write(items, rejected=malformed)
         count += len(raw)
         start += chunk
     return count
@@ -357,8 +374,15 @@ def flush_redis() -> int:
     if current:
         claimed.append(current)
     total = 0
-    for name in claimed:
-        total += _process(client, name, chunk)
+    for i, name in enumerate(claimed):
+        try:
+            total += _process(client, name, chunk)
+        except Exception:
+            # This flusher is alive and knows its lists were not written (e.g. the database is
+            # down): expire their leases so that the next flush retries them at once.
+            with contextlib.suppress(Exception):
+                client.zadd(registry, {n: 0 for n in claimed[i:]})
+            raise
         client.delete(name)
         client.zrem(registry, name)
     return total
@@ -392,6 +416,188 @@ def _flush_at_exit() -> None:
 atexit.register(_flush_at_exit)
 
 
+def _on_sigterm(signum, frame) -> None:
+    """Write the buffer, then die of SIGTERM as if this handler were not there.
+
+    The flush runs in a fresh thread (its own database connection; the interrupted main thread
+    may be inside a query or hold the buffer's lock), bounded by
+    ``ASSIGNMENT_EXPOSURE_SIGTERM_SECONDS``.
+    """
+    worker = threading.Thread(target=_flush_at_exit, name="exposure-sigterm-flush", daemon=True)
+    worker.start()
+    worker.join(_setting("ASSIGNMENT_EXPOSURE_SIGTERM_SECONDS", 10.0))
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def install_sigterm_flush() -> bool:
+    """Flush the in-process buffer on SIGTERM too (``atexit`` does not run on a signal).
+
+    Only where nobody else handles SIGTERM: gunicorn and Celery install their own handlers,
+    which end the process normally, so ``atexit`` runs there. Called from ``AppConfig.ready``;
+    True when installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+            return False
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter / platform without signals
+        return False
+    return True
+
+
+# --- poison items -----------------------------------------------------------------------------
+
+#: Errors that a particular item causes (the database refused a value); anything else (an outage,
+#: a missing table) is the same for every item, so the batch is kept and retried instead.
+ITEM_ERRORS = (DataError, IntegrityError, ValueError, TypeError, OverflowError)
+MAX_UNIT_ID = 256  # Exposure.unit_id
+MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z
+_MAX_DEPTH = 8
+_DROP = object()
+
+
+def _text_ok(value: str) -> bool:
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable(value, depth: int = 0):
+    """``value`` as every database can store it: non-finite numbers become null; text with NUL
+    characters or lone surrogates, huge integers and deep nesting become ``_DROP``."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 1000 else _DROP
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value if _text_ok(value) else _DROP
+    if depth >= _MAX_DEPTH:
+        return _DROP
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(k, str) and _text_ok(k) and (v := _storable(v, depth + 1)) is not _DROP:
+                out[k] = v
+        return out
+    if isinstance(value, list):
+        return [v for v in (_storable(x, depth + 1) for x in value) if v is not _DROP]
+    return _DROP
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
+def clean(item, memo: dict | None = None) -> tuple[Item | None, str | None]:
+    """-> (the item ready to write, None) or (None, why it can never be written).
+
+    Attributes are repaired rather than refused (the exposure itself is what counts): values
+    that no database stores (infinity, NaN, NUL characters, lone surrogates) become null or are
+    left out. Ids, unit ids and times that cannot be stored make the item poison. ``memo``
+    shares the repair between items of one request (they share one attributes dict).
+    """
+    try:
+        exp, variant, unit, ts, attributes = item[EXP], item[VARIANT], item[UNIT], item[TS], item[ATTRS]
+    except (TypeError, IndexError, KeyError):
+        return None, "not an exposure item"
+    if not (_is_id(exp) and _is_id(variant)):
+        return None, "experiment or variant id is not a positive 64-bit integer"
+    if not isinstance(unit, str) or not 0 < len(unit) <= MAX_UNIT_ID or not _text_ok(unit):
+        return None, f"unit id is not storable text of 1-{MAX_UNIT_ID} characters"
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts <= MAX_TS:
+        return None, "time is not a finite time between 1970 and 9999"
+    hit = memo.get(id(attributes)) if memo is not None else None
+    if hit is not None and hit[0] is attributes:
+        fixed = hit[1]
+    else:
+        fixed = _storable(attributes) if type(attributes) is dict else {}
+        if fixed is _DROP:
+            fixed = {}
+        if type(attributes) is dict and fixed == attributes:
+            fixed = attributes
+        if memo is not None:
+            memo[id(attributes)] = (attributes, fixed)  # keeps ``attributes`` alive: ids stay unique
+    if fixed is attributes:
+        return item, None
+    return (*item[:ATTRS], fixed, *item[ATTRS + 1 :]), None  # type: ignore[return-value]
+
+
+def write(items: Sequence[Item], *, rejected: Sequence[tuple[object, str]] = ()) -> int:
+    """Write ``items`` so that no single item can block the others; returns rows written.
+
+    Each item is cleaned (:func:`clean`); if the database still refuses a batch for a reason
+    tied to an item (``ITEM_ERRORS``), the batch is split in halves until the refused items are
+    alone. Refused items, and ``rejected`` ones (``(raw, reason)``), are set aside in
+    ``RejectedExposure`` with a logged reason. An outage raises: the caller keeps the items.
+    """
+    good: list[Item] = []
+    poison: list[tuple[object, str]] = list(rejected)
+    repaired = 0
+    memo: dict = {}
+    for item in items:
+        fixed, reason = clean(item, memo)
+        if fixed is None:
+            poison.append((item, reason or "invalid"))
+            continue
+        repaired += fixed is not item
+        good.append(fixed)
+    if repaired:
+        logger.warning("exposure attributes repaired before writing (%d items): values no database "
+                       "stores (non-finite numbers, NUL characters, lone surrogates) became null or were "
+                       "left out", repaired)
+    written = _write_isolating(good, poison) if good else 0
+    if poison:
+        set_aside(poison)
+    return written
+
+
+def _write_isolating(items: list[Item], poison: list[tuple[object, str]]) -> int:
+    try:
+        return upsert(items)
+    except ITEM_ERRORS as exc:
+        if len(items) == 1:
+            poison.append((items[0], f"refused by the database: {type(exc).__name__}: {str(exc)[:300]}"))
+            return 0
+        middle = len(items) // 2
+        return _write_isolating(items[:middle], poison) + _write_isolating(items[middle:], poison)
+
+
+def _as_text(raw: object) -> str:
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "backslashreplace")
+    if isinstance(raw, tuple):
+        raw = list(raw)
+    return _dumps_ascii(raw)[:20_000]  # ASCII: NUL and surrogates escaped, storable anywhere
+
+
+def set_aside(poison: Sequence[tuple[object, str]]) -> None:
+    """Store refused items in ``RejectedExposure`` and log why (without unit ids)."""
+    from collections import Counter
+
+    from . import erasure
+    from .models import RejectedExposure
+
+    rows = []
+    for raw, reason in poison:
+        unit = raw[UNIT] if isinstance(raw, tuple) and len(raw) > UNIT and isinstance(raw[UNIT], str) else ""
+        rows.append(RejectedExposure(reason=reason[:500], item=_as_text(raw),
+                                     unit_hash=erasure.unit_hash(unit) if unit else ""))
+    RejectedExposure.objects.bulk_create(rows, batch_size=200)
+    for reason, n in Counter(reason.split(":")[0] for _, reason in poison).items():
+        logger.error("set aside %d exposure(s) that cannot be written (%s); see RejectedExposure", n, reason)
+
+
 # --- the bulk upsert ------------------------------------------------------------------------------
 
 def collapse(items: Iterable[Item]) -> list[Item]:
@@ -400,12 +606,12 @@ def collapse(items: Iterable[Item]) -> list[Item]:
     first: dict[tuple[int, str], Item] = {}
     last: dict[tuple[int, str], float] = {}
     for item in items:
-        key = (item[0], item[2])
+        key = (item[EXP], item[UNIT])
         seen = first.get(key)
-        if seen is None or item[3] < seen[3]:
+        if seen is None or item[TS] < seen[TS]:
             first[key] = item
-        if item[3] > last.get(key, float("-inf")):
-            last[key] = item[3]
+        if item[TS] > last.get(key, float("-inf")):
+            last[key] = item[TS]
     return [(*first[key], last[key]) for key in first]  # type: ignore[misc]
 
 
@@ -416,8 +622,35 @@ def _dt(ts: float) -> datetime:
 def upsert(items: Iterable[Item]) -> int:
     """Insert or merge exposures with one ``INSERT ... ON CONFLICT`` per batch (SQLite & PG).
 
-    Items of deleted experiments or variants (or a variant of another experiment) are skipped.
+    Items of deleted experiments or variants (or a variant of another experiment) are skipped,
+    and so are items of erased units from before their erasure: the tombstones are read under
+    the erasure lock, in the transaction of the write (``assignment.erasure``).
     """
+    from . import erasure
+
+    items = list(items)
+    if not items:
+        return 0
+    with transaction.atomic():
+        erasure.lock_for_write()
+        return _upsert(drop_erased(items))
+
+
+def drop_erased(items: list[Item]) -> list[Item]:
+    """``items`` without those of erased units timed at or before the unit's erasure."""
+    from . import erasure
+
+    erased = erasure.erased_at(item[UNIT] for item in items)
+    if not erased:
+        return items
+    limits = {unit: when.timestamp() for unit, when in erased.items()}
+    kept = [item for item in items if item[TS] > limits.get(item[UNIT], -math.inf)]
+    if len(kept) < len(items):
+        logger.info("dropped %d buffered exposure(s) of erased units", len(items) - len(kept))
+    return kept
+
+
+def _upsert(items: list[Item]) -> int:
     from experiments.models import Variant
 
     from .models import Exposure
@@ -462,7 +695,7 @@ def upsert(items: Iterable[Item]) -> int:
         return value
 
     batch = 400  # 6 parameters a row stays under SQLite's variable limit
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # inside upsert's transaction
         for i in range(0, len(rows), batch):
             chunk = rows[i : i + batch]
             params: list = []

@@ -34,3 +34,36 @@ class Exposure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.unit_id} in {self.experiment_id}/{self.variant_id}"
+
+
+class UnitTombstone(models.Model):
+    """An erased unit: later writes of its data from before ``erased_at`` are dropped.
+
+    Buffered copies of an exposure (another process's batch, the Redis queue, a processing list
+    left by a failed flush) or an event request in flight can reach the database after the
+    erasure; the exposure flush and event ingestion check this table in the same transaction as
+    their write (see ``assignment.erasure``). Only a keyed hash of the unit id is kept.
+    """
+
+    unit_hash = models.CharField(max_length=64, primary_key=True)
+    erased_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"unit erased at {self.erased_at:%Y-%m-%d %H:%M:%S}"
+
+
+class RejectedExposure(models.Model):
+    """A buffered exposure the database refused (a poison item), set aside so that it never
+    blocks the others; for an operator to inspect (admin: "Rejected exposures")."""
+
+    rejected_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    reason = models.CharField(max_length=500)
+    unit_hash = models.CharField(max_length=64, blank=True, db_index=True,
+                                 help_text="Keyed hash of the unit id, so that erasure finds the item.")
+    item = models.TextField(help_text="The item as ASCII JSON: [experiment, variant, unit, time, attributes, ...].")
+
+    class Meta:
+        ordering = ["-rejected_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.rejected_at:%Y-%m-%d %H:%M})"

@@ -1,8 +1,13 @@
 """Writes owned by the assignment app, for other apps and tasks to call."""
 from __future__ import annotations
 
-from . import exposures
-from .models import Exposure
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import erasure, exposures
+from .models import Exposure, RejectedExposure
 
 
 def flush_exposures() -> int:
@@ -12,15 +17,31 @@ def flush_exposures() -> int:
     return exposures.flush()
 
 
-def erase_unit(unit_id: str) -> dict[str, int]:
-    """Delete everything recorded about ``unit_id`` (privacy erasure).
+def erase_unit(unit_id: str, *, at: datetime | None = None, flush: bool = True) -> dict:
+    """Delete the unit's exposures and leave a tombstone that later writes respect.
 
-    Buffered exposures are flushed first so the delete also covers those already queued in
-    Redis; this process's in-process buffer is purged too. Other processes' in-process
-    buffers (only used in the embedded mode or while Redis is down) are out of reach: they are
-    flushed within ``ASSIGNMENT_EXPOSURE_BUFFER_SECONDS``, so erase again after that to be sure.
+    Copies still on their way (another process's batch or buffer, the Redis queue, a
+    processing list left by a failed flush) are dropped when they are written, because they
+    are timed before ``at`` (default: now); see ``assignment.erasure``. This process's own
+    buffers are purged at once, and the shared queue is flushed first so that what it holds is
+    deleted (and counted) now. Runs in one transaction under the exclusive erasure lock; a
+    caller that deletes more (events) calls this inside its own ``transaction.atomic()`` so
+    that everything is under the same lock (flushing first itself, outside that transaction:
+    ``flush=False`` here). Returns counts and the ids of the experiments the
+    unit was exposed in (their report snapshots may mention its attributes).
     """
+    at = at or timezone.now()
     discarded = exposures.outbox.discard_unit(unit_id) + exposures.local_buffer.discard_unit(unit_id)
-    flushed = exposures.flush()
-    deleted, _ = Exposure.objects.filter(unit_id=unit_id).delete()
-    return {"exposures_deleted": deleted, "buffered_discarded": discarded, "flushed": flushed}
+    # Not needed for correctness (the tombstone is), but what is queued now is deleted now and
+    # counted in the answer.
+    flushed = exposures.flush() if flush else 0
+    with transaction.atomic():
+        erasure.lock_for_erasure()
+        erasure.record(unit_id, at)
+        rows = Exposure.objects.filter(unit_id=unit_id)
+        experiment_ids = sorted(set(rows.values_list("experiment_id", flat=True)))
+        deleted, _ = rows.delete()
+        digest = erasure.unit_hash(unit_id)
+        rejected, _ = RejectedExposure.objects.filter(unit_hash=digest).delete()
+    return {"exposures_deleted": deleted, "buffered_discarded": discarded, "rejected_deleted": rejected,
+            "flushed": flushed, "experiment_ids": experiment_ids}
