@@ -62,6 +62,7 @@ PROPERTY_VALUE = (
 )
 PROPERTIES_SIZE = f"Properties must serialize to at most {MAX_PROPERTIES_BYTES} bytes."
 NOT_AN_EVENT = "Expected an event object."
+ERASED_UNIT = "This unit's data was erased; events from before the erasure are not stored."
 
 
 @dataclass
@@ -239,9 +240,17 @@ def ingest_events(items: Sequence[Any], *, now: datetime | None = None) -> Inges
             continue
         seen.add(event_id)
         rows.append(row)  # type: ignore[arg-type]
-    inserted = write_events(rows, received_at=now)
+    erased: list[str] = []
+    inserted = write_events(rows, received_at=now, erased=erased)
+    if erased:  # events of erased units from before their erasure (analysis.privacy)
+        refused = set(erased)
+        for index, item in enumerate(items):
+            if isinstance(item, dict) and item.get("event_id") in refused:
+                refused.discard(item["event_id"])
+                result.rejected.append({"index": index, "errors": {"unit_id": [ERASED_UNIT]}})
+        result.rejected.sort(key=lambda r: r["index"])
     result.accepted = inserted
-    result.duplicates = in_batch_duplicates + len(rows) - inserted
+    result.duplicates = in_batch_duplicates + len(rows) - len(erased) - inserted
     return result
 
 
@@ -254,7 +263,7 @@ def _columns() -> tuple[str, list[str]]:
     return quote(meta.db_table), [quote(meta.get_field(n).column) for n in names]
 
 
-def write_events(rows: Sequence[Row], *, received_at: datetime) -> int:
+def write_events(rows: Sequence[Row], *, received_at: datetime, erased: list[str] | None = None) -> int:
     """Insert rows whose ``event_id`` is new in one statement; return how many were inserted.
 
     PostgreSQL: one ``INSERT ... SELECT FROM unnest(arrays)`` (seven array parameters, a
@@ -265,9 +274,37 @@ def write_events(rows: Sequence[Row], *, received_at: datetime) -> int:
     """
     if not rows:
         return 0
-    if connection.vendor == "postgresql":
-        return _write_postgresql(rows, received_at)
-    return _write_generic(rows, received_at)
+    with transaction.atomic():
+        rows = _without_erased(rows, erased)
+        if not rows:
+            return 0
+        if connection.vendor == "postgresql":
+            return _write_postgresql(rows, received_at)
+        return _write_generic(rows, received_at)
+
+
+def _without_erased(rows: Sequence[Row], erased: list[str] | None) -> Sequence[Row]:
+    """Drop events of erased units timed at or before the erasure (their ids go to ``erased``).
+
+    Under the erasure lock, in the write's transaction (``assignment.erasure``): an erasure
+    running at the same time either commits first (and is seen here) or waits for this batch
+    (and deletes it).
+    """
+    from assignment import erasure
+
+    erasure.lock_for_write()
+    tombstones = erasure.erased_at(row[1] for row in rows)
+    if not tombstones:
+        return rows
+    kept = []
+    for row in rows:
+        when = tombstones.get(row[1])
+        if when is not None and row[4] <= when:
+            if erased is not None:
+                erased.append(row[0])
+        else:
+            kept.append(row)
+    return kept
 
 
 def _write_postgresql(rows: Sequence[Row], received_at: datetime) -> int:

@@ -71,7 +71,7 @@ def metric_statistics(
 
 def segment_statistics(
     experiment, attribute: str, *, until: datetime | None = None, max_segments: int = 20,
-    metrics: Collection[str] | None = None,
+    metrics: Collection[str] | None = None, min_units: int = 1,
 ) -> dict[str, dict[str, dict[str, VariantStats]]]:
     """``{segment: {metric_key: {variant_key: VariantStats}}}`` split by a unit attribute.
 
@@ -79,13 +79,15 @@ def segment_statistics(
     (booleans ``true``/``false``); missing or null -> ``"(none)"``. The ``max_segments`` biggest
     segments (by units) are kept, the rest is folded into ``"(other)"``. Segments are ordered
     biggest first, ``"(other)"`` last. ``metrics`` limits the metrics computed (e.g. to the
-    primary ones: each metric adds aggregate columns to the query).
+    primary ones: each metric adds aggregate columns to the query). Values with fewer than
+    ``min_units`` units are folded into ``"(other)"`` too (a rare value can name a unit).
     """
     if not isinstance(attribute, str) or not ATTRIBUTE_RE.fullmatch(attribute):
         raise ValueError("attribute must be 1-64 letters, digits, '_', '.', '-', not starting with a digit")
     if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
         raise ValueError("max_segments must be a positive integer")
-    return _statistics(experiment, until=until, segment=(attribute, max_segments), only=metrics)
+    return _statistics(experiment, until=until, segment=(attribute, max_segments, max(1, int(min_units))),
+                       only=metrics)
 
 
 def exposure_counts(experiment, *, until: datetime | None = None) -> dict[str, int]:
@@ -250,7 +252,7 @@ def _statistics(experiment, *, until, segment, only=None):
     # Segments: rank them by units, fold the tail into "(other)".
     seg_sql, seg_params = None, []
     if segment is not None:
-        attribute, max_segments = segment
+        attribute, max_segments, min_units = segment
         key_sql, key_params = _segment_key_sql(x.attributes, attribute)
         ranked = _fetch(
             f"SELECT s, COUNT(*) AS n FROM (SELECT {key_sql} AS s FROM {x.table} WHERE {x.where}) AS k "
@@ -259,14 +261,17 @@ def _statistics(experiment, *, until, segment, only=None):
         )
         if not ranked:
             return {}
-        names = [str(s) for s, _ in ranked]
-        if len(ranked) <= max_segments:
+        names = [str(s) for s, n in ranked if n >= min_units or s == NONE_SEGMENT]
+        if len(ranked) <= max_segments and len(names) == len(ranked):
             seg_sql, seg_params = key_sql, key_params
         else:
             names = names[:max_segments]
             placeholders = ", ".join(["%s"] * len(names))
-            seg_sql = f"CASE WHEN {key_sql} IN ({placeholders}) THEN {key_sql} ELSE %s END"
-            seg_params = [*key_params, *names, *key_params, OTHER_SEGMENT]
+            if names:
+                seg_sql = f"CASE WHEN {key_sql} IN ({placeholders}) THEN {key_sql} ELSE %s END"
+                seg_params = [*key_params, *names, *key_params, OTHER_SEGMENT]
+            else:  # every value is too small: one "(other)" segment
+                seg_sql, seg_params = "CAST(%s AS TEXT)", [OTHER_SEGMENT]
             names.append(OTHER_SEGMENT)
         order = names
     else:

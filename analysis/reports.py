@@ -124,7 +124,8 @@ def _segments(
     for attribute in segment_attributes(experiment):
         try:
             per_value = _queries().segment_statistics(
-                experiment, attribute, until=until, max_segments=max_segments
+                experiment, attribute, until=until, max_segments=max_segments,
+                min_units=getattr(settings, "REPORT_SEGMENT_MIN_UNITS", 20),  # privacy: see analysis.privacy
             )
         except ValueError:  # a misconfigured attribute name must not cost the whole report
             logger.exception("cannot segment %s by %r", experiment.key, attribute)

@@ -122,6 +122,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBIL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 REPORT_REFRESH_MINUTES = env.float("REPORT_REFRESH_MINUTES", default=15)
+# Segment values with fewer units are merged into "(other)": a rare value can name a unit.
+REPORT_SEGMENT_MIN_UNITS = env.int("REPORT_SEGMENT_MIN_UNITS", default=20)
 EXPOSURE_FLUSH_SECONDS = env.float("EXPOSURE_FLUSH_SECONDS", default=10)
 CELERY_BEAT_SCHEDULE = {
     "recompute-running-reports": {

@@ -1,8 +1,10 @@
 """Erasure of a unit: events, exposures (stored and buffered), overrides and their history."""
 from __future__ import annotations
 
+import threading
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -102,3 +104,268 @@ def test_unknown_unit_is_200_with_zero_counts(db, api_client_for):
     response = api_client_for("admin").delete("/api/v1/units/nobody")
     assert response.status_code == 200
     assert response.json()["deleted"] == {"events": 0, "exposures": 0, "overrides": 0}
+
+
+# --- every copy: tombstones, the admin log, report snapshots ---------------------------------------
+
+VICTIM = "victim@example.com"
+
+
+def _item(experiment, unit, ts, key="b", attributes=None):
+    return (experiment.pk, experiment.variants.get(key=key).pk, unit, ts, attributes or {})
+
+
+def test_the_tombstone_keeps_a_keyed_hash_not_the_unit_id(experiment):
+    from assignment.erasure import unit_hash
+    from assignment.models import UnitTombstone
+
+    privacy.erase_unit(VICTIM)
+    [tombstone] = UnitTombstone.objects.all()
+    assert tombstone.unit_hash == unit_hash(VICTIM) and VICTIM not in tombstone.unit_hash
+    assert len(tombstone.unit_hash) == 64
+
+
+def test_copies_from_before_the_erasure_are_dropped_new_exposures_are_written(experiment):
+    """Another process's buffer still holds the unit's exposure when the erasure runs."""
+    before = datetime.now(UTC).timestamp() - 1
+    privacy.erase_unit(VICTIM)
+    after = datetime.now(UTC).timestamp() + 1
+    exposures.local_buffer.extend([_item(experiment, VICTIM, before), _item(experiment, "bystander", before)])
+    exposures.flush()
+    assert set(Exposure.objects.values_list("unit_id", flat=True)) == {"bystander"}
+    # A new assignment after the erasure is a new, consented exposure.
+    exposures.local_buffer.extend([_item(experiment, VICTIM, before), _item(experiment, VICTIM, after)])
+    exposures.flush()
+    row = Exposure.objects.get(unit_id=VICTIM)
+    assert row.first_seen.timestamp() == pytest.approx(after)
+
+
+def test_events_from_before_the_erasure_are_refused_later_ones_stored(experiment):
+    privacy.erase_unit(VICTIM)
+    now = datetime.now(UTC)
+    old = {"event_id": "old", "unit_id": VICTIM, "event": "purchase", "value": 1.0,
+           "timestamp": (now - timedelta(minutes=5)).isoformat()}
+    new = {**old, "event_id": "new", "timestamp": (now + timedelta(seconds=5)).isoformat()}
+    other = {**old, "event_id": "other", "unit_id": "bystander"}
+    result = ingestion.ingest_events([old, new, other])
+    assert (result.accepted, result.duplicates) == (2, 0)
+    assert result.rejected == [{"index": 0, "errors": {"unit_id": [ingestion.ERASED_UNIT]}}]
+    assert set(Event.objects.values_list("event_id", flat=True)) == {"new", "other"}
+
+
+def test_rejected_exposures_of_the_unit_are_erased(experiment):
+    from assignment.models import RejectedExposure
+
+    exposures.local_buffer.extend([_item(experiment, VICTIM, 1e300), _item(experiment, "other", 1e300)])
+    exposures.flush()
+    assert RejectedExposure.objects.count() == 2
+    privacy.erase_unit(VICTIM)
+    assert [VICTIM in r.item for r in RejectedExposure.objects.all()] == [False]
+
+
+def test_the_admin_log_no_longer_names_the_unit(experiment, admin_user, rf):
+    """A QA override edited in the admin leaves "<unit> -> variant" in the log: it is redacted."""
+    from django.contrib import admin
+    from django.contrib.admin.models import LogEntry
+
+    from experiments.models import Experiment
+
+    variant = experiment.variants.get(key="b")
+    override = Override.objects.create(experiment=experiment, unit_id=VICTIM, variant=variant)
+    model_admin = admin.site._registry[Experiment]
+    request = rf.post("/admin/")
+    request.user = admin_user
+    label = "QA override (forced variant for one unit)"
+    model_admin.log_change(request, experiment, [{"added": {"name": label, "object": str(override)}}])
+    model_admin.log_change(request, experiment, [{"changed": {"name": label, "object": f"{VICTIM}2 -> b",
+                                                              "fields": ["note"]}}])
+    assert LogEntry.objects.filter(change_message__contains=VICTIM).count() == 2
+    privacy.erase_unit(VICTIM)
+    messages = [e.get_change_message() for e in LogEntry.objects.order_by("id")]
+    assert VICTIM + " " not in " ".join(e.change_message for e in LogEntry.objects.all())
+    assert "(erased unit) -> b" in messages[0]
+    assert f"{VICTIM}2 -> b" in messages[1]  # another unit whose id merely starts like it: kept
+    assert LogEntry.objects.count() == 2  # the audit (who changed what) stays
+
+
+def _segment_exposures(experiment, emails):
+    control, b = experiment.variants.get(key="control"), experiment.variants.get(key="b")
+    Exposure.objects.bulk_create([
+        Exposure(experiment=experiment, variant=(control, b)[i % 2], unit_id=f"u-{i}", first_seen=T0,
+                 last_seen=T0, attributes={"email": email}) for i, email in enumerate(emails)
+    ])
+
+
+def test_rare_segment_values_are_merged_into_other_when_a_report_is_computed(experiment, settings):
+    from analysis import reports
+
+    settings.REPORT_SEGMENT_ATTRIBUTES = ["email"]
+    _segment_exposures(experiment, ["shared@example.com"] * 24 + [VICTIM, "someone@example.com"])
+    segments = reports.compute_report(experiment, until=T0 + timedelta(days=1)).payload["segments"]["email"]
+    assert list(segments) == ["shared@example.com", "(other)"]
+    assert sum(v["units"] for v in segments["(other)"][0]["variants"]) == 2
+    settings.REPORT_SEGMENT_MIN_UNITS = 30
+    segments = reports.compute_report(experiment, until=T0 + timedelta(days=1)).payload["segments"]["email"]
+    assert list(segments) == ["(other)"]
+
+
+def test_erasure_removes_the_units_values_from_stored_snapshots(experiment, settings):
+    """Snapshots computed before the minimum existed still hold a row per rare value."""
+    from analysis import reports
+    from analysis.models import ReportSnapshot
+
+    settings.REPORT_SEGMENT_ATTRIBUTES = ["email"]
+    settings.REPORT_SEGMENT_MIN_UNITS = 1
+    _segment_exposures(experiment, ["shared@example.com"] * 24)
+    Exposure.objects.create(experiment=experiment, variant=experiment.variants.get(key="b"), unit_id=VICTIM,
+                            first_seen=T0, last_seen=T0, attributes={"email": VICTIM})
+    old = reports.compute_report(experiment, until=T0 + timedelta(days=1))
+    assert VICTIM in old.payload["segments"]["email"]
+    settings.REPORT_SEGMENT_MIN_UNITS = 20
+    privacy.erase_unit(VICTIM)
+    old = ReportSnapshot.objects.get(pk=old.pk)
+    assert VICTIM not in str(old.payload)
+    assert "shared@example.com" in old.payload["segments"]["email"]  # a big segment names nobody
+
+
+# --- production: the Redis queue, failed flushes, concurrent writers ---------------------------------
+
+class Killed(BaseException):
+    """A flusher killed mid-write (no exception handler runs)."""
+
+
+@pytest.fixture
+def redis_queue(settings):
+    from tests.conftest import TEST_REDIS_URL
+
+    settings.REDIS_URL = TEST_REDIS_URL
+    settings.ASSIGNMENT_REDIS_PREFIX = f"{{privacy-{uuid.uuid4().hex[:8]}}}"
+    settings.ASSIGNMENT_REDIS_BATCH_SECONDS = 0
+    client = exposures.redis_client()
+    yield client
+    for key in client.scan_iter(f"{settings.ASSIGNMENT_REDIS_PREFIX}*"):
+        client.delete(key)
+
+
+def _queue(client, items):
+    """RPUSH as another web process would (this process's buffers never see the items)."""
+    client.rpush(exposures._keys()[0], *exposures._encode_all(items))
+
+
+@pytest.mark.redis
+def test_an_exposure_queued_during_an_outage_is_not_written_back_later(experiment, redis_queue, settings, monkeypatch):
+    """The flush during a database outage leaves a processing list; the erasure after recovery
+    does not see it (its lease is fresh); when the lease expires the list is written -- without
+    the erased unit."""
+    now = datetime.now(UTC).timestamp()
+    _queue(redis_queue, [_item(experiment, VICTIM, now), _item(experiment, "bystander", now)])
+    monkeypatch.setattr(exposures, "upsert", lambda items: (_ for _ in ()).throw(Killed("outage")))
+    with pytest.raises(Killed):
+        exposures.flush()
+    monkeypatch.undo()
+    assert privacy.erase_unit(VICTIM)["exposures"] == 0
+    settings.ASSIGNMENT_EXPOSURE_LEASE_SECONDS = 0  # two minutes later
+    assert exposures.flush() == 2
+    assert list(Exposure.objects.values_list("unit_id", flat=True)) == ["bystander"]
+
+
+def _in_thread(target, *args):
+    from django.db import connection
+
+    def run():
+        try:
+            target(*args)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_waits_for_a_flush_that_read_the_tombstones_before_it(experiment, monkeypatch):
+    """The write checked the tombstones (none yet); the erasure must not commit in between."""
+    checked, release = threading.Event(), threading.Event()
+    real = exposures.drop_erased
+
+    def slow(items):
+        kept = real(items)
+        checked.set()
+        release.wait(10)
+        return kept
+
+    monkeypatch.setattr(exposures, "drop_erased", slow)
+    writer = _in_thread(exposures.upsert, [_item(experiment, VICTIM, datetime.now(UTC).timestamp() - 1)])
+    assert checked.wait(10)
+    eraser = _in_thread(privacy.erase_unit, VICTIM)
+    time.sleep(0.5)
+    assert eraser.is_alive(), "the erasure did not wait for the write in flight"
+    release.set()
+    writer.join(10)
+    eraser.join(10)
+    assert not Exposure.objects.filter(unit_id=VICTIM).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_waits_for_an_event_batch_that_read_the_tombstones_before_it(experiment, monkeypatch):
+    checked, release = threading.Event(), threading.Event()
+    real = ingestion._without_erased
+
+    def slow(rows, erased):
+        kept = real(rows, erased)
+        checked.set()
+        release.wait(10)
+        return kept
+
+    monkeypatch.setattr(ingestion, "_without_erased", slow)
+    event = {"event_id": "e1", "unit_id": VICTIM, "event": "purchase", "value": 1.0,
+             "timestamp": datetime.now(UTC).isoformat()}
+    writer = _in_thread(ingestion.ingest_events, [event])
+    assert checked.wait(10)
+    eraser = _in_thread(privacy.erase_unit, VICTIM)
+    time.sleep(0.5)
+    assert eraser.is_alive(), "the erasure did not wait for the event batch in flight"
+    release.set()
+    writer.join(10)
+    eraser.join(10)
+    assert not Event.objects.filter(unit_id=VICTIM).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_assign_and_erase_at_once_brings_nothing_back(experiment, redis_queue):
+    """40 units assigned by "other web processes" (straight into Redis) and erased at once, while
+    two flushers drain the queue: 0 of 40 come back; their bystanders are all written."""
+    n = 40
+    stop = threading.Event()
+    flush_errors: list[BaseException] = []
+
+    def flusher():
+        while not stop.is_set():
+            try:
+                exposures.flush()
+            except Exception as exc:  # pragma: no cover - reported below
+                flush_errors.append(exc)
+
+    def assign_then_erase(i):
+        now = datetime.now(UTC).timestamp()
+        _queue(redis_queue, [_item(experiment, f"erased-{i}", now), _item(experiment, f"kept-{i}", now)])
+        time.sleep(0.002 * (i % 5))
+        privacy.erase_unit(f"erased-{i}")
+
+    flushers = [_in_thread(flusher) for _ in range(2)]
+    workers = [_in_thread(assign_then_erase, i) for i in range(n)]
+    for thread in workers:
+        thread.join(60)
+    stop.set()
+    for thread in flushers:
+        thread.join(60)
+    exposures.flush()
+    units = set(Exposure.objects.values_list("unit_id", flat=True))
+    assert not flush_errors
+    assert {u for u in units if u.startswith("erased-")} == set()
+    assert {u for u in units if u.startswith("kept-")} == {f"kept-{i}" for i in range(n)}

@@ -311,3 +311,108 @@ def test_outage_found_by_a_batched_push_degrades_that_answer_and_the_next(client
     assert len(enrolled) >= 2
     assert all(a.get("degraded") == ["exposures-local-buffer"] for a in enrolled)
     assert len(exposures.local_buffer) == len(enrolled)
+
+
+# --- poison items never block the others ------------------------------------------------------
+
+def _items(experiment, *units, attributes=None, ts=1_000.0):
+    green = experiment.variants.get(key="green").pk
+    return [(experiment.pk, green, unit, ts, dict(attributes or {})) for unit in units]
+
+
+def _report_works(experiment):
+    from analysis import reports
+
+    snapshot = reports.compute_report(experiment.key)
+    assert sum(snapshot.payload["srm"]["counts"].values()) == Exposure.objects.filter(experiment=experiment).count()
+
+
+def test_poison_items_between_good_ones_are_set_aside_and_the_rest_written(experiment):
+    from assignment.models import RejectedExposure
+
+    good = _items(experiment, "good-1", "good-2")
+    infinite = _items(experiment, "infinite", attributes={"x": float("inf"), "y": float("nan"), "c": "CN"})
+    unwritable = [*_items(experiment, "x" * 300), *_items(experiment, "bad-\ud800"), (experiment.pk, 0, "u", 1.0, {}),
+                  *_items(experiment, "too-late", ts=1e300)]
+    exposures.local_buffer.extend([good[0], infinite[0], *unwritable, good[1]])
+    assert services.flush_exposures() == 7
+    assert len(exposures.local_buffer) == 0  # nothing put back: the next flush is not blocked
+    rows = dict(Exposure.objects.values_list("unit_id", "attributes"))
+    assert rows == {"good-1": {}, "good-2": {}, "infinite": {"x": None, "y": None, "c": "CN"}}
+    rejected = list(RejectedExposure.objects.order_by("id"))
+    assert len(rejected) == 4 and all(r.reason and r.item.isascii() for r in rejected)
+    assert "unit id" in rejected[0].reason and "variant id" in rejected[2].reason and "time" in rejected[3].reason
+    exposures.local_buffer.extend(_items(experiment, "later"))
+    services.flush_exposures()
+    assert Exposure.objects.filter(unit_id="later").exists()
+    _report_works(experiment)
+
+
+def test_an_item_the_database_refuses_is_isolated_by_bisection(experiment, monkeypatch):
+    """Whatever the cleaning misses, the database's refusal of one item costs only that item."""
+    from assignment.models import RejectedExposure
+
+    monkeypatch.setattr(exposures, "clean", lambda item, memo=None: (item, None))  # no cleaning at all
+    items = _items(experiment, *(f"u-{i}" for i in range(40)))
+    items[17] = _items(experiment, "poison", attributes={"x": float("inf")})[0]
+    exposures.local_buffer.extend(items)
+    assert services.flush_exposures() == 40
+    assert Exposure.objects.count() == 39 and not Exposure.objects.filter(unit_id="poison").exists()
+    [rejected] = RejectedExposure.objects.all()
+    assert rejected.reason.startswith("refused by the database") and "Infinity" in rejected.item
+    assert len(exposures.local_buffer) == 0
+
+
+def test_an_outage_is_not_mistaken_for_poison(experiment, monkeypatch):
+    from django.db import OperationalError
+
+    from assignment.models import RejectedExposure
+
+    exposures.local_buffer.extend(_items(experiment, "a", "b"))
+    monkeypatch.setattr(exposures, "upsert", lambda items: (_ for _ in ()).throw(OperationalError("down")))
+    with pytest.raises(OperationalError):
+        services.flush_exposures()
+    assert len(exposures.local_buffer) == 2 and not RejectedExposure.objects.exists()
+
+
+@pytest.mark.redis
+def test_poison_messages_in_the_redis_queue_do_not_block_their_batch(client_api, redis_mode):
+    """Production: a batch holding a poison item is written (but for that item) and not retried forever."""
+    from assignment.models import RejectedExposure
+
+    experiment = Exposure._meta.apps.get_model("experiments", "Experiment").objects.get(key="checkout-button")
+    queue = exposures._keys()[0]
+    good = _items(experiment, "good-1", "good-2")
+    poison = _items(experiment, "infinite", attributes={"x": float("inf")})  # encodes as Infinity
+    redis_mode.rpush(queue, *exposures._encode_all([good[0], *poison]), b"not json", b"[1,2]",
+                     *exposures._encode_all(_items(experiment, "nul\x00unit") + [good[1]]))
+    assert services.flush_exposures() == 6
+    assert dict(Exposure.objects.values_list("unit_id", "attributes")) == {
+        "good-1": {}, "good-2": {}, "infinite": {"x": None}}
+    assert RejectedExposure.objects.count() == 3  # two malformed messages and the NUL unit id
+    assert _keys(redis_mode, exposures.settings) == []  # queue and processing lists all gone
+    assert services.flush_exposures() == 0
+    _report_works(experiment)
+
+
+@pytest.mark.redis
+def test_unencodable_attributes_do_not_take_redis_down(client_api, redis_mode):
+    experiment = Exposure._meta.apps.get_model("experiments", "Experiment").objects.get(key="checkout-button")
+    assert exposures.record(_items(experiment, "u", attributes={"s": "\udc80"})) == ()  # not degraded
+    assert redis_mode.llen(exposures._keys()[0]) == 1
+    services.flush_exposures()
+    assert Exposure.objects.get(unit_id="u").attributes == {}
+
+
+@pytest.mark.redis
+def test_a_failed_flush_is_retried_by_the_next_one_not_after_the_lease(client_api, redis_mode, settings, monkeypatch):
+    from django.db import OperationalError
+
+    enrolled_units(client_api, "checkout-button", 2)
+    monkeypatch.setattr(exposures, "upsert", lambda items: (_ for _ in ()).throw(OperationalError("down")))
+    with pytest.raises(OperationalError):
+        services.flush_exposures()
+    monkeypatch.undo()
+    settings.ASSIGNMENT_EXPOSURE_LEASE_SECONDS = 3600
+    assert services.flush_exposures() == 2
+    assert Exposure.objects.count() == 2
