@@ -353,7 +353,7 @@ def _write_generic(rows: Sequence[Row], received_at: datetime) -> int:
     tail = f" ON CONFLICT ({cols[0]}) DO NOTHING"
     one = "(" + ", ".join(["%s"] * per_row) + ")"
     inserted = 0
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # inside write_events' transaction
         for start in range(0, len(rows), chunk_size):
             chunk = rows[start : start + chunk_size]
             params: list[Any] = []

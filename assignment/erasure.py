@@ -29,7 +29,7 @@ from django.db import connection
 
 #: The advisory lock id (any constant 64-bit number; "erasure" in ASCII).
 LOCK_ID = 0x65726173757265
-_CHUNK = 500
+_CHUNK = 1000  # one query for a full event batch
 
 _keys: dict[str, bytes] = {}
 

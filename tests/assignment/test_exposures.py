@@ -416,3 +416,23 @@ def test_a_failed_flush_is_retried_by_the_next_one_not_after_the_lease(client_ap
     settings.ASSIGNMENT_EXPOSURE_LEASE_SECONDS = 3600
     assert services.flush_exposures() == 2
     assert Exposure.objects.count() == 2
+
+
+def test_the_sigterm_flush_leaves_gunicorn_and_celery_handlers_alone():
+    """gunicorn and Celery end the process normally on SIGTERM (atexit runs); theirs stay."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def theirs(signum, frame):  # pragma: no cover - never called
+        pass
+
+    try:
+        signal.signal(signal.SIGTERM, theirs)
+        assert exposures.install_sigterm_flush() is False
+        assert signal.getsignal(signal.SIGTERM) is theirs
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        assert exposures.install_sigterm_flush() is True
+        assert signal.getsignal(signal.SIGTERM) is exposures._on_sigterm
+    finally:
+        signal.signal(signal.SIGTERM, previous)
