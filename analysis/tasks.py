@@ -4,8 +4,12 @@
   whose snapshot is already stored does nothing), acknowledged late and rejected when its worker
   dies (so the broker redelivers it), retried with exponential backoff on database or broker
   errors, and never runs twice at once for one experiment: a lock in the shared cache
-  (``cache.add`` with an expiry, released only by its holder) makes a concurrent second run a
-  no-op.
+  (``cache.add`` with a short expiry, ``REPORT_LOCK_SECONDS``, renewed by a heartbeat thread while
+  the computation runs, released only by its holder) makes a concurrent second run a no-op.
+  A worker killed mid-report stops renewing: within ``REPORT_LOCK_SECONDS`` its lock expires,
+  its task reads as FAILURE ("worker lost") instead of STARTED, and the next refresh enqueues a
+  new computation at once; the broker redelivers the dead worker's message after
+  ``CELERY_VISIBILITY_TIMEOUT`` (120 s) and that run does nothing if it was declared lost.
 * ``refresh_running_experiments`` is the beat job (schedule: ``CELERY_BEAT_SCHEDULE``).
 
 ``request_refresh`` is what the API, the report page, the admin and the beat job call: it
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -47,8 +52,17 @@ TASK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RECORD_SECONDS = 24 * 3600
 
 
+LOST = "The worker computing this report stopped (no heartbeat); request a refresh to compute it again."
+
+
 def _lock_seconds() -> int:
-    return int(getattr(settings, "REPORT_LOCK_SECONDS", 600))
+    """Expiry of the lock and heartbeat (renewed every third of it while a report runs)."""
+    return max(1, int(getattr(settings, "REPORT_LOCK_SECONDS", 30)))
+
+
+def _pending_seconds() -> int:
+    """How long a refresh joins a queued (not yet started) computation."""
+    return int(getattr(settings, "REPORT_PENDING_SECONDS", 600))
 
 
 def lock_key(experiment_id: int) -> str:
@@ -63,6 +77,11 @@ def record_key(task_id: str) -> str:
     return f"analysis:report-task:{task_id}"
 
 
+def alive_key(task_id: str) -> str:
+    """Set by a running computation and renewed by its heartbeat: absent = its worker is gone."""
+    return f"analysis:report-alive:{task_id}"
+
+
 # --- the lock -----------------------------------------------------------------------------------
 
 _RELEASE_LUA = (
@@ -71,14 +90,56 @@ _RELEASE_LUA = (
 
 
 def acquire_lock(key: str, token: str, timeout: int | None = None) -> bool:
-    """Take ``key`` for ``token`` unless someone else holds it.
-
-    Holding it already with the same token counts as success: a task redelivered after its worker
-    died carries the same id and must be able to finish the dead worker's job.
-    """
+    """Take ``key`` for ``token`` unless someone else holds it (holding it already counts)."""
     if cache.add(key, token, timeout or _lock_seconds()):
         return True
     return cache.get(key) == token
+
+
+_RENEW_LUA = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+)
+
+
+def renew_lock(key: str, token: str, timeout: int | None = None) -> bool:
+    """Extend ``key``'s expiry if ``token`` still holds it (atomic on Redis)."""
+    seconds = timeout or _lock_seconds()
+    backend = caches["default"]
+    try:
+        from django.core.cache.backends.redis import RedisCache
+
+        if isinstance(backend, RedisCache):
+            full = backend.make_and_validate_key(key)
+            client = backend._cache.get_client(full, write=True)
+            raw = backend._cache._serializer.dumps(token)
+            return bool(client.eval(_RENEW_LUA, 1, full, raw, int(seconds * 1000)))
+    except AttributeError:  # pragma: no cover - Django internals moved; fall back below
+        pass
+    return backend.get(key) == token and backend.touch(key, seconds)
+
+
+class Heartbeat:
+    """Renews the lock and the task's alive key every third of ``REPORT_LOCK_SECONDS``."""
+
+    def __init__(self, token: str, keys: list[str]) -> None:
+        self.token, self.keys = token, keys
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="report-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(_lock_seconds() / 3):
+            for key in self.keys:
+                try:
+                    renew_lock(key, self.token)
+                except Exception:  # the cache is briefly down: try again at the next beat
+                    logger.warning("report heartbeat failed", exc_info=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
 
 
 def release_lock(key: str, token: str) -> bool:
@@ -119,25 +180,42 @@ def release_lock(key: str, token: str) -> bool:
 def compute_report(self, experiment_key: str) -> dict[str, Any]:
     """Compute and store ``experiment_key``'s report; see the module docstring for guarantees."""
     task_id = self.request.id or ""
+    # This run's token: the task id (what a lock holder is reported as) and a run id (a
+    # redelivered copy of a task that is still running must not share its lock).
+    token = f"{task_id or 'local'}/{uuid.uuid4().hex}"
+    if task_id:  # only if no other run of this task is alive (that one keeps renewing its own)
+        cache.add(alive_key(task_id), token, _lock_seconds())
     experiment = Experiment.objects.filter(key=experiment_key).only("id", "key").first()
     if experiment is None:
         return {"outcome": "missing", "experiment": experiment_key, "snapshot_id": None}
     if task_id:
+        if (cache.get(record_key(task_id)) or {}).get("lost"):
+            # Redelivered after its worker died and was declared lost; a newer refresh took over.
+            return {"outcome": "abandoned", "experiment": experiment_key, "snapshot_id": None}
         done = ReportSnapshot.objects.filter(experiment=experiment, task_id=task_id).only("id").first()
         if done is not None:  # redelivered after the commit: the work is already there
             release_lock(pending_key(experiment.pk), task_id)
             return {"outcome": "already_computed", "experiment": experiment_key, "snapshot_id": done.pk}
-    token = task_id or uuid.uuid4().hex
     key = lock_key(experiment.pk)
     if not acquire_lock(key, token):
-        holder = cache.get(key)
-        logger.info("report of %s already being computed by %s; skipped", experiment_key, holder)
-        if task_id:
-            release_lock(pending_key(experiment.pk), task_id)
-        return {"outcome": "skipped", "experiment": experiment_key, "snapshot_id": None,
-                "running_task_id": holder}
+        holder = str(cache.get(key) or "")
+        holder_task = holder.split("/")[0]
+        if task_id and holder_task == task_id:
+            if cache.get(alive_key(task_id)) != token:
+                # A copy of this very task runs elsewhere (redelivered while alive): try later.
+                raise self.retry(countdown=_lock_seconds())
+            cache.set(key, token, _lock_seconds())  # a dead run of this task: take over its lock
+        else:
+            logger.info("report of %s already being computed by %s; skipped", experiment_key, holder_task)
+            if task_id:
+                release_lock(pending_key(experiment.pk), task_id)
+            return {"outcome": "skipped", "experiment": experiment_key, "snapshot_id": None,
+                    "running_task_id": holder_task or None}
+    if task_id:
+        cache.set(alive_key(task_id), token, _lock_seconds())
     try:
-        snapshot = reports.compute_report(experiment_key, task_id=task_id)
+        with Heartbeat(token, [key, *([alive_key(task_id)] if task_id else [])]):
+            snapshot = reports.compute_report(experiment_key, task_id=task_id)
     except reports.ReportError:
         if task_id:
             release_lock(pending_key(experiment.pk), task_id)
@@ -146,13 +224,17 @@ def compute_report(self, experiment_key: str) -> dict[str, Any]:
         release_lock(key, token)
     if task_id:
         release_lock(pending_key(experiment.pk), task_id)
-    return {
+    result = {
         "outcome": "computed",
         "experiment": experiment_key,
         "snapshot_id": snapshot.pk,
         "computed_at": snapshot.computed_at.isoformat(),
         "duration_ms": snapshot.duration_ms,
     }
+    if task_id and not _eager():  # the record wins over a "lost" verdict from a slow heartbeat
+        _record(task_id, experiment_key, state=states.SUCCESS, outcome="computed", snapshot_id=snapshot.pk,
+                lost=False, error=None)
+    return result
 
 
 @shared_task(name="analysis.tasks.refresh_running_experiments", ignore_result=True)
@@ -205,7 +287,7 @@ def _finished(task_id: str) -> bool:
         return True
     if _eager():
         return True  # an eager task has run by the time anyone can ask
-    return compute_report.AsyncResult(task_id).state in states.READY_STATES
+    return task_state(task_id) in states.READY_STATES  # a lost task counts as finished (FAILURE)
 
 
 def request_refresh(experiment: Experiment) -> RefreshTicket:
@@ -221,7 +303,7 @@ def request_refresh(experiment: Experiment) -> RefreshTicket:
             return RefreshTicket(pending, experiment.key, True, task_state(pending))
         release_lock(pkey, pending)
     task_id = str(uuid.uuid4())
-    if not cache.add(pkey, task_id, _lock_seconds()):
+    if not cache.add(pkey, task_id, _pending_seconds()):
         other = cache.get(pkey)
         if other:
             return RefreshTicket(other, experiment.key, True, task_state(other))
@@ -248,6 +330,14 @@ def request_refresh(experiment: Experiment) -> RefreshTicket:
     return RefreshTicket(task_id, experiment.key, False, task_state(task_id))
 
 
+def _result_experiment(async_result) -> str | None:
+    try:
+        args = async_result.args  # CELERY_RESULT_EXTENDED
+        return str(args[0]) if args else None
+    except Exception:  # pragma: no cover - backend without extended results
+        return None
+
+
 def task_state(task_id: str) -> str:
     status = task_status(task_id)
     return status["state"] if status else states.PENDING
@@ -265,6 +355,12 @@ def task_status(task_id: str) -> dict[str, Any] | None:
         state = async_result.state
         if state in states.READY_STATES:
             result = async_result.result
+        elif state == states.STARTED and cache.get(alive_key(task_id)) is None:
+            # Its worker died (kill -9, lost machine): no heartbeat for REPORT_LOCK_SECONDS.
+            state = states.FAILURE
+            record = {**record, "experiment": record.get("experiment") or _result_experiment(async_result),
+                      "state": state, "lost": True, "error": LOST}
+            _record(task_id, record["experiment"] or "", state=state, lost=True, error=LOST)
     if not isinstance(result, dict):
         result = {"error": str(result) or type(result).__name__} if isinstance(result, BaseException) else {}
     info = {**result, **record}

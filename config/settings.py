@@ -118,12 +118,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = timedelta(days=1)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900)}
+# A message a dead worker took is redelivered after this many seconds. Short: a report run
+# renews its lock (REPORT_LOCK_SECONDS) by heartbeat, so an early redelivery of a live task waits
+# for it instead of computing twice (analysis.tasks).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=120)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 REPORT_REFRESH_MINUTES = env.float("REPORT_REFRESH_MINUTES", default=15)
 # Segment values with fewer units are merged into "(other)": a rare value can name a unit.
 REPORT_SEGMENT_MIN_UNITS = env.int("REPORT_SEGMENT_MIN_UNITS", default=20)
+# Expiry of a report's lock and heartbeat: a killed worker's report is given up this long after.
+REPORT_LOCK_SECONDS = env.int("REPORT_LOCK_SECONDS", default=30)
 EXPOSURE_FLUSH_SECONDS = env.float("EXPOSURE_FLUSH_SECONDS", default=10)
 CELERY_BEAT_SCHEDULE = {
     "recompute-running-reports": {
