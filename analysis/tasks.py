@@ -30,6 +30,7 @@ from typing import Any
 import kombu.exceptions
 import redis.exceptions
 from celery import shared_task, states
+from celery.signals import task_prerun
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.db import InterfaceError, OperationalError
@@ -182,7 +183,7 @@ def compute_report(self, experiment_key: str) -> dict[str, Any]:
     task_id = self.request.id or ""
     # This run's token: the task id (what a lock holder is reported as) and a run id (a
     # redelivered copy of a task that is still running must not share its lock).
-    token = f"{task_id or 'local'}/{uuid.uuid4().hex}"
+    token = getattr(self.request, "run_token", None) or f"{task_id or 'local'}/{uuid.uuid4().hex}"
     if task_id:  # only if no other run of this task is alive (that one keeps renewing its own)
         cache.add(alive_key(task_id), token, _lock_seconds())
     experiment = Experiment.objects.filter(key=experiment_key).only("id", "key").first()
@@ -235,6 +236,19 @@ def compute_report(self, experiment_key: str) -> dict[str, Any]:
         _record(task_id, experiment_key, state=states.SUCCESS, outcome="computed", snapshot_id=snapshot.pk,
                 lost=False, error=None)
     return result
+
+
+@task_prerun.connect(dispatch_uid="analysis.tasks.mark_alive")
+def _mark_alive(sender=None, task_id: str | None = None, task=None, **kwargs) -> None:
+    """Before Celery stores STARTED: a task that reads STARTED without its alive key is dead."""
+    if getattr(sender, "name", None) != compute_report.name or not task_id:
+        return
+    token = f"{task_id}/{uuid.uuid4().hex}"
+    try:
+        sender.request.run_token = token
+        cache.add(alive_key(task_id), token, _lock_seconds())
+    except Exception:  # bookkeeping only; the task sets it again
+        logger.warning("could not mark report task %s alive", task_id, exc_info=True)
 
 
 @shared_task(name="analysis.tasks.refresh_running_experiments", ignore_result=True)
