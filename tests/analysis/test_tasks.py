@@ -195,3 +195,18 @@ def test_task_status_of_unknown_ids(not_eager):
     assert tasks.task_status("../../etc") is None
     assert tasks.task_status("x" * 65) is None
     assert tasks.task_status("abc\n") is None
+
+
+def test_the_heartbeat_keeps_a_running_lock_and_a_dead_one_expires(settings):
+    """A report's lock is short (REPORT_LOCK_SECONDS) and renewed while it runs; a killed worker
+    stops renewing it, so it is free again within that time."""
+    import time
+
+    settings.REPORT_LOCK_SECONDS = 1
+    assert tasks.acquire_lock("analysis:hb", "run-1")
+    with tasks.Heartbeat("run-1", ["analysis:hb"]):
+        time.sleep(1.6)
+        assert cache.get("analysis:hb") == "run-1"
+    assert tasks.renew_lock("analysis:hb", "someone-else") is False
+    time.sleep(1.3)
+    assert cache.get("analysis:hb") is None
