@@ -293,7 +293,7 @@ def _without_erased(rows: Sequence[Row], erased: list[str] | None) -> Sequence[R
     from assignment import erasure
 
     erasure.lock_for_write()
-    tombstones = erasure.erased_at(row[1] for row in rows)
+    tombstones = erasure.erased_at((row[1] for row in rows), since=min(row[4] for row in rows))
     if not tombstones:
         return rows
     kept = []

@@ -640,7 +640,8 @@ def drop_erased(items: list[Item]) -> list[Item]:
     """``items`` without those of erased units timed at or before the unit's erasure."""
     from . import erasure
 
-    erased = erasure.erased_at(item[UNIT] for item in items)
+    oldest = _dt(min(item[TS] for item in items))
+    erased = erasure.erased_at((item[UNIT] for item in items), since=oldest)
     if not erased:
         return items
     limits = {unit: when.timestamp() for unit, when in erased.items()}

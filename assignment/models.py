@@ -46,7 +46,7 @@ class UnitTombstone(models.Model):
     """
 
     unit_hash = models.CharField(max_length=64, primary_key=True)
-    erased_at = models.DateTimeField()
+    erased_at = models.DateTimeField(db_index=True)
 
     def __str__(self) -> str:
         return f"unit erased at {self.erased_at:%Y-%m-%d %H:%M:%S}"
