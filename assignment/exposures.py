@@ -18,7 +18,13 @@ When Redis cannot be reached at push time, exposures go to an in-process buffer 
 reports ``degraded``) and Redis is not retried for ``ASSIGNMENT_REDIS_RETRY_SECONDS``. The same
 bounded buffer is the only one in the embedded mode (no Redis). It is written to the database
 when it holds ``ASSIGNMENT_EXPOSURE_BUFFER_SIZE`` items or its oldest item is
-``ASSIGNMENT_EXPOSURE_BUFFER_SECONDS`` old, by ``flush`` (the periodic task) and at exit.
+``ASSIGNMENT_EXPOSURE_BUFFER_SECONDS`` old, by ``flush`` (the periodic task) and at exit (also
+on SIGTERM where nobody else handles it: ``install_sigterm_flush``).
+
+Every path writes through :func:`write`: a poison item (one the database refuses) is repaired
+or set aside in ``RejectedExposure`` and never blocks the others; and :func:`upsert` drops
+items of erased units from before their erasure (``assignment.erasure``), in the write's
+transaction. docs/operations.md describes both.
 """
 from __future__ import annotations
 
