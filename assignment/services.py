@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import erasure, exposures
@@ -42,6 +43,9 @@ def erase_unit(unit_id: str, *, at: datetime | None = None, flush: bool = True) 
         experiment_ids = sorted(set(rows.values_list("experiment_id", flat=True)))
         deleted, _ = rows.delete()
         digest = erasure.unit_hash(unit_id)
-        rejected, _ = RejectedExposure.objects.filter(unit_hash=digest).delete()
+        # Malformed messages have no unit hash; their text may still hold the id (ASCII JSON).
+        escaped = exposures._dumps_ascii(unit_id)[1:-1]
+        rejected, _ = RejectedExposure.objects.filter(
+            Q(unit_hash=digest) | Q(unit_hash="", item__contains=escaped)).delete()
     return {"exposures_deleted": deleted, "buffered_discarded": discarded, "rejected_deleted": rejected,
             "flushed": flushed, "experiment_ids": experiment_ids}
