@@ -174,7 +174,7 @@ def release_lock(key: str, token: str) -> bool:
     reject_on_worker_lost=True,
     autoretry_for=RETRYABLE,
     retry_backoff=5,
-    retry_backoff_max=300,
+    retry_backoff_max=100,  # below CELERY_VISIBILITY_TIMEOUT: a waiting retry is not redelivered
     retry_jitter=True,
     max_retries=5,
 )
