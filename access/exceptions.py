@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, DataError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError
+from django.db.models import ProtectedError, RestrictedError
 from django.http import JsonResponse
 from rest_framework import status
 from rest_framework.response import Response
@@ -29,6 +30,21 @@ def json_exception_handler(exc, context):
             {"detail": "The database is unavailable; retry later."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "5"},
+        )
+    if isinstance(exc, (ProtectedError, RestrictedError)):
+        # A delete that would take exposures, snapshots or overrides with it (docs/operations.md).
+        kinds = sorted({o._meta.verbose_name_plural for o in getattr(exc, "protected_objects", None)
+                        or getattr(exc, "restricted_objects", ())})
+        return Response(
+            {"detail": f"Refused: {', '.join(kinds) or 'other records'} refer to this; it is kept."},
+            status=status.HTTP_409_CONFLICT,
+        )
+    if isinstance(exc, IntegrityError):
+        # A unique or foreign-key rule the service layer could not see coming (a concurrent write).
+        logger.warning("integrity error: %s", exc.__class__.__name__)
+        return Response(
+            {"detail": "The request conflicts with data written concurrently; reload and try again."},
+            status=status.HTTP_409_CONFLICT,
         )
     if isinstance(exc, DataError):
         # A value the database cannot store (PostgreSQL refuses NUL characters in text, numbers

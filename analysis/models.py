@@ -37,7 +37,7 @@ class ReportSnapshot(models.Model):
     """
 
     experiment = models.ForeignKey(
-        "experiments.Experiment", on_delete=models.CASCADE, related_name="snapshots"
+        "experiments.Experiment", on_delete=models.PROTECT, related_name="snapshots"
     )
     computed_at = models.DateTimeField(db_index=True)
     data_from = models.DateTimeField(null=True, blank=True)

@@ -13,10 +13,10 @@ class Exposure(models.Model):
     """
 
     experiment = models.ForeignKey(
-        "experiments.Experiment", on_delete=models.CASCADE, related_name="exposures"
+        "experiments.Experiment", on_delete=models.PROTECT, related_name="exposures"
     )
     variant = models.ForeignKey(
-        "experiments.Variant", on_delete=models.CASCADE, related_name="exposures"
+        "experiments.Variant", on_delete=models.PROTECT, related_name="exposures"
     )
     unit_id = models.CharField(max_length=256, db_index=True)
     first_seen = models.DateTimeField()

@@ -24,6 +24,10 @@ SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-embedded-mode-set-SE
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# The history pages show changes; "revert" would bypass the lifecycle rules in experiments.services
+# (e.g. put a running experiment back to draft), so it is off.
+SIMPLE_HISTORY_REVERT_DISABLED = True
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

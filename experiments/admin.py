@@ -56,6 +56,10 @@ class LabelledInlineMixin:
         return LabelledFormSet
 
 
+def _variants_frozen(obj) -> bool:
+    return obj is not None and obj.variants_frozen
+
+
 class VariantInline(LabelledInlineMixin, admin.TabularInline):
     model = Variant
     form = VariantForm
@@ -68,13 +72,13 @@ class VariantInline(LabelledInlineMixin, admin.TabularInline):
         return 2 if obj is None else 0
 
     def has_add_permission(self, request, obj=None):
-        return not _locked(obj) and super().has_add_permission(request, obj)
+        return not _variants_frozen(obj) and super().has_add_permission(request, obj)
 
     def has_change_permission(self, request, obj=None):
-        return not _locked(obj) and super().has_change_permission(request, obj)
+        return not _variants_frozen(obj) and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        return not _locked(obj) and super().has_delete_permission(request, obj)
+        return not _variants_frozen(obj) and super().has_delete_permission(request, obj)
 
 
 class ExperimentMetricInline(LabelledInlineMixin, admin.TabularInline):

@@ -72,7 +72,7 @@ class VariantFormSet(forms.BaseInlineFormSet):
         super().clean()
         if any(self.errors):
             return
-        if self.instance.pk and self.instance.is_locked:
+        if self.instance.pk and self.instance.variants_frozen:
             return  # read-only inline: nothing submitted
         try:
             services.validate_variants(_live_rows(self))

@@ -197,7 +197,7 @@ class Experiment(models.Model):
     )
     planned_duration_days = models.PositiveIntegerField(null=True, blank=True)
     shipped_variant = models.ForeignKey(
-        "Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "Variant", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="Once completed: the variant every unit now gets.",
     )
     history = HistoricalRecords(excluded_fields=["updated_at"], get_user=history_user)
@@ -218,6 +218,11 @@ class Experiment(models.Model):
     def is_locked(self) -> bool:
         """Running or paused experiments keep key, salt, variants and weights fixed."""
         return self.status in (self.Status.RUNNING, self.Status.PAUSED)
+
+    @property
+    def variants_frozen(self) -> bool:
+        """Once started, variants are fixed: exposures, overrides and reports refer to them."""
+        return self.status != self.Status.DRAFT
 
     @property
     def control(self) -> Variant | None:
@@ -312,7 +317,7 @@ class Override(models.Model):
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="overrides")
     unit_id = models.CharField(max_length=256)
-    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="overrides")
+    variant = models.ForeignKey(Variant, on_delete=models.PROTECT, related_name="overrides")
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords(get_user=history_user)

@@ -13,7 +13,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from .models import (
@@ -204,8 +205,12 @@ def validate_changes(experiment: Experiment, changes: Mapping[str, Any]) -> None
                     f"While {experiment.status}, traffic may only grow (now "
                     f"{_fmt(experiment.traffic_allocation)} %): lowering it would drop enrolled units."
                 ]
-        if "variants" in changes:
-            errors["variants"] = [f"Variants and weights are locked while the experiment is {experiment.status}."]
+    if "variants" in changes and experiment.status != Status.DRAFT:
+        errors["variants"] = [
+            f"Variants, weights and payloads are fixed once an experiment has started (it is "
+            f"{experiment.status}): exposures and reports refer to them. To change weights, start a new phase; "
+            f"to test other variants, create a new experiment."
+        ]
     if errors:
         raise ValidationError(errors)
 
@@ -239,31 +244,100 @@ def _reason(actor: str | None, text: str) -> str:
     return reason if len(reason) <= 100 else reason[:99] + "…"
 
 
+def lock_layer(layer: Layer | int | None) -> Layer | None:
+    """Lock a layer row (SELECT ... FOR UPDATE) for the rest of the transaction.
+
+    Every read-then-write of a layer's shares, holdout or bucket ranges takes this lock first
+    (after the experiment's own row lock, never before it), so two such writes in one layer are
+    serialised on PostgreSQL. SQLite serialises all writers anyway.
+    """
+    if layer is None:
+        return None
+    return Layer.objects.select_for_update().get(pk=layer.pk if isinstance(layer, Layer) else layer)
+
+
+def _same_variants(experiment: Experiment, variants: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a submitted variant list restates the stored one exactly (a no-op edit)."""
+    stored = [
+        (v.key, v.name, v.weight, v.is_control, v.payload) for v in experiment.variants.order_by("position", "id")
+    ]
+    try:
+        given = [
+            (v["key"], v.get("name") or v["key"], _decimal(v["weight"], "variants"), bool(v.get("is_control")),
+             v.get("payload") or {})
+            for v in variants
+        ]
+    except (KeyError, ValidationError):
+        return False
+    return stored == given
+
+
+def _protected(error: ProtectedError, field: str, what: str) -> ValidationError:
+    kinds = sorted({obj._meta.verbose_name_plural for obj in error.protected_objects})
+    return ValidationError({field: [f"{what} cannot be removed: {', '.join(kinds)} refer to it."]})
+
+
 def _replace_children(experiment: Experiment, data: Mapping[str, Any]) -> None:
+    """Make the children match the lists given, updating rows in place (ids stay stable).
+
+    Variants are matched by key, metrics by metric, targeting rules by position; only rows no
+    longer listed are deleted, and a delete that would take data with it is refused.
+    """
     if "variants" in data:
-        experiment.variants.all().delete()
+        current = {v.key: v for v in experiment.variants.all()}
         for i, v in enumerate(data["variants"]):
-            Variant.objects.create(
-                experiment=experiment, key=v["key"], name=v.get("name") or v["key"],
-                weight=_decimal(v["weight"], "variants"), is_control=bool(v.get("is_control")),
-                payload=v.get("payload") or {}, position=i,
-            )
+            row = current.pop(v["key"], None) or Variant(experiment=experiment, key=v["key"])
+            row.name = v.get("name") or v["key"]
+            row.weight = _decimal(v["weight"], "variants")
+            row.is_control = bool(v.get("is_control"))
+            row.payload = v.get("payload") or {}
+            row.position = i
+            row.save()
+        for row in current.values():
+            try:
+                with transaction.atomic():
+                    row.delete()
+            except ProtectedError as e:
+                raise _protected(e, "variants", f"Variant '{row.key}'") from None
     if "metrics" in data:
-        experiment.experiment_metrics.all().delete()
+        current_metrics = {em.metric_id: em for em in experiment.experiment_metrics.all()}
         for i, m in enumerate(data["metrics"]):
             metric = m["metric"]
             if not isinstance(metric, Metric):
                 metric = Metric.objects.get(key=metric)
-            ExperimentMetric.objects.create(
-                experiment=experiment, metric=metric, role=m.get("role", "primary"), position=i
-            )
+            em = current_metrics.pop(metric.pk, None) or ExperimentMetric(experiment=experiment, metric=metric)
+            em.role = m.get("role", "primary")
+            em.position = i
+            em.save()
+        for em in current_metrics.values():
+            em.delete()
     if "targeting" in data:
-        experiment.targeting_rules.all().delete()
+        rules = list(experiment.targeting_rules.all())
         for i, r in enumerate(data["targeting"]):
-            TargetingRule.objects.create(
-                experiment=experiment, attribute=r["attribute"], operator=r["operator"],
-                values=list(r.get("values") or []), position=i,
-            )
+            rule = rules[i] if i < len(rules) else TargetingRule(experiment=experiment)
+            rule.attribute, rule.operator = r["attribute"], r["operator"]
+            rule.values, rule.position = list(r.get("values") or []), i
+            rule.save()
+        for rule in rules[len(data["targeting"]):]:
+            rule.delete()
+
+
+def _save_new(obj: Any, field: str = "key") -> None:
+    """Insert a row whose key is unique; a concurrent insert of the same key is a 400 naming it.
+
+    ``full_clean`` catches the key taken before; the unique index catches the race (the loser of
+    two concurrent inserts waits for the winner's commit, then gets the unique violation).
+    """
+    try:
+        with transaction.atomic():
+            obj.save()
+    except IntegrityError:
+        model = type(obj)
+        if model.objects.filter(**{field: getattr(obj, field)}).exclude(pk=obj.pk).exists():
+            raise ValidationError({field: [
+                f"{model._meta.verbose_name.capitalize()} with this {field} already exists."
+            ]}) from None
+        raise
 
 
 def _full_clean(experiment: Experiment) -> None:
@@ -276,11 +350,12 @@ def create_experiment(data: Mapping[str, Any], *, actor: str | None = None) -> E
     validate_variants(data.get("variants", []))
     validate_metrics(data.get("metrics", []))
     validate_targeting(data.get("targeting", []))
-    validate_layer_share(data.get("layer"), data.get("layer_share"))
+    layer = lock_layer(data.get("layer"))  # the shares read below stay true until commit
+    validate_layer_share(layer, data.get("layer_share"))
     experiment = Experiment(**{f: data[f] for f in EXPERIMENT_FIELDS if f in data})
     _full_clean(experiment)
     experiment._change_reason = _reason(actor, "created")
-    experiment.save()
+    _save_new(experiment)
     _replace_children(experiment, data)
     return experiment
 
@@ -292,9 +367,11 @@ def update_experiment(experiment: Experiment, data: Mapping[str, Any], *, actor:
     if experiment.status == Status.ARCHIVED:
         raise ValidationError({"status": ["Archived experiments are read-only."]})
     changes = {f: data[f] for f in (*EXPERIMENT_FIELDS, "variants") if f in data}
-    if "variants" in data and not experiment.is_locked:
-        changes.pop("variants")
+    if "variants" in data and (experiment.status == Status.DRAFT or _same_variants(experiment, data["variants"])):
+        changes.pop("variants")  # drafts are editable; restating the same variants is a no-op
     validate_changes(experiment, changes)
+    if "variants" in data and "variants" not in changes and experiment.status != Status.DRAFT:
+        data = {k: v for k, v in data.items() if k != "variants"}
     if "variants" in data:
         validate_variants(data["variants"])
     if "metrics" in data:
@@ -304,6 +381,9 @@ def update_experiment(experiment: Experiment, data: Mapping[str, Any], *, actor:
     layer = data.get("layer", experiment.layer)
     share = data.get("layer_share", experiment.layer_share)
     if "layer" in data or "layer_share" in data:
+        # Lock order: the experiment row (above), then the layer row. Both the old and the new layer.
+        for layer_id in sorted({i for i in (experiment.layer_id, getattr(layer, "pk", None)) if i}):
+            lock_layer(layer_id)
         validate_layer_share(layer, share, experiment=experiment)
     for field in EXPERIMENT_FIELDS:
         if field in data:
@@ -324,13 +404,17 @@ def _check_transition(experiment: Experiment, target: str) -> None:
 
 
 def _allocate_layer_range(experiment: Experiment) -> tuple[int, int]:
-    """First fit of the experiment's share among the ranges its layer's live experiments hold."""
+    """First fit of the experiment's share among the ranges its layer's live experiments hold.
+
+    The caller holds the layer's row lock (``lock_layer``); the other experiments' rows are not
+    locked (locking them here could deadlock with their own start, which holds their row first).
+    """
     layer = experiment.layer
     size = int((Decimal(str(experiment.layer_share)) * LAYER_BUCKETS / HUNDRED).to_integral_value())
     holdout_end = int((Decimal(str(layer.holdout_percent)) * LAYER_BUCKETS / HUNDRED).to_integral_value())
     taken = sorted(
         (e.layer_bucket_start, e.layer_bucket_end)
-        for e in layer.experiments.select_for_update().filter(
+        for e in layer.experiments.filter(
             status__in=(Status.RUNNING, Status.PAUSED), layer_bucket_start__isnull=False
         ).exclude(pk=experiment.pk)
     )
@@ -369,6 +453,9 @@ def start_experiment(experiment: Experiment, *, actor: str | None = None, approv
     )
     validate_targeting(list(experiment.targeting_rules.values("attribute", "operator", "values")))
     if experiment.layer_id:
+        # The layer row lock serialises every allocation in this layer: without it two concurrent
+        # starts each see the other's range as free and take the same buckets.
+        experiment.layer = lock_layer(experiment.layer_id)
         validate_layer_share(experiment.layer, experiment.layer_share, experiment=experiment)
         experiment.layer_bucket_start, experiment.layer_bucket_end = _allocate_layer_range(experiment)
     experiment.status = Status.RUNNING
@@ -466,12 +553,19 @@ TRANSITION_FUNCTIONS = {
 
 @transaction.atomic
 def save_layer(layer: Layer, data: Mapping[str, Any], *, actor: str | None = None) -> Layer:
+    """Create or change a layer; the holdout check reads the shares under the layer's row lock."""
+    created = not layer.pk
+    if not created:
+        lock_layer(layer.pk)
     validate_layer_changes(layer, data)
     for field, value in data.items():
         setattr(layer, field, value)
     layer.full_clean()
-    layer._change_reason = _reason(actor, "changed" if layer.pk else "created")
-    layer.save()
+    layer._change_reason = _reason(actor, "created" if created else "changed")
+    if created:
+        _save_new(layer)
+    else:
+        layer.save()
     return layer
 
 
@@ -482,7 +576,10 @@ def save_metric(metric: Metric, data: Mapping[str, Any], *, actor: str | None = 
     validate_metric(metric)
     metric.full_clean()
     metric._change_reason = _reason(actor, "changed" if metric.pk else "created")
-    metric.save()
+    if metric.pk:
+        metric.save()
+    else:
+        _save_new(metric)
     return metric
 
 
