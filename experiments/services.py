@@ -382,8 +382,8 @@ def update_experiment(experiment: Experiment, data: Mapping[str, Any], *, actor:
     share = data.get("layer_share", experiment.layer_share)
     if "layer" in data or "layer_share" in data:
         # Lock order: the experiment row (above), then the layer row. Both the old and the new layer.
-        for layer_id in sorted({i for i in (experiment.layer_id, getattr(layer, "pk", None)) if i}):
-            lock_layer(layer_id)
+        locked = {i: lock_layer(i) for i in sorted({i for i in (experiment.layer_id, getattr(layer, "pk", None)) if i})}
+        layer = locked.get(getattr(layer, "pk", None))  # re-read under the lock: the holdout may have moved
         validate_layer_share(layer, share, experiment=experiment)
     for field in EXPERIMENT_FIELDS:
         if field in data:
