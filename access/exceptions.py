@@ -33,7 +33,7 @@ def json_exception_handler(exc, context):
         )
     if isinstance(exc, (ProtectedError, RestrictedError)):
         # A delete that would take exposures, snapshots or overrides with it (docs/operations.md).
-        kinds = sorted({o._meta.verbose_name_plural for o in getattr(exc, "protected_objects", None)
+        kinds = sorted({str(o._meta.verbose_name_plural) for o in getattr(exc, "protected_objects", None)
                         or getattr(exc, "restricted_objects", ())})
         return Response(
             {"detail": f"Refused: {', '.join(kinds) or 'other records'} refer to this; it is kept."},

@@ -273,7 +273,7 @@ def _same_variants(experiment: Experiment, variants: Sequence[Mapping[str, Any]]
 
 
 def _protected(error: ProtectedError, field: str, what: str) -> ValidationError:
-    kinds = sorted({obj._meta.verbose_name_plural for obj in error.protected_objects})
+    kinds = sorted({str(obj._meta.verbose_name_plural) for obj in error.protected_objects})
     return ValidationError({field: [f"{what} cannot be removed: {', '.join(kinds)} refer to it."]})
 
 
