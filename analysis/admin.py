@@ -51,7 +51,7 @@ def _refresh(request, experiment: Experiment) -> None:
         messages.info(request, f"{experiment.key}: recomputation {word} (task {ticket.task_id}).")
 
 
-@admin.action(description="Recompute the reports of the selected experiments")
+@admin.action(permissions=["recompute"], description="Recompute the reports of the selected experiments")
 def recompute_selected(modeladmin, request, queryset):
     if not request.user.has_perm("experiments.recompute_report"):
         messages.error(request, "Recomputing needs the Analyst role.")
@@ -101,6 +101,10 @@ class ReportingExperimentAdmin(ExperimentAdmin):
             return "–"
         label, colour = RECOMMENDATION_LABELS.get(value, (value, "#475569"))
         return format_html('<span style="color:{};font-weight:600">{}</span>', colour, label)
+
+    def has_recompute_permission(self, request, obj=None) -> bool:
+        """Recomputing writes a snapshot: the Analyst role's permission (access.roles)."""
+        return request.user.has_perm("experiments.recompute_report")
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name

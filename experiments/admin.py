@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -104,7 +105,25 @@ class OverrideInline(LabelledInlineMixin, admin.TabularInline):
     verbose_name = "QA override (forced variant for one unit)"
 
 
+class LockOnPostMixin:
+    """Row lock for the admin's change form (see ``get_object``)."""
+
+    def get_object(self, request, object_id, from_field=None):
+        """On a POST, lock the row (the admin's change view runs in one transaction): the form's
+        checks read the status, and the save writes every column back, so a start committed in
+        between must wait rather than be overwritten with the stale status."""
+        if request.method == "POST" and transaction.get_connection().in_atomic_block:
+            queryset = self.get_queryset(request).select_for_update(of=("self",))
+            field = self.model._meta.get_field(from_field) if from_field else self.model._meta.pk
+            try:
+                return queryset.get(**{field.name: field.to_python(object_id)})
+            except (self.model.DoesNotExist, ValidationError, ValueError):
+                return None
+        return super().get_object(request, object_id, from_field)
+
+
 def _transition_action(name: str, label: str):
+    @admin.action(permissions=["change"], description=f"{label} selected experiments")
     def action(modeladmin, request, queryset):
         for experiment in queryset:
             if not may_act(request.user, experiment, name):
@@ -119,12 +138,11 @@ def _transition_action(name: str, label: str):
                 messages.success(request, f"{experiment.key}: {label.lower()}ed." if not label.endswith("e") else f"{experiment.key}: {label.lower()}d.")
 
     action.__name__ = f"{name}_selected"
-    action.short_description = f"{label} selected experiments"
     return action
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(SimpleHistoryAdmin):
+class ExperimentAdmin(LockOnPostMixin, SimpleHistoryAdmin):
     form = ExperimentForm
     inlines = [VariantInline, ExperimentMetricInline, TargetingRuleInline, OverrideInline]
     list_display = ["key", "name", "status_badge", "layer", "owner", "traffic_allocation", "started_at", "report_link"]
@@ -238,8 +256,8 @@ class MetricAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Layer)
-class LayerAdmin(SimpleHistoryAdmin):
-    form = LayerForm
+class LayerAdmin(LockOnPostMixin, SimpleHistoryAdmin):
+    form = LayerForm  # the row lock on POST covers the holdout check's read of the shares
     list_display = ["key", "name", "holdout_percent", "experiment_count"]
     search_fields = ["key", "name"]
 

@@ -48,6 +48,8 @@ class ExperimentForm(forms.ModelForm):
             layer = cleaned.get("layer", getattr(instance, "layer", None))
             share = cleaned.get("layer_share", getattr(instance, "layer_share", None))
             if "layer" in self.fields or "layer_share" in self.fields:
+                if layer is not None:
+                    layer = services.lock_layer(layer)  # the other shares stay as read until the save
                 try:
                     services.validate_layer_share(layer, share, experiment=instance if instance.pk else None)
                 except ValidationError as e:

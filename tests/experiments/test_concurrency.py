@@ -6,6 +6,7 @@ without the lock these tests fail on almost every trial.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -107,7 +108,7 @@ def test_concurrent_creates_cannot_overbook_a_layer(metric):
         layer = Layer.objects.create(key=f"layer-{trial}", name="L", holdout_percent=0)
         with slowed("validate_layer_share"):
             results = race(*[
-                (lambda k=k: services.create_experiment(experiment_data(key=k, layer=layer, layer_share=60)))
+                (lambda k=k, layer=layer: services.create_experiment(experiment_data(key=k, layer=layer, layer_share=60)))
                 for k in (f"x-{trial}", f"y-{trial}")
             ])
         assert len(ok(results)) == 1, results
@@ -244,3 +245,39 @@ def test_metric_edit_against_start(metric):
         exp.refresh_from_db()
         if exp.status == Experiment.Status.RUNNING:
             assert exp.experiment_metrics.filter(role="primary").exists()
+
+
+def test_admin_save_against_start_keeps_the_start(metric):
+    """Lock: the admin locks the experiment row on POST (LockOnPostMixin.get_object) before its form
+    reads the status; otherwise its save writes the stale "draft" back over a concurrent start."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    user = User.objects.create_superuser("pm", "pm@example.com", "pw")
+    for trial in range(TRIALS):
+        exp = services.create_experiment(experiment_data(key=f"a-{trial}"))
+        client = Client()
+        client.force_login(user)
+        page = client.get(f"/admin/experiments/experiment/{exp.pk}/change/")
+        form = page.context["adminform"].form
+        data = {k: ("" if v is None else v) for k, v in form.initial.items() if k in form.fields}
+        data.update({"owner": "", "layer": "", "layer_share": "", "cuped": "on", "name": "Renamed"})
+        for fs in page.context["inline_admin_formsets"]:
+            mgmt = fs.formset.management_form
+            data.update({mgmt.add_prefix(k): v for k, v in mgmt.initial.items()})
+            for i, f in enumerate(fs.formset.forms):
+                for name, field in f.fields.items():
+                    value = f.initial.get(name, field.initial)
+                    if name in ("payload", "values"):
+                        value = json.dumps(value)
+                    if isinstance(value, bool):
+                        value = "on" if value else ""
+                    data[f.add_prefix(name)] = "" if value is None else getattr(value, "pk", value)
+        with slowed("validate_changes", 0.3):
+            results = race(
+                lambda: client.post(f"/admin/experiments/experiment/{exp.pk}/change/", data).status_code,
+                lambda e=exp: (time.sleep(0.1), services.start_experiment(e))[1],
+            )
+        assert results[1][0] == "ok" and results[0] == ("ok", 302), results
+        exp.refresh_from_db()
+        assert exp.status == Experiment.Status.RUNNING and exp.started_at is not None
