@@ -265,7 +265,7 @@ def test_admin_save_against_start_keeps_the_start(metric):
         for fs in page.context["inline_admin_formsets"]:
             mgmt = fs.formset.management_form
             data.update({mgmt.add_prefix(k): v for k, v in mgmt.initial.items()})
-            for i, f in enumerate(fs.formset.forms):
+            for f in fs.formset.forms:
                 for name, field in f.fields.items():
                     value = f.initial.get(name, field.initial)
                     if name in ("payload", "values"):
@@ -275,7 +275,7 @@ def test_admin_save_against_start_keeps_the_start(metric):
                     data[f.add_prefix(name)] = "" if value is None else getattr(value, "pk", value)
         with slowed("validate_changes", 0.3):
             results = race(
-                lambda: client.post(f"/admin/experiments/experiment/{exp.pk}/change/", data).status_code,
+                lambda c=client, e=exp, d=data: c.post(f"/admin/experiments/experiment/{e.pk}/change/", d).status_code,
                 lambda e=exp: (time.sleep(0.1), services.start_experiment(e))[1],
             )
         assert results[1][0] == "ok" and results[0] == ("ok", 302), results
