@@ -12,42 +12,37 @@ must pass (AND). Type semantics, shared with every SDK (see docs/assignment.md):
 * ``gt``/``gte``/``lt``/``lte`` are numeric only: both sides must be numbers or decimal strings,
   otherwise the rule fails.
 * ``contains``: the attribute and ``values[0]`` must both be strings; case-sensitive substring.
+* ``semver_eq``/``semver_gt``/``semver_gte``/``semver_lt``/``semver_lte``: both sides are
+  semantic versions (semver.org 2.0.0), compared by semver precedence; otherwise the rule fails.
+* ``before``/``after``: both sides are ISO 8601 dates or timestamps with an offset, compared as
+  instants (strictly earlier / later); otherwise the rule fails.
 * ``exists``/``not_exists`` ignore ``values``.
 
-Pure Python, no Django import.
+Pure Python, no Django import (the operand parsers live in ``experiments.operands``).
 """
 from __future__ import annotations
 
-import math
-import re
+import operator as _op
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from experiments.operands import as_number, instant_key, semver_key
 
 OPERATORS = (
     "equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte",
     "contains", "exists", "not_exists",
+    "semver_eq", "semver_gt", "semver_gte", "semver_lt", "semver_lte", "before", "after",
 )
-_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_ORDERED: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any], bool], str]] = {
+    "semver_eq": (semver_key, _op.eq, "=="), "semver_gt": (semver_key, _op.gt, ">"),
+    "semver_gte": (semver_key, _op.ge, ">="), "semver_lt": (semver_key, _op.lt, "<"),
+    "semver_lte": (semver_key, _op.le, "<="),
+    "before": (instant_key, _op.lt, "before"), "after": (instant_key, _op.gt, "after"),
+}
 _BOOL_STRINGS = {"true": True, "false": False}
 
 # A compiled rule: attributes -> None when it passes, else the human reason it failed.
 Check = Callable[[Mapping[str, Any]], "str | None"]
-
-
-def as_number(value: Any) -> float | None:
-    """A finite float for numbers and decimal strings; None for anything else (bools too)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            number = float(value)
-        except OverflowError:
-            return None
-        return number if math.isfinite(number) else None
-    if isinstance(value, str) and _DECIMAL.fullmatch(value):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return None
 
 
 def same(attribute: Any, value: Any) -> bool:
@@ -122,6 +117,21 @@ def compile_rule(rule: Mapping[str, Any]) -> Check:
             if compare(number, bound):
                 return None
             return f"{name} {_show(value)} is not {symbol} {_show(first)}"
+        return check
+    if operator in _ORDERED:
+        key, compare_keys, word = _ORDERED[operator]
+        bound_key = key(first)
+
+        def check(attrs):
+            value = attrs.get(name)
+            if value is None:
+                return missing
+            value_key = key(value)
+            if value_key is None or bound_key is None:
+                return f"{name} {_show(value)} is not comparable with {_show(first)}"
+            if compare_keys(value_key, bound_key):
+                return None
+            return f"{name} {_show(value)} is not {word} {_show(first)}"
         return check
     if operator == "contains":
         def check(attrs):

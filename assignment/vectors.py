@@ -13,6 +13,7 @@ from typing import Any
 
 from .evaluator import Evaluator, variant_ranges
 from .hashing import BUCKETS, experiment_bucket, hash_input, layer_bucket
+from .targeting import matches
 
 PATH = Path(__file__).with_name("vectors.json")
 
@@ -141,6 +142,53 @@ RANGE_CASES = [
 ]
 
 
+def _rule(attribute: str, operator: str, *values: Any) -> dict[str, Any]:
+    return {"attribute": attribute, "operator": operator, "values": list(values)}
+
+
+SEMVER_ORDER = [  # ascending precedence (semver.org section 11, plus big numbers and build metadata)
+    "0.9.9", "1.0.0-0.3.7", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta",
+    "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.2.3-RC.1", "1.2.3-beta",
+    "1.2.3", "1.10.0", "2.0.0", "10.0.0", "18446744073709551616.0.0",
+]
+SEMVER_INVALID = ["1.2", "v1.2.3", "01.2.3", "1.2.3-", "1.2.3-01", "1.2.3+", "1.2.3.4", " 1.2.3", "١.٢.٣", "", 123]
+INSTANTS = [  # ascending instants
+    "1969-12-31T23:59:59.999999999Z", "1970-01-01", "2024-02-29", "2026-03-01T00:00:00+01:00",
+    "2026-03-01", "2026-03-01T00:00:00.000000001Z", "2026-02-28T19:00-05:00", "2026-03-01T12:00:00Z",
+]
+INSTANTS_INVALID = ["2026-02-30", "2026-03-01T12:00:00", "2026-03-01 12:00:00Z", "2026-3-1",
+                    "2026-03-01T24:00:00Z", "2026-03-01T12:00:60Z", "2026-03-01t12:00:00z", 1772366400, ""]
+
+
+def targeting_cases() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Single rules and attributes covering every operator's type rules (docs/assignment.md 5)."""
+    cases = []
+    for v in ("18", 18, 18.0, "18.0", "1.8e1", "017", "18 ", True, "abc", None):
+        for op in ("gt", "gte", "lt", "lte", "equals"):
+            for bound in (18, "18", "17.5"):
+                cases.append((_rule("age", op, bound), {"age": v} if v is not None else {}))
+    for op in ("semver_eq", "semver_gt", "semver_gte", "semver_lt", "semver_lte"):
+        for i, a in enumerate(SEMVER_ORDER):
+            for j in (i - 1, i, i + 1):
+                if 0 <= j < len(SEMVER_ORDER):
+                    cases.append((_rule("app_version", op, SEMVER_ORDER[j]), {"app_version": a}))
+        cases.append((_rule("app_version", op, "1.0.0+build.1"), {"app_version": "1.0.0+build.2"}))
+        cases.append((_rule("app_version", op, "1.0.0"), {"app_version": "1.0.0+x.7.z"}))
+        for bad in SEMVER_INVALID:
+            cases.append((_rule("app_version", op, "1.2.3"), {"app_version": bad}))
+            cases.append((_rule("app_version", op, bad), {"app_version": "1.2.3"}))
+        cases.append((_rule("app_version", op, "1.2.3"), {}))
+    for op in ("before", "after"):
+        for i, a in enumerate(INSTANTS):
+            for b in INSTANTS[max(0, i - 1): i + 2]:
+                cases.append((_rule("signup", op, b), {"signup": a}))
+        for bad in INSTANTS_INVALID:
+            cases.append((_rule("signup", op, "2026-03-01"), {"signup": bad}))
+            cases.append((_rule("signup", op, bad), {"signup": "2026-03-01"}))
+        cases.append((_rule("signup", op, "2026-03-01"), {}))
+    return cases
+
+
 def build() -> dict[str, Any]:
     evaluator = Evaluator(DOCUMENT)
     layers = DOCUMENT["layers"]
@@ -174,6 +222,10 @@ def build() -> dict[str, Any]:
         ],
         "document": DOCUMENT,
         "cases": cases,
+        "targeting": [
+            {"rule": rule, "attributes": attributes, "passes": matches([rule], attributes)}
+            for rule, attributes in targeting_cases()
+        ],
     }
 
 

@@ -1,6 +1,8 @@
 """Admin forms and formsets that enforce the service layer's rules with field messages."""
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -95,7 +97,51 @@ class ExperimentMetricFormSet(forms.BaseInlineFormSet):
             _raise_for(self, e)
 
 
+class ValuesField(forms.CharField):
+    """Targeting values as people type them: ``CN, US`` or a JSON list (``["CN", "US"]``, ``[18]``).
+
+    Comma-separated items are trimmed strings (numeric operators accept numeric strings); use
+    JSON for a value containing a comma, or for numbers and booleans in equality rules.
+    """
+
+    def prepare_value(self, value):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) and "," not in v and v == v.strip() and v
+                                           and not v.startswith("[") for v in value):
+            return ", ".join(value)
+        return json.dumps(value if value is not None else [])
+
+    def to_python(self, value):
+        text = (super().to_python(value) or "").strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                raise ValidationError("Not valid JSON: give a JSON list or comma-separated values.") from None
+            if not isinstance(parsed, list):
+                raise ValidationError("Give a JSON list or comma-separated values.")
+            return parsed
+        items = [item.strip() for item in text.split(",")]
+        if any(not item for item in items):
+            raise ValidationError("An empty value between commas: remove the extra comma.")
+        return items
+
+    def has_changed(self, initial, data):
+        try:
+            return self.to_python(data) != (initial if initial is not None else [])
+        except ValidationError:
+            return True
+
+
 class TargetingRuleForm(forms.ModelForm):
+    values = ValuesField(
+        required=False, widget=forms.TextInput(attrs={"size": 40}),
+        help_text="Comma-separated (CN, US) or a JSON list; none for exists/not exists.",
+    )
+
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("operator") and "values" in cleaned and not cleaned.get("DELETE"):

@@ -291,6 +291,13 @@ class TargetingRule(models.Model):
         CONTAINS = "contains", "contains"
         EXISTS = "exists", "is present"
         NOT_EXISTS = "not_exists", "is absent"
+        SEMVER_EQ = "semver_eq", "version equals (semver)"
+        SEMVER_GT = "semver_gt", "version greater than (semver)"
+        SEMVER_GTE = "semver_gte", "version at least (semver)"
+        SEMVER_LT = "semver_lt", "version less than (semver)"
+        SEMVER_LTE = "semver_lte", "version at most (semver)"
+        BEFORE = "before", "before (ISO 8601 date or time)"
+        AFTER = "after", "after (ISO 8601 date or time)"
 
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="targeting_rules")
     attribute = models.CharField(
@@ -300,7 +307,8 @@ class TargetingRule(models.Model):
     operator = models.CharField(max_length=16, choices=Operator.choices)
     values = models.JSONField(
         default=list, blank=True,
-        help_text='A JSON list, e.g. ["CN", "US"]; one element for single-value operators; empty for exists.',
+        help_text='Comma-separated (CN, US) or a JSON list (["CN", "US"], [18]); one value for single-value '
+                  "operators, none for exists.",
     )
     position = models.PositiveIntegerField(default=0)
     history = HistoricalRecords(get_user=history_user)

@@ -75,6 +75,20 @@ class TargetingRuleSerializer(serializers.Serializer):
                 raise serializers.ValidationError("Each value must be a string (up to 256 characters), number or boolean.")
         return values
 
+    def validate(self, attrs):
+        """The operator's value rules (count, numbers, versions, dates), reported on ``values``."""
+        from django.core.exceptions import ValidationError as DjangoValidationError
+
+        from . import services
+
+        try:
+            services.validate_targeting([{**attrs, "values": attrs.get("values", [])}])
+        except DjangoValidationError as e:
+            raise serializers.ValidationError(
+                {"values": [m.split(": ", 1)[-1] for m in e.message_dict.get("targeting", e.messages)]}
+            ) from None
+        return attrs
+
 
 class ExperimentSerializer(serializers.ModelSerializer):
     key = serializers.RegexField(r"^[a-z0-9][a-z0-9_-]{0,63}$", max_length=64, error_messages={

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
+from . import operands
 from .models import (
     LAYER_BUCKETS,
     Experiment,
@@ -126,8 +127,10 @@ def validate_metrics(metrics: Sequence[Mapping[str, Any]], *, to_start: bool = F
 
 
 _SCALAR = (str, int, float, bool)
-_SINGLE_VALUE = {"equals", "not_equals", "gt", "gte", "lt", "lte", "contains"}
 _NUMERIC = {"gt", "gte", "lt", "lte"}
+_SEMVER = {"semver_eq", "semver_gt", "semver_gte", "semver_lt", "semver_lte"}
+_INSTANT = {"before", "after"}
+_SINGLE_VALUE = {"equals", "not_equals", "contains", *_NUMERIC, *_SEMVER, *_INSTANT}
 
 
 def validate_targeting(rules: Sequence[Mapping[str, Any]]) -> None:
@@ -155,8 +158,16 @@ def validate_targeting(rules: Sequence[Mapping[str, Any]]) -> None:
             errors.append(f"{where}: operator '{op}' needs at least one value.")
         elif op in ("exists", "not_exists") and values:
             errors.append(f"{where}: operator '{op}' takes no values.")
-        if op in _NUMERIC and values and (isinstance(values[0], bool) or not isinstance(values[0], int | float)):
-            errors.append(f"{where}: operator '{op}' compares numbers; give a number.")
+        if not values or op not in _NUMERIC | _SEMVER | _INSTANT:
+            continue
+        if op in _NUMERIC and operands.as_number(values[0]) is None:
+            errors.append(f"{where}: operator '{op}' compares numbers; give a number (18 or \"18\").")
+        elif op in _SEMVER and operands.semver_key(values[0]) is None:
+            errors.append(f"{where}: operator '{op}' compares versions; give a semantic version such as "
+                          f"1.4.0 or 2.0.0-beta.1 (got {values[0]!r}).")
+        elif op in _INSTANT and operands.instant_key(values[0]) is None:
+            errors.append(f"{where}: operator '{op}' compares dates; give an ISO 8601 date (2026-03-01) or "
+                          f"timestamp with offset (2026-03-01T12:00:00Z) (got {values[0]!r}).")
     if errors:
         raise ValidationError({"targeting": errors})
 

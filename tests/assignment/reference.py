@@ -89,7 +89,93 @@ def ref_rule(rule, attributes):
         return {"gt": na > nv, "gte": na >= nv, "lt": na < nv, "lte": na <= nv}[op]
     if op == "contains":
         return isinstance(a, str) and isinstance(values[0], str) and values[0] in a
+    if op.startswith("semver_"):
+        c = ref_semver_compare(a, values[0])
+        if c is None:
+            return False
+        return {"semver_eq": c == 0, "semver_gt": c > 0, "semver_gte": c >= 0, "semver_lt": c < 0,
+                "semver_lte": c <= 0}[op]
+    if op in ("before", "after"):
+        ta, tv = ref_instant(a), ref_instant(values[0])
+        if ta is None or tv is None:
+            return False
+        return ta < tv if op == "before" else ta > tv
     return False
+
+
+# Semantic versions, transcribed from docs/assignment.md section 5 (split-based, no shared regex).
+SEMVER_TEXT = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$",
+    re.ASCII,
+)
+
+
+def _cmp(x, y):
+    return (x > y) - (x < y)
+
+
+def ref_semver_compare(a, b):
+    """-1, 0, 1 by semver precedence, or None when either side is not a semantic version."""
+    if not isinstance(a, str) or not isinstance(b, str) or "\n" in a + b:
+        return None
+    ma, mb = SEMVER_TEXT.match(a), SEMVER_TEXT.match(b)
+    if not ma or not mb:
+        return None
+    for x, y in zip(ma.group(1, 2, 3), mb.group(1, 2, 3), strict=True):
+        if int(x) != int(y):
+            return _cmp(int(x), int(y))
+    pa, pb = ma.group(4), mb.group(4)
+    if pa is None or pb is None:
+        return _cmp(pa is None, pb is None)
+    ia, ib = pa.split("."), pb.split(".")
+    for x, y in zip(ia, ib, strict=False):
+        if x.isdigit() and y.isdigit():
+            c = _cmp(int(x), int(y))
+        elif x.isdigit() != y.isdigit():
+            c = -1 if x.isdigit() else 1
+        else:
+            c = _cmp(x.encode("ascii"), y.encode("ascii"))
+        if c:
+            return c
+    return _cmp(len(ia), len(ib))
+
+
+DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+TIMESTAMP_TEXT = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$", re.ASCII)
+
+
+def ref_instant(v):
+    """Nanoseconds since the epoch via the standard library's calendar, or None."""
+    from datetime import UTC, datetime, timedelta
+
+    if not isinstance(v, str) or "\n" in v:
+        return None
+    try:
+        if DATE_TEXT.match(v):
+            moment, nanos = datetime.strptime(v, "%Y-%m-%d").replace(tzinfo=UTC), 0
+        else:
+            m = TIMESTAMP_TEXT.match(v)
+            if not m:
+                return None
+            fmt = "%Y-%m-%dT%H:%M:%S" if m.group(1).count(":") == 2 else "%Y-%m-%dT%H:%M"
+            moment = datetime.strptime(m.group(1), fmt)
+            zone = m.group(3)
+            if zone == "Z":
+                offset = timedelta(0)
+            else:
+                hours, minutes = int(zone[1:3]), int(zone[4:6])
+                if hours > 23 or minutes > 59:
+                    return None
+                offset = timedelta(hours=hours, minutes=minutes) * (1 if zone[0] == "+" else -1)
+            moment = moment.replace(tzinfo=UTC) - offset
+            nanos = int((m.group(2) or "0").ljust(9, "0"))
+    except ValueError:
+        return None
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    delta = moment - epoch
+    return (delta.days * 86400 + delta.seconds) * 10**9 + nanos
 
 
 def ref_assign(document, key, unit_id, attributes):

@@ -9,8 +9,9 @@ import pytest
 from assignment import vectors
 from assignment.evaluator import Evaluator, variant_ranges
 from assignment.hashing import bucket
+from assignment.targeting import OPERATORS, matches
 
-from .reference import ref_assign, ref_bucket, ref_ranges
+from .reference import ref_assign, ref_bucket, ref_ranges, ref_rule, ref_semver_compare
 
 VECTORS = json.loads(Path(vectors.PATH).read_text(encoding="utf-8"))
 
@@ -72,3 +73,29 @@ def test_evaluator_works_from_the_json_text_alone():
     evaluator = Evaluator.from_json(text)
     case = VECTORS["cases"][0]
     assert evaluator.evaluate(case["experiment"], case["unit_id"], case["attributes"]).variant == case["variant"]
+
+
+def test_targeting_vectors_evaluator_and_reference():
+    """Every operator's single-rule vectors: the evaluator and the spec's transcription agree."""
+    cases = VECTORS["targeting"]
+    assert {c["rule"]["operator"] for c in cases} >= set(OPERATORS) - {
+        "in", "not_in", "not_equals", "contains", "exists", "not_exists"}  # those are covered by `cases`
+    for case in cases:
+        assert matches([case["rule"]], case["attributes"]) is case["passes"], case
+        assert ref_rule(case["rule"], case["attributes"]) is case["passes"], case
+    assert sum(c["passes"] for c in cases) > 100 and sum(not c["passes"] for c in cases) > 100
+
+
+def test_semver_order_agrees_with_the_semver_library():
+    """The vectors' version order is semver.org's, as implemented by the ``semver`` package."""
+    semver = pytest.importorskip("semver")
+    order = vectors.SEMVER_ORDER
+    for a in order:
+        for b in order:
+            expected = semver.Version.parse(a).compare(b)
+            assert ref_semver_compare(a, b) == expected, (a, b)
+            rule = {"attribute": "v", "operator": "semver_lt", "values": [b]}
+            assert matches([rule], {"v": a}) is (expected < 0), (a, b)
+    for bad in vectors.SEMVER_INVALID:
+        if isinstance(bad, str) and bad.isascii():
+            assert not semver.Version.is_valid(bad), bad
