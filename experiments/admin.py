@@ -6,13 +6,14 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from access.roles import ROLE_NAMES
 
-from . import admin_lifecycle, services
+from . import admin_lifecycle, audit, services
 from .forms import (
     ExperimentForm,
     ExperimentMetricFormSet,
@@ -206,6 +207,17 @@ class ExperimentAdmin(LockOnPostMixin, SimpleHistoryAdmin):
             obj.owner = request.user
         obj._change_reason = f"{'changed' if change else 'created'} by {request.user.get_username()} in the admin"
         super().save_model(request, obj, form, change)
+
+    def history_view(self, request, object_id, extra_context=None):
+        """The History page: the combined audit trail of the experiment and its children."""
+        experiment = self.get_object(request, object_id)
+        if experiment is None or not self.has_view_permission(request, experiment):
+            return super().history_view(request, object_id, extra_context)
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "object": experiment,
+            "title": f"History: {experiment.key}", "entries": audit.experiment_history(experiment),
+        }
+        return TemplateResponse(request, "admin/experiments/experiment/audit_trail.html", context)
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name

@@ -136,3 +136,21 @@ class ExperimentUpdateSerializer(ExperimentSerializer):
 
 class CompleteSerializer(serializers.Serializer):
     shipped_variant = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=64)
+
+
+class HistoryChangeSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    old = serializers.CharField(help_text='Display value before the change; "none" when empty.')
+    new = serializers.CharField(help_text='Display value after the change; "none" when empty.')
+
+
+class ExperimentHistoryEntrySerializer(serializers.Serializer):
+    """One entry of an experiment's audit trail (``experiments.audit``)."""
+
+    at = serializers.DateTimeField()
+    who = serializers.CharField(allow_null=True, help_text="Username, or the API key (api-key:name); null if unknown.")
+    object_type = serializers.CharField(help_text="experiment, variant, metric, targeting rule, override, layer, ...")
+    object = serializers.CharField(help_text="Which one: a variant key, a metric key, a rule, a unit id, ...")
+    action = serializers.CharField(help_text="created, changed or deleted (other sources may add their own).")
+    reason = serializers.CharField(allow_blank=True, help_text="The recorded reason, e.g. 'started by api-key:ci'.")
+    changes = HistoryChangeSerializer(many=True)

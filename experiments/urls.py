@@ -9,6 +9,7 @@ urlpatterns = [
     path("layers/<slug:key>", views.LayerDetail.as_view(), name="layer-detail"),
     path("experiments", views.ExperimentListCreate.as_view(), name="experiment-list"),
     path("experiments/<slug:key>", views.ExperimentDetail.as_view(), name="experiment-detail"),
+    path("experiments/<slug:key>/history", views.ExperimentHistory.as_view(), name="experiment-history"),
     *[
         path(
             f"experiments/<slug:key>/{action}",

@@ -8,12 +8,13 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.permissions import ReadAnalystWriteAdmin
+from access.permissions import IsAnalyst, ReadAnalystWriteAdmin
 
-from . import services
+from . import audit, services
 from .models import Experiment, Layer, Metric
 from .serializers import (
     CompleteSerializer,
+    ExperimentHistoryEntrySerializer,
     ExperimentSerializer,
     ExperimentUpdateSerializer,
     LayerSerializer,
@@ -144,3 +145,18 @@ class ExperimentComplete(ExperimentTransition):
     )
     def post(self, request, key: str):
         return super().post(request, key)
+
+
+class ExperimentHistory(APIView):
+    """GET /experiments/<key>/history: who changed what (old -> new), when and why, newest first.
+
+    Covers the experiment and its variants, metrics, targeting rules, overrides and layer.
+    """
+
+    permission_classes = [IsAnalyst]
+
+    @extend_schema(responses=ExperimentHistoryEntrySerializer(many=True))
+    def get(self, request, key: str):
+        experiment = get_object_or_404(Experiment, key=key)
+        entries = audit.experiment_history(experiment)
+        return Response(ExperimentHistoryEntrySerializer(entries, many=True).data)
