@@ -108,7 +108,7 @@ class ValuesField(forms.CharField):
         if isinstance(value, str):
             return value
         if isinstance(value, list) and all(isinstance(v, str) and "," not in v and v == v.strip() and v
-                                           and not v.startswith("[") for v in value):
+                                           and v[0] not in "[{" for v in value):
             return ", ".join(value)
         return json.dumps(value if value is not None else [])
 
@@ -116,7 +116,7 @@ class ValuesField(forms.CharField):
         text = (super().to_python(value) or "").strip()
         if not text:
             return []
-        if text.startswith("["):
+        if text[0] in "[{":
             try:
                 parsed = json.loads(text)
             except ValueError:

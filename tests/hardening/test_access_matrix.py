@@ -32,6 +32,7 @@ ACCESS: dict[tuple[str, str], str] = {
     # analysts: read definitions and results, recompute a report
     ("GET", "/api/v1/experiments"): "analyst",
     ("GET", "/api/v1/experiments/{key}"): "analyst",
+    ("GET", "/api/v1/experiments/{key}/history"): "analyst",
     ("GET", "/api/v1/metrics"): "analyst",
     ("GET", "/api/v1/metrics/{key}"): "analyst",
     ("GET", "/api/v1/layers"): "analyst",
