@@ -162,3 +162,39 @@ def test_admin_inline_delete_of_a_variant_with_an_override_is_a_readable_refusal
     )
     assert "protected" in errors.lower() and "override" in errors.lower(), errors
     assert exp.variants.filter(key="green").exists() and Override.objects.filter(unit_id="qa-1").exists()
+
+
+def change_form_data(client, exp) -> dict:
+    """The admin change form of ``exp`` as the browser would post it back unchanged."""
+    page = client.get(f"/admin/experiments/experiment/{exp.pk}/change/")
+    form = page.context["adminform"].form
+    data = {k: ("" if v is None else getattr(v, "pk", v)) for k, v in form.initial.items() if k in form.fields}
+    data["cuped"] = "on" if form.initial.get("cuped") else ""
+    for fs in page.context["inline_admin_formsets"]:
+        mgmt = fs.formset.management_form
+        data.update({mgmt.add_prefix(k): v for k, v in mgmt.initial.items()})
+        for f in fs.formset.forms:
+            for name, field in f.fields.items():
+                value = f.initial.get(name, field.initial)
+                if hasattr(field, "prepare_value") and name in ("payload", "values"):
+                    value = field.prepare_value(value)
+                if isinstance(value, bool):
+                    value = "on" if value else ""
+                data[f.add_prefix(name)] = "" if value is None else getattr(value, "pk", value)
+    return data
+
+
+@pytest.mark.parametrize("status", ["running", "completed"])
+def test_admin_cannot_delete_or_edit_variants_of_a_started_experiment(superuser_client, completed, make_experiment, status):
+    exp = completed if status == "completed" else services.start_experiment(make_experiment(key="live"))
+    data = change_form_data(superuser_client, exp)
+    green = exp.variants.get(key="green")
+    data.update({"variants-TOTAL_FORMS": "2", "variants-INITIAL_FORMS": "2",
+                 "variants-0-id": exp.variants.get(key="control").pk, "variants-1-id": green.pk,
+                 "variants-1-DELETE": "on", "variants-1-weight": "90"})
+    r = superuser_client.post(f"/admin/experiments/experiment/{exp.pk}/change/", data)
+    assert r.status_code in (200, 302)
+    green.refresh_from_db()
+    assert green.weight == 50
+    exp.refresh_from_db()
+    assert exp.status == status and (status != "completed" or exp.shipped_variant_id == green.pk)
