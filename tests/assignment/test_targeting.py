@@ -1,8 +1,13 @@
 """Targeting semantics, operator by operator (types, missing attributes, reasons)."""
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from assignment.evaluator import Evaluator
 from assignment.targeting import as_number, compile_rule, matches, same
+from experiments.operands import instant_key, semver_key
 
 from .reference import ref_rule
 
@@ -105,3 +110,56 @@ def test_failing_unit_is_not_enrolled_and_told_why():
     assert answer.detail == "country 'DE' not in ['CN', 'US']"
     assert evaluator.evaluate("e", "u-1", {}).detail == "country is missing"
     assert evaluator.evaluate("e", "u-1", {"country": "CN"}).reason == "assigned"
+
+
+# --- semver and instant operators (docs/assignment.md section 5) ---------------------------------
+
+_ident = st.one_of(
+    st.integers(0, 10**20).map(str),
+    st.from_regex(r"[0-9]*[A-Za-z-][0-9A-Za-z-]{0,5}", fullmatch=True),
+)
+_versions = st.builds(
+    lambda core, pre, build: ".".join(map(str, core)) + (f"-{'.'.join(pre)}" if pre else "") + (f"+{build}" if build else ""),
+    st.tuples(*[st.integers(0, 10**20)] * 3),
+    st.lists(_ident, max_size=4),
+    st.sampled_from(["", "build.1", "sha.5114f85"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_versions, _versions)
+def test_semver_precedence_matches_the_semver_package(a, b):
+    semver = pytest.importorskip("semver")
+    expected = semver.Version.parse(a).compare(b)
+    ka, kb = semver_key(a), semver_key(b)
+    assert ka is not None and kb is not None
+    assert ((ka > kb) - (ka < kb)) == expected
+    assert matches([{"attribute": "v", "operator": "semver_gte", "values": [b]}], {"v": a}) is (expected >= 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(-23 * 60 - 59, 23 * 60 + 59),
+)
+def test_instants_match_the_standard_library(moment, offset_minutes):
+    zone = timezone(timedelta(minutes=offset_minutes))
+    aware = moment.replace(tzinfo=zone)
+    sign = "+" if offset_minutes >= 0 else "-"
+    text = f"{aware.year:04d}-" + aware.strftime("%m-%dT%H:%M:%S") + f".{aware.microsecond:06d}{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+    seconds, nanos = instant_key(text)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    delta = aware - epoch
+    assert (seconds, nanos) == (delta.days * 86400 + delta.seconds, delta.microseconds * 1000)
+
+
+@pytest.mark.parametrize("op,bound,value,reason", [
+    ("semver_gte", "1.4.0", "1.3.9", "app '1.3.9' is not >= '1.4.0'"),
+    ("semver_eq", "1.4.0", "1.4", "not comparable"),
+    ("after", "2026-03-01", "2026-03-01", "app '2026-03-01' is not after '2026-03-01'"),
+    ("before", "2026-03-01", 1772366400, "not comparable"),
+])
+def test_new_operators_say_why_they_fail(op, bound, value, reason):
+    check = compile_rule({"attribute": "app", "operator": op, "values": [bound]})
+    assert reason in check({"app": value})
+    assert check({}) == "app is missing"
