@@ -20,6 +20,10 @@ class ExposureAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        """Counted units are analysis data: removed only by unit erasure (DELETE /api/v1/units/<id>)."""
+        return False
+
 
 @admin.register(RejectedExposure)
 class RejectedExposureAdmin(admin.ModelAdmin):

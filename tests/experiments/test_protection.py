@@ -198,3 +198,12 @@ def test_admin_cannot_delete_or_edit_variants_of_a_started_experiment(superuser_
     assert green.weight == 50
     exp.refresh_from_db()
     assert exp.status == status and (status != "completed" or exp.shipped_variant_id == green.pk)
+
+
+def test_exposures_cannot_be_deleted_in_the_admin(superuser_client, completed):
+    pks = list(Exposure.objects.values_list("pk", flat=True))
+    superuser_client.post("/admin/assignment/exposure/", {"action": "delete_selected", "_selected_action": pks,
+                                                          "post": "yes", "index": "0"})
+    r = superuser_client.post(f"/admin/assignment/exposure/{pks[0]}/delete/", {"post": "yes"})
+    assert r.status_code == 403
+    assert Exposure.objects.count() == len(pks)
