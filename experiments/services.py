@@ -333,8 +333,8 @@ def _replace_children(experiment: Experiment, data: Mapping[str, Any]) -> None:
             rule.delete()
 
 
-def _save_new(obj: Any, field: str = "key") -> None:
-    """Insert a row whose key is unique; a concurrent insert of the same key is a 400 naming it.
+def _save_unique(obj: Any, field: str = "key") -> None:
+    """Save a row whose key is unique; a concurrent write of the same key is a 400 naming it.
 
     ``full_clean`` catches the key taken before; the unique index catches the race (the loser of
     two concurrent inserts waits for the winner's commit, then gets the unique violation).
@@ -366,7 +366,7 @@ def create_experiment(data: Mapping[str, Any], *, actor: str | None = None) -> E
     experiment = Experiment(**{f: data[f] for f in EXPERIMENT_FIELDS if f in data})
     _full_clean(experiment)
     experiment._change_reason = _reason(actor, "created")
-    _save_new(experiment)
+    _save_unique(experiment)
     _replace_children(experiment, data)
     return experiment
 
@@ -401,7 +401,7 @@ def update_experiment(experiment: Experiment, data: Mapping[str, Any], *, actor:
             setattr(experiment, field, data[field])
     _full_clean(experiment)
     experiment._change_reason = _reason(actor, "changed")
-    experiment.save()
+    _save_unique(experiment)  # a draft's key may change
     _replace_children(experiment, data)
     return experiment
 
@@ -574,7 +574,7 @@ def save_layer(layer: Layer, data: Mapping[str, Any], *, actor: str | None = Non
     layer.full_clean()
     layer._change_reason = _reason(actor, "created" if created else "changed")
     if created:
-        _save_new(layer)
+        _save_unique(layer)
     else:
         layer.save()
     return layer
@@ -590,7 +590,7 @@ def save_metric(metric: Metric, data: Mapping[str, Any], *, actor: str | None = 
     if metric.pk:
         metric.save()
     else:
-        _save_new(metric)
+        _save_unique(metric)
     return metric
 
 

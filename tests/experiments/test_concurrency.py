@@ -281,3 +281,13 @@ def test_admin_save_against_start_keeps_the_start(metric):
         assert results[1][0] == "ok" and results[0] == ("ok", 302), results
         exp.refresh_from_db()
         assert exp.status == Experiment.Status.RUNNING and exp.started_at is not None
+
+
+def test_concurrent_renames_to_one_key(metric):
+    """The unique index decides between two drafts renamed to the same key: the loser is told ``key``."""
+    a = services.create_experiment(experiment_data(key="first"))
+    b = services.create_experiment(experiment_data(key="second"))
+    with slowed("_full_clean"):
+        results = race(lambda: services.update_experiment(a, {"key": "taken"}),
+                       lambda: services.update_experiment(b, {"key": "taken"}))
+    assert len(ok(results)) == 1 and len(refused(results, "key")) == 1
