@@ -11,7 +11,7 @@ consecutive records of one row are compared field by field. Entries are plain di
 Values are display strings; an empty value is ``"none"``, foreign keys show the key they
 pointed at (``shipped_variant: none -> green``), never a raw representation.
 
-Other apps add entries (approvals, phases, ...) with :func:`register_source`: a source is a
+Approval requests are included. Other apps add entries (phases, ...) with :func:`register_source`: a source is a
 function ``experiment -> iterable of entries`` in the shape above.
 """
 from __future__ import annotations
@@ -23,7 +23,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from .models import Experiment, ExperimentMetric, Layer, Metric, Override, TargetingRule, Variant
+from .models import (
+    ApprovalRequest,
+    Experiment,
+    ExperimentMetric,
+    Layer,
+    Metric,
+    Override,
+    TargetingRule,
+    Variant,
+)
 
 Entry = dict[str, Any]
 Source = Callable[[Experiment], Iterable[Entry]]
@@ -81,11 +90,20 @@ def _user_model():
     return get_user_model()
 
 
+def _group_model():
+    from django.contrib.auth.models import Group
+
+    return Group
+
+
 def _foreign_keys(names: _Names) -> dict[str, Callable[[Any], str]]:
     return {
         "layer": lambda pk: names(Layer, pk),
         "shipped_variant": lambda pk: names(Variant, pk),
         "owner": lambda pk: names(_user_model(), pk, "username"),
+        "requested_by": lambda pk: names(_user_model(), pk, "username"),
+        "decided_by": lambda pk: names(_user_model(), pk, "username"),
+        "team": lambda pk: names(_group_model(), pk, "name"),
         "metric": lambda pk: names(Metric, pk),
         "variant": lambda pk: names(Variant, pk),
     }
@@ -108,7 +126,7 @@ def _diff_records(records, object_type: str, label: Callable[[Any], str], names:
 
         def value(rec, name, attname):
             raw = getattr(rec, attname)
-            return fks[name](raw) if name in fks else show(raw)
+            return fks[name](raw) if name in fks and attname != name else show(raw)  # FKs only
 
         before = previous.get(record.id)
         changes = []
@@ -163,6 +181,9 @@ def _children_entries(experiment: Experiment, names: _Names) -> list[Entry]:
     entries += _diff_records(
         _history(TargetingRule, experiment_id=experiment.pk), "targeting rule",
         lambda r: f"{r.attribute} {r.operator} {show(r.values)}", names,
+    )
+    entries += _diff_records(
+        _history(ApprovalRequest, experiment_id=experiment.pk), "approval", lambda r: r.action, names,
     )
     # Override history holds unit ids (opaque QA ids); unit erasure deletes these rows.
     entries += _diff_records(_history(Override, experiment_id=experiment.pk), "override", lambda r: r.unit_id, names)

@@ -128,3 +128,18 @@ def test_other_sources_can_add_entries(make_experiment):
         assert find(audit.experiment_history(exp), "approval", who="carol")
     finally:
         audit.SOURCES.remove(approvals)
+
+
+def test_approvals_are_in_the_trail(make_experiment):
+    from experiments import approvals
+
+    alice = User.objects.create_superuser("alice", "a@example.com", "pw")
+    bob = User.objects.create_superuser("bob", "b@example.com", "pw")
+    exp = make_experiment()
+    request = approvals.request_approval(exp, "start", user=alice, comment="ready")
+    approvals.approve(request.pk, user=bob, comment="ok")
+    entries = audit.experiment_history(exp)
+    assert {"field": "status", "old": "pending", "new": "approved"} in find(entries, "approval", "status", object="start")
+    assert {"field": "decided_by", "old": "none", "new": "bob"} in find(entries, "approval", "decided_by")
+    assert find(entries, "approval", "requested_by", object="start")[0]["new"] == "alice"
+    assert {"field": "status", "old": "draft", "new": "running"} in find(entries, "experiment", "status")

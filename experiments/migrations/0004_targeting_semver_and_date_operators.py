@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('experiments', '0002_protect_data_on_delete'),
+        ('experiments', '0003_protect_data_on_delete'),
     ]
 
     operations = [
