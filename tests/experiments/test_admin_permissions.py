@@ -124,7 +124,8 @@ def test_view_only_staff_changes_nothing_through_any_button_or_form(world, viewe
 
 def test_the_same_actions_work_for_a_user_with_change_permission(world, client):
     user = User.objects.create_user("editor", "e@example.com", "pw", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=["view_experiment", "change_experiment"]))
+    user.user_permissions.set(Permission.objects.filter(
+        codename__in=["view_experiment", "change_experiment", "start_experiment"]))
     client.force_login(user)
     draft = Experiment.objects.get(key="draft-one")
     client.post("/admin/experiments/experiment/", {"action": "start_selected", "_selected_action": [draft.pk], "index": "0"})
