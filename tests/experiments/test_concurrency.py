@@ -166,12 +166,13 @@ def test_twenty_concurrent_api_creates_of_one_key(metric, api_key, path, body):
     assert all("key" in body for kind, (code, body) in results if code == 400)
 
 
-@pytest.mark.parametrize("name", ["start", "pause", "complete", "archive"])
+@pytest.mark.parametrize("name", ["start", "pause", "resume", "complete", "archive"])
 def test_twin_transitions_happen_once(metric, name):
     """Lock: the experiment row (select_for_update in every transition) makes the status check stick."""
     for trial in range(TRIALS):
         exp = services.create_experiment(experiment_data(key=f"t-{trial}"))
-        before = {"start": [], "pause": ["start"], "complete": ["start"], "archive": ["start", "complete"]}[name]
+        before = {"start": [], "pause": ["start"], "resume": ["start", "pause"], "complete": ["start"],
+                  "archive": ["start", "complete"]}[name]
         for step in before:
             exp = services.TRANSITION_FUNCTIONS[step](exp)
         with slowed("_check_transition"):
@@ -179,7 +180,7 @@ def test_twin_transitions_happen_once(metric, name):
         assert len(ok(results)) == 1, results
         assert len(refused(results, "status")) == 1
         target = services.ACTION_TARGETS[name]
-        assert exp.history.filter(status=target).count() == 1
+        assert exp.history.filter(status=target).count() == (2 if name == "resume" else 1)
 
 
 def test_complete_twins_ship_one_variant(metric):
