@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('assignment', '0001_initial'),
+        ('assignment', '0002_tombstones_and_rejected_exposures'),
         ('experiments', '0003_protect_data_on_delete'),
     ]
 
