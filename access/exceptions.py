@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
@@ -10,6 +11,8 @@ from django.http import JsonResponse
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from .limits import api_max_body, too_large_message
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +22,11 @@ def json_exception_handler(exc, context):
         # Domain rules from the service layers: a 400 naming the field, like serializer errors.
         body = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses to read a body over DATA_UPLOAD_MAX_MEMORY_SIZE: a 413 in JSON, not
+        # its HTML 400 page.
+        return Response({"detail": too_large_message(api_max_body())},
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     response = exception_handler(exc, context)
     if response is not None:
         if isinstance(response.data, list):
@@ -75,6 +83,18 @@ def json_500(request):
 
 def _is_api(request) -> bool:
     return request.path.startswith("/api/")
+
+
+def json_400_or_page(request, exception=None):
+    """Django's own 400s (a body over the size limit read outside a view, a suspicious
+    request) are JSON under /api/ too."""
+    if _is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            return JsonResponse({"detail": too_large_message(api_max_body())}, status=413)
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
 
 
 def json_404_or_page(request, exception=None):

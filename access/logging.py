@@ -9,16 +9,35 @@ from __future__ import annotations
 import logging
 import re
 
-# Everything after /units/ up to the end of the path (" HTTP/1.1", a quote, the end of the line):
-# Django logs the decoded path, so an id may hold spaces and slashes.
-_UNIT_PATH = re.compile(r"(/units/)[^\"'\n]*?(?=\sHTTP/|[\"'\n]|$)")
-# A URL query string (``?name=value...``), not any question mark in a sentence.
-_QUERY = re.compile(r"\?(?=[^\s\"'?]*=)[^\s\"']*")
+
+def _encoded(word: str) -> str:
+    """A regex for ``word`` with any of its characters possibly percent-encoded (``%75nits``)."""
+    return "".join(f"(?:{c}|%{ord(c):02x})" for c in word)
+
+
+_SLASH = "(?:/|%2f)"
+# Everything after /units/ (literal or percent-encoded, e.g. /%75nits%2F, which Django routes
+# to the same view) up to a request line's " HTTP/1.1" or else the end of the message: a
+# decoded path may hold quotes, spaces, slashes, newlines and any other character.
+_UNIT_PATH = re.compile(rf"({_SLASH}{_encoded('units')}{_SLASH}).*?(?=\sHTTP/\d|\Z)", re.IGNORECASE | re.DOTALL)
+# In a decoded path (django.request's "Not Found: <path>" and the like) nothing marks the end
+# of the id: everything after /units/ goes.
+_UNIT_PATH_DECODED = re.compile(rf"({_SLASH}{_encoded('units')}{_SLASH}).*", re.IGNORECASE | re.DOTALL)
+# A URL query string: a "?" between two non-space characters, up to the next whitespace (a raw
+# request line has none inside its target) -- quotes included. "Is Redis up? yes" is left alone.
+_QUERY = re.compile(r"(?<=\S)\?(?=\S)\S*")
 _API_KEY = re.compile(r"(Api-Key\s+)\S+", re.IGNORECASE)
+#: Loggers whose messages end with a decoded request path.
+DECODED_PATH_LOGGERS = ("django.request", "django.security")
 
 
-def redact(text: str) -> str:
-    text = _UNIT_PATH.sub(r"\1<redacted>", text)
+def redact(text: str, *, decoded_path: bool = False) -> str:
+    """``text`` without unit ids (paths under /units/, query strings) or API keys.
+
+    ``decoded_path``: the message ends with a percent-decoded path (Django's request warnings),
+    so everything after ``/units/`` is the id, whatever it contains.
+    """
+    text = (_UNIT_PATH_DECODED if decoded_path else _UNIT_PATH).sub(r"\1<redacted>", text)
     text = _QUERY.sub("?<redacted>", text)
     return _API_KEY.sub(r"\1<redacted>", text)
 
@@ -28,7 +47,7 @@ def _clean(record: logging.LogRecord) -> None:
         message = record.getMessage()
     except Exception:
         return
-    cleaned = redact(message)
+    cleaned = redact(message, decoded_path=record.name.startswith(DECODED_PATH_LOGGERS))
     if cleaned != message:
         record.msg, record.args = cleaned, ()
 

@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from access.adminsafety import SafeAdminMixin
 from experiments.admin import ExperimentAdmin, MetricAdmin
 from experiments.models import Experiment, Metric
 
@@ -282,7 +283,7 @@ admin.site.register(Experiment, ReportingExperimentAdmin)
 
 
 @admin.register(ReportSnapshot)
-class ReportSnapshotAdmin(admin.ModelAdmin):
+class ReportSnapshotAdmin(SafeAdminMixin, admin.ModelAdmin):
     """Read-only: snapshots are written by the report task only."""
 
     list_display = ["experiment", "computed_at", "recommendation", "data_to", "duration_ms", "task_id"]
@@ -316,7 +317,7 @@ class ReportSnapshotAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(SafeAdminMixin, admin.ModelAdmin):
     """Read-only view of ingested outcomes, for debugging an integration."""
 
     list_display = ["event", "unit_id", "value", "timestamp", "received_at"]

@@ -33,6 +33,11 @@ MAX_PROPERTY_KEY_LENGTH = 128
 MAX_PROPERTY_STRING_LENGTH = 1024
 MAX_PROPERTIES_BYTES = 8 * 1024
 MAX_TIMESTAMP_LENGTH = 64
+#: Largest accepted |value|. Revenue in cents up to ten trillion dollars fits; the metric cap has
+#: the same bound; integers stay exact (< 2**53); and sums of squares cannot overflow a double:
+#: a unit's total over 1e9 events is at most 1e24, its square 1e48, and a sum of squares over
+#: 1e10 units at most 1e58 -- some 250 orders of magnitude below the largest double (1.8e308).
+MAX_EVENT_VALUE = 1e15
 EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(days=1)
 FIELDS = frozenset({"event_id", "unit_id", "event", "value", "timestamp", "properties"})
@@ -49,6 +54,7 @@ BAD_TEXT = "Must not contain NUL characters or unpaired surrogates."
 ID_LENGTH = f"Must be 1-{MAX_ID_LENGTH} characters, not only whitespace."
 EVENT_NAME = EVENT_NAME_VALIDATOR.message
 NOT_A_NUMBER = "Must be a finite number."
+VALUE_RANGE = "Must be a finite number from -1e15 to 1e15."  # MAX_EVENT_VALUE
 BAD_TIMESTAMP = "Must be an ISO 8601 date-time string, e.g. 2026-11-24T10:00:00Z."
 TOO_OLD = f"Must not be before {EARLIEST_TIMESTAMP:%Y-%m-%d}."
 TOO_NEW = "Must not be more than a day in the future."
@@ -200,9 +206,12 @@ def validate_event(item: Any, now: datetime) -> tuple[Row | None, dict[str, list
         errors["event"] = [EVENT_NAME]
     value = get("value")
     if value is not None:
-        value = _number(value)
-        if value is None:
+        number = _number(value)
+        if number is None:
             errors["value"] = [NOT_A_NUMBER]
+        elif not -MAX_EVENT_VALUE <= number <= MAX_EVENT_VALUE:
+            errors["value"] = [VALUE_RANGE]
+        value = number
     raw_ts = get("timestamp")
     if raw_ts is None:
         ts = now

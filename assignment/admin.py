@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from access.adminsafety import SafeAdminMixin
+
 from .models import Exposure, RejectedExposure
 
 
 @admin.register(Exposure)
-class ExposureAdmin(admin.ModelAdmin):
+class ExposureAdmin(SafeAdminMixin, admin.ModelAdmin):
     """Read-only: exposures come from the assignment API, never from hand edits."""
 
     list_display = ("unit_id", "experiment", "variant", "first_seen", "last_seen")

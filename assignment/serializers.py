@@ -7,6 +7,8 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
+from access import jsonsafety
+
 from .evaluator import REASONS
 from .targeting import OPERATORS
 
@@ -48,7 +50,7 @@ def _string_error(value: Any, max_length: int) -> str | None:
 
 
 def validate_attributes(data: Any) -> dict:
-    """A flat JSON object whose values are strings, numbers, booleans or null.
+    """A flat JSON object whose values are strings, finite numbers, booleans or null.
 
     Names that cannot be stored (NUL characters, lone surrogates) are dropped: no targeting
     rule can name them, so they could never change an answer.
@@ -67,8 +69,11 @@ def validate_attributes(data: Any) -> dict:
             problem = _text_error(value)
             if problem is None and len(value) > MAX_ATTRIBUTE_STRING:
                 problem = f"String values are at most {MAX_ATTRIBUTE_STRING} characters."
-        elif value is None or isinstance(value, (bool, int, float)):
+        elif value is None or isinstance(value, bool):
             problem = None
+        elif isinstance(value, (int, float)):
+            # 1e400 parses as infinity: refused here, where the attribute can be named.
+            problem = None if jsonsafety.finite_number(value) else jsonsafety.NOT_FINITE
         else:
             problem = "Values must be a string, number, boolean or null (no objects or lists)."
         if problem is not None:

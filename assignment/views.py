@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.limits import body_too_large
+from access.parsers import parse_json
 from access.permissions import IsClient
 
 from . import exposures, runtime
@@ -87,38 +88,24 @@ class JSONOnlyNegotiation(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class StrictJSONParser(JSONParser):
-    """DRF's JSON parser minus per-request set-up: one shared strict decoder (no NaN)."""
+    """DRF's JSON parser minus per-request set-up: strict JSON (no NaN, bounded depth) through
+    ``access.jsonsafety``; the view checks the size before reading."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        from rest_framework.exceptions import ParseError
-
-        try:
-            return _decoder.decode(stream.read().decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None
+        return parse_json(stream.read())
 
 
 def _json_body(request):
     """The body as JSON, read straight from Django's request (DRF's data machinery is the
     single most expensive step of this endpoint); any content type is read as JSON."""
-    from rest_framework.exceptions import ParseError
-
     raw = request._request.body
     if not raw:
         return {}
-    try:
-        return _decoder.decode(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ParseError(f"JSON parse error - {exc}") from None
+    return parse_json(raw)
 
 
 class _HotView(APIView):

@@ -150,7 +150,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["access.authentication.APIKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["access.permissions.IsAdmin"],
     "DEFAULT_RENDERER_CLASSES": ["access.renderers.SafeJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["access.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "access.exceptions.json_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["access.throttling.APIKeyRateThrottle"],

@@ -18,5 +18,6 @@ urlpatterns = [
     path("", include("analysis.pages")),
 ]
 
+handler400 = "access.exceptions.json_400_or_page"
 handler404 = "access.exceptions.json_404_or_page"
 handler500 = "access.exceptions.json_500_or_page"

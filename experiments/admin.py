@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from access.adminsafety import SafeAdminMixin
 from access.roles import ROLE_NAMES
 
 from . import admin_lifecycle, audit, services
@@ -62,7 +63,7 @@ def _variants_frozen(obj) -> bool:
     return obj is not None and obj.variants_frozen
 
 
-class VariantInline(LabelledInlineMixin, admin.TabularInline):
+class VariantInline(SafeAdminMixin, LabelledInlineMixin, admin.TabularInline):
     model = Variant
     form = VariantForm
     formset = VariantFormSet
@@ -90,7 +91,7 @@ class ExperimentMetricInline(LabelledInlineMixin, admin.TabularInline):
     extra = 1
 
 
-class TargetingRuleInline(LabelledInlineMixin, admin.TabularInline):
+class TargetingRuleInline(SafeAdminMixin, LabelledInlineMixin, admin.TabularInline):
     model = TargetingRule
     form = TargetingRuleForm
     fields = ["attribute", "operator", "values", "position"]
@@ -143,7 +144,7 @@ def _transition_action(name: str, label: str):
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(LockOnPostMixin, SimpleHistoryAdmin):
+class ExperimentAdmin(SafeAdminMixin, LockOnPostMixin, SimpleHistoryAdmin):
     form = ExperimentForm
     inlines = [VariantInline, ExperimentMetricInline, TargetingRuleInline, OverrideInline]
     list_display = ["key", "name", "status_badge", "layer", "owner", "traffic_allocation", "started_at", "report_link"]
@@ -260,7 +261,7 @@ class ExperimentAdmin(LockOnPostMixin, SimpleHistoryAdmin):
 
 
 @admin.register(Metric)
-class MetricAdmin(SimpleHistoryAdmin):
+class MetricAdmin(SafeAdminMixin, SimpleHistoryAdmin):
     form = MetricForm
     list_display = ["key", "name", "kind", "event", "denominator_event", "direction", "cap", "conversion_window_hours"]
     list_filter = ["kind", "direction"]
@@ -268,7 +269,7 @@ class MetricAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Layer)
-class LayerAdmin(LockOnPostMixin, SimpleHistoryAdmin):
+class LayerAdmin(SafeAdminMixin, LockOnPostMixin, SimpleHistoryAdmin):
     form = LayerForm  # the row lock on POST covers the holdout check's read of the shares
     list_display = ["key", "name", "holdout_percent", "experiment_count"]
     search_fields = ["key", "name"]

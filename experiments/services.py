@@ -6,7 +6,6 @@ with a dict naming the field, which the admin shows next to the field and the AP
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -16,6 +15,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
+
+from access import jsonsafety
 
 from . import operands
 from .models import (
@@ -69,14 +70,9 @@ def _fmt(value: Any) -> str:
 
 
 def _finite_json(value: Any) -> bool:
-    """JSON with NaN or Infinity is not JSON: databases refuse it and clients cannot parse it."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite_json(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_finite_json(v) for v in value)
-    return True
+    """JSON with NaN or Infinity is not JSON: databases refuse it and clients cannot parse it.
+    (``access.jsonsafety`` also bounds depth and size, iteratively: any input is safe to check.)"""
+    return jsonsafety.problem(value) is None
 
 
 def validate_variants(variants: Sequence[Mapping[str, Any]]) -> None:
@@ -95,8 +91,8 @@ def validate_variants(variants: Sequence[Mapping[str, Any]]) -> None:
         payload = variant.get("payload", {})
         if payload is not None and not isinstance(payload, dict):
             errors.append(f"Variant '{variant.get('key')}': the payload must be a JSON object.")
-        elif not _finite_json(payload):
-            errors.append(f"Variant '{variant.get('key')}': the payload may not contain NaN or Infinity.")
+        elif (problem := jsonsafety.describe(payload)) is not None:
+            errors.append(f"Variant '{variant.get('key')}': the payload is not storable JSON: {problem}")
     total = Decimal("0")
     for variant in variants:
         weight = _decimal(variant.get("weight"), "variants")

@@ -11,7 +11,6 @@ the first few line numbers of each.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from access import jsonsafety
 from analysis import ingestion
 
 REQUIRED_COLUMNS = ("event_id", "unit_id", "event")
@@ -55,7 +55,8 @@ def _to_event(row: dict[str, str | None]) -> tuple[dict[str, Any], dict[str, lis
     properties = row.get("properties")
     if properties:
         try:
-            item["properties"] = json.loads(properties)
+            # Strict (no NaN literals) and depth-bounded: a hostile cell must not stop the import.
+            item["properties"] = jsonsafety.loads(properties)
         except ValueError:
             errors["properties"] = [BAD_JSON]
     return item, errors
