@@ -57,6 +57,7 @@ def document_error_responses(result, generator, request, public):
                 extra["400"] = "Invalid input."
             if "requestBody" in operation:
                 extra["415"] = "The body is not `application/json`."
+                extra["413"] = "The body is over `API_MAX_BODY_BYTES` (2 MiB)."
             for status, description in extra.items():
                 if status in responses:
                     continue

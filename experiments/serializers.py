@@ -6,6 +6,8 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from access.fields import SafeJSONField
+
 from .models import Experiment, ExperimentMetric, Layer, Metric, TargetingRule
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -51,7 +53,7 @@ class VariantSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     weight = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=Decimal("0"), max_value=Decimal("100"))
     is_control = serializers.BooleanField(default=False)
-    payload = serializers.JSONField(required=False, default=dict)
+    payload = SafeJSONField(required=False, default=dict)
 
     def validate_payload(self, value):
         if not isinstance(value, dict):
@@ -67,7 +69,7 @@ class ExperimentMetricSerializer(serializers.Serializer):
 class TargetingRuleSerializer(serializers.Serializer):
     attribute = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$", max_length=64)
     operator = serializers.ChoiceField(choices=TargetingRule.Operator.choices)
-    values = serializers.ListField(child=serializers.JSONField(), required=False, default=list, max_length=1000)
+    values = serializers.ListField(child=SafeJSONField(), required=False, default=list, max_length=1000)
 
     def validate_values(self, values):
         for v in values:

@@ -50,3 +50,28 @@ def test_no_secret_or_host_is_written_in_the_settings():
     assert re.findall(r"^DEBUG\s*=\s*env\.bool\(\"DEBUG\", default=False\)", text, flags=re.M)
     for literal in re.findall(r"(?:postgres|redis)://[^\"'\s]+", text):
         pytest.fail(f"a service URL is written in settings.py: {literal}")
+
+
+def readme_production_env() -> dict:
+    """The environment the README's production block exports, obtained by running its exact
+    ``export`` lines in a shell (command substitutions included)."""
+    import os
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("Production, for example:", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    exports = [line for line in block.splitlines() if line.startswith("export ")]
+    assert exports, "the README's production block exports nothing"
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    out = subprocess.run(["bash", "-ec", "\n".join([*exports, "env -0"])], env=clean, capture_output=True,
+                         text=True, check=True)
+    env = dict(item.split("=", 1) for item in out.stdout.split("\0") if "=" in item)
+    return {k: v for k, v in env.items() if k not in clean and k not in ("PWD", "SHLVL", "_", "OLDPWD")}
+
+
+def test_check_deploy_is_clean_with_the_readme_environment():
+    """The README promises `check --deploy` passes on its production environment: it did not
+    (security.W005 HSTS subdomains, security.W021 preload) until both were exported there."""
+    env = readme_production_env()
+    assert {"SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD", "SECRET_KEY"} <= set(env)
+    output = deploy_check(env)
+    assert "System check identified no issues" in output, output
