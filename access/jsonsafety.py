@@ -115,6 +115,13 @@ def problem(value: Any, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEM
     return None
 
 
+def non_finite_path(value: Any) -> str | None:
+    """Where the first number that is not a finite double sits in ``value`` (``"a.b[2]"``,
+    ``""`` for ``value`` itself), or None; any depth and size."""
+    found = problem(value, max_depth=sys.maxsize, max_items=sys.maxsize)
+    return found[0] if found is not None else None
+
+
 def describe(value: Any, **limits: int) -> str | None:
     """:func:`problem` as one sentence (``"at a.b[2]: Must be a finite number ..."``), or None."""
     found = problem(value, **limits)

@@ -145,7 +145,10 @@ class ErasureSerializer(serializers.Serializer):
 
 class _BatchJSONParser(SafeJSONParser):
     """Batches are read like every other body (``access.parsers``: strict JSON, bounded depth,
-    at most ``API_MAX_BODY_BYTES``); the view checks the declared size before reading."""
+    at most ``API_MAX_BODY_BYTES``); the view checks the declared size before reading. Numbers
+    are checked per event by ``analysis.ingestion``, which rejects only the event holding one."""
+
+    finite_numbers = False
 
 
 # --- views -------------------------------------------------------------------------------------

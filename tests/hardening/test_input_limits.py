@@ -93,9 +93,22 @@ def test_variant_payload_and_targeting_values_must_be_finite(world):
     raw = raw.replace('"values": [1]', '"values": [1e999]')
     r = world["admin"].post("/api/v1/experiments", raw, content_type="application/json")
     assert r.status_code == 400, r.content
-    body = r.json()
-    assert body["variants"]["0"]["payload"][0].startswith("at a[1]: Must be a finite number")
-    assert "finite" in body["targeting"]["0"]["values"]["0"][0]
+    assert r.json() == {"variants[0].payload.a[1]": [
+        "Must be a finite number (NaN, Infinity and numbers beyond 1.8e308 are not JSON)."]}
+    r = world["admin"].post("/api/v1/experiments", raw.replace("1e400", "1"), content_type="application/json")
+    assert r.status_code == 400 and list(r.json()) == ["targeting[0].values[0]"]
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/api/v1/metrics", '{"key": "m", "name": 1e400, "event": "purchase", "kind": "sum"}', "name"),
+    ("/api/v1/layers", '{"key": "l", "name": "l", "description": -1e999}', "description"),
+    ("/api/v1/experiments/limits", '{"hypothesis": 1e400}', "hypothesis"),
+])
+def test_an_overflowing_number_is_not_stored_as_the_text_inf(world, path, body, field):
+    """DRF stores a number given for a text field as its text: 1e400 became the name "inf"."""
+    method = world["admin"].patch if path.endswith("/limits") else world["admin"].post
+    r = method(path, body, content_type="application/json")
+    assert r.status_code == 400 and list(r.json()) == [field], r.content
 
 
 def test_services_refuse_non_finite_and_too_deep_payloads_from_any_caller():

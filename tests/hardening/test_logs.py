@@ -128,3 +128,64 @@ def test_gunicorn_access_log_is_redacted_too(tmp_path):
     lines = log.read_text()
     assert "/api/v1/units/<redacted> HTTP/1.1" in lines and "assignment?<redacted> HTTP/1.1" in lines
     assert UNIT not in lines
+
+
+# --- issue 10, 7: ids with quotes, decoded paths, encoded paths, query strings --------------------
+
+QUOTED = "o'brien@example.com"
+QUOTED_SECRETS = ["brien", "example.com"]
+
+
+@pytest.mark.parametrize("logger, message", [
+    # django.request's warnings end with the decoded path
+    ("django.request", "Not Found: /api/v1/units/o'brien@example.com"),
+    ("django.request", 'Forbidden: /api/v1/units/say "o\'brien@example.com"'),
+    ("django.request", "Method Not Allowed (GET): /api/v1/units/o'brien@example.com HTTP/1.1\" x brien"),
+    ("django.request", "Unauthorized: /api/v1/units/a b\no'brien@example.com"),
+    ("django.request", "Not Found: /api/v1/units/ü-😀 o'brien@example.com"),
+    # request lines (runserver, gunicorn): raw, percent-encoded or not
+    ("django.server", "\"DELETE /api/v1/units/o'brien@example.com HTTP/1.1\" 200 12"),
+    ("django.server", '"DELETE /api/v1/units/o%27brien%40example.com HTTP/1.1" 200 12'),
+    ("django.server", "\"DELETE /api/v1/%75nits%2Fo'brien@example.com HTTP/1.1\" 200 12"),
+    ("django.server", '"DELETE /api/v1/UNITS%2fo%27brien%40example.com HTTP/1.1" 404 12'),
+    ("gunicorn.access", "1.2.3.4 - - [x] \"GET /api/v1/experiments/e/assignment?unit_id=o'brien@example.com&c=1 HTTP/1.1\" 200 5 \"-\" \"curl\""),
+    ("gunicorn.access", '1.2.3.4 - - [x] "GET /api/v1/experiments/e/assignment?unit_id=%22o%27brien%40example.com HTTP/1.1" 200 5'),
+    ("gunicorn.access", "1.2.3.4 - - [x] \"GET /api/v1/experiments/e/assignment?unit_id=\"o'brien@example.com\" HTTP/1.1\" 400 5"),
+    ("some.library", "GET /x?unit_id=ü-😀-o'brien@example.com"),
+    ("some.library", "referer https://app.example/units/o'brien@example.com?x=o'brien"),
+])
+def test_every_path_form_and_query_string_is_redacted(caplog, logger, message):
+    """``o'brien@example.com`` was logged as ``units/<redacted>'brien@example.com``."""
+    caplog.set_level(logging.INFO)
+    logging.getLogger(logger).warning("%s", message)
+    [record] = caplog.records
+    text = record.getMessage()
+    assert "<redacted>" in text
+    for secret in [*QUOTED_SECRETS, "ü-😀"]:
+        assert secret not in text, text
+
+
+def test_request_lines_keep_their_status_after_redaction(caplog):
+    caplog.set_level(logging.INFO)
+    logging.getLogger("django.server").info('"%s" %s %s', "DELETE /api/v1/units/o'brien@example.com HTTP/1.1", 200, 12)
+    assert caplog.records[0].getMessage() == '"DELETE /api/v1/units/<redacted> HTTP/1.1" 200 12'
+
+
+def test_quoted_unit_ids_leave_no_trace_through_the_api(world, caplog):
+    """The same id through the endpoints: erasure (200, 403, 405, 401), assignment, events."""
+    from urllib.parse import quote
+
+    caplog.set_level(logging.INFO)
+    client, admin = _client(world["client"]), _client(world["admin"])
+    for path in (f"/api/v1/units/{QUOTED}", f"/api/v1/units/{quote(QUOTED, safe='')}",
+                 f"/api/v1/%75nits%2F{quote(QUOTED, safe='')}", "/api/v1/units/ü-😀 " + QUOTED):
+        admin.delete(path)
+        client.delete(path)
+        admin.get(path)
+        _client(None).delete(path)
+    client.get("/api/v1/experiments/missing/assignment", {"unit_id": QUOTED})
+    client.post("/api/v1/assignments", {"unit_id": QUOTED * 30}, format="json")
+    client.post("/api/v1/events", {"events": [{"event_id": QUOTED, "unit_id": QUOTED, "event": "x y"}]}, format="json")
+    assert caplog.records
+    leaks = [r.getMessage() for r in caplog.records if any(s in r.getMessage() + repr(r.args) for s in QUOTED_SECRETS)]
+    assert leaks == []
