@@ -6,7 +6,7 @@ event by hand and writes the batch in bulk, ``analysis.privacy`` erases.
 from __future__ import annotations
 
 from django.conf import settings
-from django.urls import path
+from django.urls import path, register_converter
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -239,7 +239,22 @@ class UnitErasureView(APIView):
         return Response({"unit_id": unit_id, "deleted": deleted})
 
 
+class _UnitIdConverter:
+    """Django's ``path`` converter, newlines included: the assignment API takes any text as a
+    unit id, so erasure must reach an id holding ``\n`` too (``path`` answered 404)."""
+
+    regex = r"[\s\S]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(_UnitIdConverter, "unit_id")
+
 urlpatterns = [
     path("events", EventBatchView.as_view(), name="events"),
-    path("units/<path:unit_id>", UnitErasureView.as_view(), name="unit-erasure"),
+    path("units/<unit_id:unit_id>", UnitErasureView.as_view(), name="unit-erasure"),
 ]

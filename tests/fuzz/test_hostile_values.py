@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
 
 from .conftest import APP, FUZZ_MAX_EXAMPLES, FUZZ_SEED
 from .test_openapi import _authenticate, _point_at_real_rows

@@ -249,3 +249,15 @@ def test_the_parser_also_bounds_a_body_without_a_declared_length(settings):
     with pytest.raises(BodyTooLarge):
         SafeJSONParser().parse(io.BytesIO(b'{"a": "' + b"x" * 2000 + b'"}'), parser_context={})
     assert SafeJSONParser().parse(io.BytesIO(b'{"a": "x"}'), parser_context={}) == {"a": "x"}
+
+
+def test_a_unit_id_with_a_newline_can_be_erased(world):
+    """The assignment API takes any text as a unit id; erasure answered 404 for one with "\\n"."""
+    from analysis.models import Event
+
+    unit = "o'brien\n@example.com"
+    world["client"].post("/api/v1/events", {"events": [{"event_id": "nl", "unit_id": unit, "event": "purchase"}]},
+                         format="json")
+    assert Event.objects.filter(unit_id=unit).count() == 1
+    r = world["admin"].delete("/api/v1/units/o%27brien%0A%40example.com")
+    assert r.status_code == 200 and r.json()["unit_id"] == unit and r.json()["deleted"]["events"] == 1

@@ -344,3 +344,113 @@ def test_unit_ids_may_be_empty_in_the_pure_evaluator_but_not_in_the_api(api):
     assert Evaluator(doc).evaluate("e", "").variant in ("a", "b")
     r = api.post("/api/v1/assignments", {"unit_id": ""}, format="json")
     assert r.status_code == 400 and "unit_id" in r.json()
+
+
+# --- issue 10: huge and non-finite numbers, NaN literals, deep nesting, quotes in ids ----------------
+
+HOSTILE_NUMBERS = ["1e400", "-1e400", "1e309", "1" + "0" * 400, "-" + "9" * 310]
+QUOTED_IDS = st.one_of(
+    st.text(alphabet=st.sampled_from("'\"\\`´‘’“”ü😀𝔘 /?%&#=;:,\t"), min_size=1, max_size=40),
+    st.builds(lambda a, b: f"{a}'{b}@example.com", st.text(max_size=10), st.text(max_size=10)),
+).filter(lambda s: "\x00" not in s and not s.isspace() and len(s) <= 256)
+
+
+@API_SETTINGS
+@given(name=st.text(min_size=1, max_size=40).filter(lambda s: "\x00" not in s), number=st.sampled_from(HOSTILE_NUMBERS),
+       others=st.dictionaries(st.sampled_from(["country", "age"]), st.sampled_from(["CN", 3, 2.5]), max_size=2))
+def test_api_names_any_attribute_holding_a_number_beyond_a_double(api, name, number, others):
+    attrs = {k: v for k, v in others.items() if k != name}
+    text = json.dumps({"unit_id": "u", "attributes": {**attrs, name: "__N__"}}, ensure_ascii=True)
+    r = api.post("/api/v1/assignments", text.replace('"__N__"', number), content_type="application/json")
+    assert r.status_code == 400, (name, number, r.content[:200])
+    assert list(r.json()) == ["attributes"] and len(r.json()["attributes"]) == 1
+
+
+@settings(SETTINGS, max_examples=200)
+@given(literal=st.sampled_from(["NaN", "Infinity", "-Infinity"]), where=st.integers(0, 3), depth=st.integers(0, 5))
+def test_the_parser_refuses_nan_literals_anywhere(literal, where, depth):
+    from rest_framework.exceptions import ParseError
+
+    from access.parsers import parse_json
+
+    value = "[" * depth + literal + "]" * depth
+    bodies = ['{"a": %s}', '[1, %s]', '%s', '{"a": {"b": [%s]}}']
+    with pytest.raises(ParseError):
+        parse_json(bodies[where].replace("%s", value).encode())
+
+
+@settings(SETTINGS, max_examples=200)
+@given(depth=st.integers(1, 3000), kinds=st.lists(st.sampled_from(["[", "{"]), min_size=1, max_size=5))
+def test_the_parser_accepts_up_to_32_levels_and_refuses_deeper_without_recursion_error(depth, kinds):
+    from rest_framework.exceptions import ParseError
+
+    from access.parsers import parse_json
+
+    opens = [kinds[i % len(kinds)] for i in range(depth)]
+    text = "".join("[" if o == "[" else '{"k":' for o in opens) + "0" + "".join("]" if o == "[" else "}" for o in reversed(opens))
+    if depth <= 32:
+        assert parse_json(text.encode()) == json.loads(text)
+    else:
+        with pytest.raises(ParseError, match="Nested deeper than 32 levels"):
+            parse_json(text.encode())
+
+
+finite_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(10**400), 10**400), st.floats(), st.text(max_size=5)),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _reference_finite(value) -> bool:
+    import math
+
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        try:
+            return math.isfinite(float(value))
+        except OverflowError:
+            return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    children = value.values() if isinstance(value, dict) else value
+    return all(_reference_finite(c) for c in children)
+
+
+@SETTINGS
+@given(value=finite_json)
+def test_the_json_validator_agrees_with_a_recursive_reference(value):
+    from access import jsonsafety
+
+    assert (jsonsafety.non_finite_path(value) is None) == _reference_finite(value)
+    if _reference_finite(value):
+        json.dumps(value, allow_nan=False)  # what passes is strict JSON
+
+
+@API_SETTINGS
+@given(unit=QUOTED_IDS, event_id=QUOTED_IDS)
+def test_events_keep_ids_with_quotes_and_unicode_byte_for_byte(api, unit, event_id):
+    from analysis.models import Event
+
+    Event.objects.filter(event_id=event_id).delete()
+    r = api.post("/api/v1/events", {"events": [{"event_id": event_id, "unit_id": unit, "event": "purchase", "value": 1}]},
+                 format="json")
+    assert r.status_code == 202, r.content[:200]
+    if r.json()["rejected"]:
+        assert set(r.json()["rejected"][0]["errors"]) <= {"event_id", "unit_id"}
+    else:
+        assert Event.objects.get(event_id=event_id).unit_id == unit
+
+
+@settings(API_SETTINGS, max_examples=12)
+@given(unit=st.one_of(QUOTED_IDS, st.sampled_from(["a\nb", "\r\n'x'", "o'brien@example.com\n"])))
+def test_erasure_takes_any_quoted_or_unicode_id(api_client_for, unit):
+    from urllib.parse import quote
+
+    r = api_client_for("admin").delete(f"/api/v1/units/{quote(unit, safe='')}")
+    assert r.status_code in (200, 400), (unit, r.status_code, r.content[:200])
+    if r.status_code == 200:
+        assert r.json()["unit_id"] == unit
+    else:
+        assert "unit_id" in r.json()
