@@ -12,7 +12,7 @@ raw JSON text so that literals Python cannot produce go out as they are:
 Properties: never a 5xx; a hostile number, literal or nesting is refused with a 4xx (the events
 endpoint may instead list the event under ``rejected``) and nothing is stored; valid text is
 answered with a 2xx or 4xx. The budget is ``FUZZ_MAX_EXAMPLES`` per operation with a body
-(about 10 operations), a few hundred requests in CI.
+(12 operations), positive generation and the fuzzing phase only: about 300 requests in CI.
 """
 from __future__ import annotations
 
