@@ -97,25 +97,34 @@ def problem(value: Any, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEM
     so callers can name it: ``attributes.x``, ``variants[0].payload.a.b[2]``. Iterative, so any
     depth is safe to check.
     """
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    # Entries are (value, depth, key, parent entry); the path is spelled out only for a culprit.
+    stack: list[tuple] = [(value, 0, None, None)]
     items = 0
     while stack:
-        node, path, depth = stack.pop()
+        entry = stack.pop()
+        node, depth = entry[0], entry[1]
         kind = type(node)
         if kind is dict or kind is list:
             if depth >= max_depth:
-                return path, TOO_DEEP
+                return _path(entry), TOO_DEEP
             items += len(node)
             if items > max_items:
-                return path, TOO_MANY
-            if kind is dict:
-                children = ((f"{path}.{k}" if path else str(k), v) for k, v in node.items())
-            else:
-                children = ((f"{path}[{i}]", v) for i, v in enumerate(node))
-            stack.extend((child, where, depth + 1) for where, child in reversed(list(children)))
+                return _path(entry), TOO_MANY
+            pairs = list(node.items()) if kind is dict else list(enumerate(node))
+            stack.extend((child, depth + 1, key, entry) for key, child in reversed(pairs))
         elif (kind is float or kind is int) and not finite_number(node):
-            return path, NOT_FINITE
+            return _path(entry), NOT_FINITE
     return None
+
+
+def _path(entry: tuple) -> str:
+    """``a.b[2]`` for an entry of :func:`problem` (names cut to 64 characters: they are echoed)."""
+    parts = []
+    while entry[3] is not None:
+        key = entry[2]
+        parts.append(f"[{key}]" if type(key) is int else f".{str(key)[:64]}")
+        entry = entry[3]
+    return "".join(reversed(parts)).removeprefix(".")
 
 
 def non_finite_path(value: Any) -> str | None:
