@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.limits import body_too_large
-from access.parsers import SafeJSONParser
+from access.parsers import SafeJSONParser, refuse_non_finite
 from access.permissions import IsAdmin, IsClient
 from assignment.serializers import ErrorSerializer  # the shared "Error" component
 from experiments.models import EVENT_NAME_VALIDATOR
@@ -146,9 +146,18 @@ class ErasureSerializer(serializers.Serializer):
 class _BatchJSONParser(SafeJSONParser):
     """Batches are read like every other body (``access.parsers``: strict JSON, bounded depth,
     at most ``API_MAX_BODY_BYTES``); the view checks the declared size before reading. Numbers
-    are checked per event by ``analysis.ingestion``, which rejects only the event holding one."""
+    inside the list of events are checked per event by ``analysis.ingestion``, which rejects only
+    the event holding one; anywhere else they are refused here, like in any other body."""
 
     finite_numbers = False
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        if isinstance(data, dict) and isinstance(data.get("events"), list):
+            refuse_non_finite({k: v for k, v in data.items() if k != "events"})
+        else:
+            refuse_non_finite(data)
+        return data
 
 
 # --- views -------------------------------------------------------------------------------------
