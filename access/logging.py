@@ -50,6 +50,15 @@ def _clean(record: logging.LogRecord) -> None:
     cleaned = redact(message, decoded_path=record.name.startswith(DECODED_PATH_LOGGERS))
     if cleaned != message:
         record.msg, record.args = cleaned, ()
+    if record.exc_info and not record.exc_text:
+        # A traceback ends with the exception's message, which may quote a path or a query
+        # string (Resolver404, DisallowedHost ...): format it now, redacted; formatters reuse it.
+        # Line by line, so the redaction of one line does not swallow the rest of the traceback.
+        text = _TRACEBACKS.formatException(record.exc_info)
+        record.exc_text = "\n".join(redact(line) for line in text.split("\n"))
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 class RedactFilter(logging.Filter):

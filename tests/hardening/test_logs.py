@@ -189,3 +189,15 @@ def test_quoted_unit_ids_leave_no_trace_through_the_api(world, caplog):
     assert caplog.records
     leaks = [r.getMessage() for r in caplog.records if any(s in r.getMessage() + repr(r.args) for s in QUOTED_SECRETS)]
     assert leaks == []
+
+
+def test_tracebacks_are_redacted_too(caplog):
+    """The message of a logged exception may quote the path (e.g. a Resolver404)."""
+    caplog.set_level(logging.INFO)
+    try:
+        raise ValueError(f"no route for /api/v1/units/{QUOTED}?unit_id={QUOTED}")
+    except ValueError:
+        logging.getLogger("django.request").exception("Internal Server Error: /api/v1/units/%s", QUOTED)
+    [record] = caplog.records
+    assert "ValueError: no route for /api/v1/units/<redacted>" in record.exc_text
+    assert not any(s in record.exc_text + record.getMessage() + caplog.text for s in QUOTED_SECRETS)
