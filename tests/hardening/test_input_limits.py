@@ -269,3 +269,16 @@ def test_a_unit_id_with_a_newline_can_be_erased(world):
     assert Event.objects.filter(unit_id=unit).count() == 1
     r = world["admin"].delete("/api/v1/units/o%27brien%0A%40example.com")
     assert r.status_code == 200 and r.json()["unit_id"] == unit and r.json()["deleted"]["events"] == 1
+
+
+@pytest.mark.parametrize("request_kwargs", [
+    {"path": "/api/v1/config", "HTTP_HOST": "evil.example"},  # DisallowedHost
+    {"path": "/api/v1/experiments/limits/assignment?unit_id=u&" + "&".join(f"a{i}=1" for i in range(1001))},
+])
+def test_django_s_own_400s_are_json_under_the_api(world, request_kwargs):
+    """Django answers a suspicious request (a host not allowed, over 1,000 query fields) with
+    its handler400, which served an HTML page under /api/ too."""
+    kwargs = dict(request_kwargs)
+    r = world["client"].get(kwargs.pop("path"), **kwargs)
+    assert r.status_code == 400 and r["Content-Type"] == "application/json", (r.status_code, r.content[:200])
+    assert r.json() == {"detail": "Bad request."}
