@@ -104,6 +104,10 @@ def fuzz_world(db, api_key) -> FuzzWorld:
     experiment("fuzz-draft")
     experiment("fuzz-paused", "start", "pause")
     experiment("fuzz-completed", "start", "complete")
+    from experiments import approvals
+    from experiments.models import Experiment
+
+    pending = approvals.request_approval(Experiment.objects.get(key="fuzz-draft"), "start", key="fuzz")
     world = FuzzWorld(
         admin_key=api_key("admin"),
         keys={
@@ -111,6 +115,7 @@ def fuzz_world(db, api_key) -> FuzzWorld:
             "metrics": ["purchase", "revenue"],
             "layers": ["checkout"],
             "units": ["fuzz-unit-1", "ü-ñï-😀"],
+            "approvals": [str(pending.pk)],
         },
     )
     yield world

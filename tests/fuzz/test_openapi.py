@@ -16,6 +16,7 @@ import jsonschema
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import max_response_time
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from .conftest import APP, CURRENT, FUZZ_MAX_EXAMPLES, FUZZ_SEED
@@ -97,6 +98,8 @@ def _point_at_real_rows(case, world) -> None:
     """Half of the cases (chosen from their own content, so runs repeat) name a real row."""
     if not case.path_parameters:
         return
+    if case.meta is not None and case.meta.is_negative_at(ParameterLocation.PATH):
+        return  # a deliberately invalid path parameter (e.g. a non-integer id) must stay invalid
     digest = hashlib.sha256(repr(sorted(case.path_parameters.items())).encode("utf-8", "replace")).digest()
     if digest[0] % 2:
         return
