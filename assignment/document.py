@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.utils import timezone
@@ -22,6 +22,8 @@ class Ids:
     """``experiment key -> (experiment id, {variant key -> variant id})``."""
 
     experiments: dict[str, tuple[int, dict[str, int]]]
+    #: ``experiment key -> current phase number`` (recorded with each exposure).
+    phases: dict[str, int] = field(default_factory=dict)
 
 
 def _number(value) -> float:
@@ -42,6 +44,7 @@ def build_document() -> tuple[dict[str, Any], Ids]:
     }
     experiments = []
     ids: dict[str, tuple[int, dict[str, int]]] = {}
+    phases: dict[str, int] = {}
     queryset = (
         Experiment.objects.order_by("key")
         .select_related("layer")
@@ -57,6 +60,7 @@ def build_document() -> tuple[dict[str, Any], Ids]:
         experiments.append({
             "key": exp.key,
             "status": exp.status,
+            "phase": exp.current_phase,
             "salt": exp.salt or exp.key,
             "traffic_allocation": _number(exp.traffic_allocation),
             "layer": exp.layer.key if exp.layer_id is not None else None,
@@ -83,6 +87,7 @@ def build_document() -> tuple[dict[str, Any], Ids]:
             "shipped_variant": by_id.get(exp.shipped_variant_id),
         })
         ids[exp.key] = (exp.pk, {v.key: v.pk for v in variants})
+        phases[exp.key] = exp.current_phase
     body = {
         "schema_version": SCHEMA_VERSION,
         "hash": {"algorithm": ALGORITHM, "buckets": BUCKETS},
@@ -96,4 +101,4 @@ def build_document() -> tuple[dict[str, Any], Ids]:
         "generated_at": timezone.now().isoformat().replace("+00:00", "Z"),
         **{k: v for k, v in body.items() if k != "schema_version"},
     }
-    return document, Ids(ids)
+    return document, Ids(ids, phases)

@@ -49,9 +49,11 @@ logger = logging.getLogger(__name__)
 
 DEGRADED_LOCAL_BUFFER = "exposures-local-buffer"
 
-# (experiment id, variant id, unit id, unix time, attributes); read fields by these positions.
-Item = tuple[int, int, str, float, dict]
-EXP, VARIANT, UNIT, TS, ATTRS = range(5)
+# (experiment id, variant id, unit id, unix time, attributes, phase); read fields by these
+# positions. Items without the phase (queued before phases existed) are phase 1.
+Item = tuple[int, int, str, float, dict, int] | tuple[int, int, str, float, dict]
+EXP, VARIANT, UNIT, TS, ATTRS, PHASE = range(6)
+MAX_PHASE = 32767  # Exposure.phase
 
 
 def _setting(name: str, default):
@@ -152,25 +154,26 @@ def _encode_all(items: Sequence[Item]) -> list[str]:
     """Encode a batch; exposures of one request share unit, time and attributes, so those
     parts are encoded once."""
     out, shared = [], {}
-    for exp_id, variant_id, unit_id, ts, attributes in items:
+    for exp_id, variant_id, unit_id, ts, attributes, *phase in items:
         key = (unit_id, ts, id(attributes))
         tail = shared.get(key)
         if tail is None:
-            tail = f"{_dumps(unit_id)},{_dumps(ts)},{_dumps(attributes)}]"
+            tail = f"{_dumps(unit_id)},{_dumps(ts)},{_dumps(attributes)}"
             if not tail.isascii():
                 try:
                     tail.encode()
                 except UnicodeEncodeError:  # lone surrogates: escaped, so the push cannot fail
-                    tail = f"{_dumps_ascii(unit_id)},{_dumps(ts)},{_dumps_ascii(attributes)}]"
+                    tail = f"{_dumps_ascii(unit_id)},{_dumps(ts)},{_dumps_ascii(attributes)}"
             shared[key] = tail
-        out.append(f"[{exp_id},{variant_id},{tail}")
+        out.append(f"[{exp_id},{variant_id},{tail},{_dumps(phase[0]) if phase else 1}]")
     return out
 
 
 def _decode(raw: bytes) -> Item | None:
     try:
-        exp, var, unit, ts, attrs = json.loads(raw)
-        return int(exp), int(var), str(unit), float(ts), attrs if isinstance(attrs, dict) else {}
+        exp, var, unit, ts, attrs, *phase = json.loads(raw)
+        return (int(exp), int(var), str(unit), float(ts), attrs if isinstance(attrs, dict) else {},
+                int(phase[0]) if phase else 1)
     except (ValueError, TypeError):
         return None  # set aside by the caller (logs carry no unit id, so not the message)
 
@@ -526,6 +529,8 @@ def clean(item, memo: dict | None = None) -> tuple[Item | None, str | None]:
         return None, f"unit id is not storable text of 1-{MAX_UNIT_ID} characters"
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not 0 <= ts <= MAX_TS:
         return None, "time is not a finite time between 1970 and 9999"
+    if len(item) > PHASE and not (_is_id(item[PHASE]) and item[PHASE] <= MAX_PHASE):
+        return None, f"phase is not an integer from 1 to {MAX_PHASE}"
     hit = memo.get(id(attributes)) if memo is not None else None
     if hit is not None and hit[0] is attributes:
         fixed = hit[1]
@@ -609,19 +614,19 @@ def set_aside(poison: Sequence[tuple[object, str]]) -> None:
 
 # --- the bulk upsert ------------------------------------------------------------------------------
 
-def collapse(items: Iterable[Item]) -> list[Item]:
-    """One item per (experiment, unit): earliest time (with its variant and attributes) plus
-    the latest time, returned as ``(exp, variant, unit, first, attrs)`` + last in ``_last``."""
-    first: dict[tuple[int, str], Item] = {}
-    last: dict[tuple[int, str], float] = {}
+def collapse(items: Iterable[Item]) -> list[tuple]:
+    """One item per (experiment, phase, unit): earliest time (with its variant and attributes)
+    plus the latest time, returned as ``(exp, variant, unit, first, attrs, last, phase)``."""
+    first: dict[tuple[int, int, str], Item] = {}
+    last: dict[tuple[int, int, str], float] = {}
     for item in items:
-        key = (item[EXP], item[UNIT])
+        key = (item[EXP], item[PHASE] if len(item) > PHASE else 1, item[UNIT])
         seen = first.get(key)
         if seen is None or item[TS] < seen[TS]:
             first[key] = item
         if item[TS] > last.get(key, float("-inf")):
             last[key] = item[TS]
-    return [(*first[key], last[key]) for key in first]  # type: ignore[misc]
+    return [(*first[key][:PHASE], last[key], key[1]) for key in first]
 
 
 def _dt(ts: float) -> datetime:
@@ -675,13 +680,14 @@ def _upsert(items: list[Item]) -> int:
         return 0
     meta = Exposure._meta
     table = connection.ops.quote_name(meta.db_table)
-    fields = [meta.get_field(n) for n in ("experiment", "variant", "unit_id", "first_seen", "last_seen", "attributes")]
+    names = ("experiment", "variant", "unit_id", "first_seen", "last_seen", "attributes", "phase")
+    fields = [meta.get_field(n) for n in names]
     cols = [connection.ops.quote_name(f.column) for f in fields]
-    ex, var, unit, first, last, attrs = cols
+    ex, var, unit, first, last, attrs, phase = cols
     newer = f"excluded.{first} < {table}.{first}"
     sql_head = f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
     sql_tail = (
-        f" ON CONFLICT ({ex}, {unit}) DO UPDATE SET "
+        f" ON CONFLICT ({ex}, {phase}, {unit}) DO UPDATE SET "
         f"{var} = CASE WHEN {newer} THEN excluded.{var} ELSE {table}.{var} END, "
         f"{attrs} = CASE WHEN {newer} THEN excluded.{attrs} ELSE {table}.{attrs} END, "
         f"{first} = CASE WHEN {newer} THEN excluded.{first} ELSE {table}.{first} END, "
@@ -704,13 +710,13 @@ def _upsert(items: list[Item]) -> int:
             value = blobs[id(attributes)] = attrs_field.get_db_prep_save(attributes, connection)
         return value
 
-    batch = 400  # 6 parameters a row stays under SQLite's variable limit
+    batch = 400  # 7 parameters a row stays under SQLite's variable limit
     with connection.cursor() as cursor:  # inside upsert's transaction
         for i in range(0, len(rows), batch):
             chunk = rows[i : i + batch]
             params: list = []
-            for exp_id, variant_id, unit_id, first_ts, attributes, last_ts in chunk:
-                params += [exp_id, variant_id, unit_id, when(first_ts), when(last_ts), blob(attributes)]
-            placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+            for exp_id, variant_id, unit_id, first_ts, attributes, last_ts, phase_no in chunk:
+                params += [exp_id, variant_id, unit_id, when(first_ts), when(last_ts), blob(attributes), phase_no]
+            placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
             cursor.execute(sql_head + placeholders + sql_tail, params)
     return len(rows)

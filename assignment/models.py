@@ -5,7 +5,7 @@ from django.db import models
 
 
 class Exposure(models.Model):
-    """One row per (experiment, unit). The variant is the one of the *first* exposure.
+    """One row per (experiment, phase, unit). The variant is the one of the *first* exposure.
 
     Rows are written in bulk by ``assignment.services.flush_exposures``: duplicates collapse
     into the earliest ``first_seen`` (with its variant and attributes) and the latest
@@ -24,10 +24,13 @@ class Exposure(models.Model):
     attributes = models.JSONField(
         default=dict, blank=True, help_text="The unit's attributes at its first exposure."
     )
+    phase = models.PositiveSmallIntegerField(
+        default=1, help_text="The experiment's phase at this exposure (one row per unit and phase)."
+    )
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["experiment", "unit_id"], name="unique_exposure_unit"),
+            models.UniqueConstraint(fields=["experiment", "phase", "unit_id"], name="unique_exposure_phase_unit"),
         ]
         indexes = [models.Index(fields=["experiment", "first_seen"], name="exposure_exp_first_seen")]
         ordering = ["experiment", "first_seen"]

@@ -75,6 +75,16 @@ DOCUMENT: dict[str, Any] = {
             "overrides": {}, "shipped_variant": None,
         },
         {
+            # Phase 2 was started with re-randomisation: the salt became "<key>.phase2".
+            "key": "reshuffled", "status": "running", "phase": 2, "salt": "reshuffled.phase2",
+            "traffic_allocation": 100.0, "layer": None, "layer_range": None,
+            "variants": [
+                {"key": "control", "weight": 50.0, "is_control": True, "payload": {}},
+                {"key": "treatment", "weight": 50.0, "is_control": False, "payload": {"t": 1}},
+            ],
+            "targeting": [], "overrides": {}, "shipped_variant": None,
+        },
+        {
             "key": "paused-test", "status": "paused", "salt": "paused-test",
             "traffic_allocation": 100.0, "layer": None, "layer_range": None,
             "variants": [
@@ -112,6 +122,9 @@ DOCUMENT: dict[str, Any] = {
         },
     ],
 }
+
+for _spec in DOCUMENT["experiments"]:  # the phase travels with exposures; it does not change answers
+    _spec.setdefault("phase", 1)
 
 UNIT_IDS = [f"u-{i}" for i in range(40)] + [
     "qa-user-1", "qa-user-2", "ünit-ß", "用户-42", "😀", " spaced id ", "a:b:c", "x" * 256,

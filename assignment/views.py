@@ -58,12 +58,14 @@ def _record(state: runtime.State, unit_id: str, attributes: dict, answers) -> tu
     now = None
     items = []
     ids = state.ids.experiments
+    phases = state.ids.phases
     for answer in answers:
         if answer.reason == "assigned":
             exp_id, variant_ids = ids[answer.experiment]
             if now is None:
                 now = time.time()
-            items.append((exp_id, variant_ids[answer.variant], unit_id, now, attributes))
+            items.append((exp_id, variant_ids[answer.variant], unit_id, now, attributes,
+                          phases.get(answer.experiment, 1)))
     return exposures.record(items) if items else ()
 
 

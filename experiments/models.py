@@ -196,6 +196,15 @@ class Experiment(models.Model):
         null=True, blank=True, help_text="Total units planned across all variants."
     )
     planned_duration_days = models.PositiveIntegerField(null=True, blank=True)
+    segment_attributes = models.JSONField(
+        default=list, blank=True,
+        help_text='Unit attributes the report breaks results down by, e.g. ["country", "platform"]; '
+                  "blank: the default list plus the targeting attributes (frozen at the start).",
+    )
+    current_phase = models.PositiveSmallIntegerField(
+        default=1, editable=False,
+        help_text="Number of the phase now running (see Phase); exposures record it.",
+    )
     shipped_variant = models.ForeignKey(
         "Variant", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="Once completed: the variant every unit now gets.",
@@ -396,3 +405,33 @@ class ApprovalRequest(models.Model):
     @property
     def decider(self) -> str:
         return self.decided_by.get_username() if self.decided_by_id else (self.decided_by_key or "")
+
+
+class Phase(models.Model):
+    """A period of an experiment with one frozen analysis plan (GrowthBook's phases).
+
+    Phase 1 begins when the experiment starts; ``experiments.phases.start_new_phase`` ends the
+    current phase and begins the next with a changed plan. A phase's analysis uses only the
+    exposures recorded in it and the events from its start to its end.
+    """
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.PROTECT, related_name="phases")
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    salt = models.CharField(max_length=128, help_text="Hashing salt used during this phase.")
+    plan = models.JSONField(default=dict, help_text="Frozen copy of the analysis plan of this phase.")
+    reason = models.TextField(blank=True)
+    rerandomized = models.BooleanField(
+        default=False, help_text="Units were reshuffled with a new salt when this phase began."
+    )
+    created_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["experiment", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["experiment", "number"], name="unique_phase_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id} phase {self.number}"

@@ -28,6 +28,7 @@ from .models import (
     TargetingRule,
     Variant,
 )
+from .plan import default_segment_attributes, frozen_plan_errors, validate_segment_attributes
 
 Status = Experiment.Status
 
@@ -47,7 +48,7 @@ LOCKED_WHILE_RUNNING = ("layer", "layer_share")
 EXPERIMENT_FIELDS = (
     "key", "name", "hypothesis", "description", "owner", "traffic_allocation", "salt", "layer",
     "layer_share", "significance_level", "correction", "sequential_testing", "cuped",
-    "planned_sample_size", "planned_duration_days",
+    "planned_sample_size", "planned_duration_days", "segment_attributes",
 )
 HUNDRED = Decimal("100")
 
@@ -218,6 +219,8 @@ def validate_changes(experiment: Experiment, changes: Mapping[str, Any]) -> None
             f"{experiment.status}): exposures and reports refer to them. To change weights, start a new phase; "
             f"to test other variants, create a new experiment."
         ]
+    for field, messages in frozen_plan_errors(experiment, changes).items():  # phases: the frozen plan
+        errors.setdefault(field, messages)
     if errors:
         raise ValidationError(errors)
 
@@ -359,6 +362,7 @@ def create_experiment(data: Mapping[str, Any], *, actor: str | None = None) -> E
     validate_targeting(data.get("targeting", []))
     layer = lock_layer(data.get("layer"))  # the shares read below stay true until commit
     validate_layer_share(layer, data.get("layer_share"))
+    validate_segment_attributes(data.get("segment_attributes") or [])
     experiment = Experiment(**{f: data[f] for f in EXPERIMENT_FIELDS if f in data})
     _full_clean(experiment)
     experiment._change_reason = _reason(actor, "created")
@@ -373,12 +377,14 @@ def update_experiment(experiment: Experiment, data: Mapping[str, Any], *, actor:
     experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
     if experiment.status == Status.ARCHIVED:
         raise ValidationError({"status": ["Archived experiments are read-only."]})
-    changes = {f: data[f] for f in (*EXPERIMENT_FIELDS, "variants") if f in data}
+    changes = {f: data[f] for f in (*EXPERIMENT_FIELDS, "variants", "metrics", "targeting") if f in data}
     if "variants" in data and (experiment.status == Status.DRAFT or _same_variants(experiment, data["variants"])):
         changes.pop("variants")  # drafts are editable; restating the same variants is a no-op
     validate_changes(experiment, changes)
     if "variants" in data and "variants" not in changes and experiment.status != Status.DRAFT:
         data = {k: v for k, v in data.items() if k != "variants"}
+    if "segment_attributes" in data:
+        validate_segment_attributes(data["segment_attributes"])
     if "variants" in data:
         validate_variants(data["variants"])
     if "metrics" in data:
@@ -465,10 +471,17 @@ def start_experiment(experiment: Experiment, *, actor: str | None = None, approv
         experiment.layer = lock_layer(experiment.layer_id)
         validate_layer_share(experiment.layer, experiment.layer_share, experiment=experiment)
         experiment.layer_bucket_start, experiment.layer_bucket_end = _allocate_layer_range(experiment)
+    if not experiment.segment_attributes:  # the segments looked at are part of the frozen plan
+        experiment.segment_attributes = default_segment_attributes(
+            list(experiment.targeting_rules.values_list("attribute", flat=True))
+        )
     experiment.status = Status.RUNNING
     experiment.started_at = timezone.now()
     experiment._change_reason = _reason(actor, "started")
     experiment.save()
+    from .phases import begin_first_phase  # phases builds on this module
+
+    begin_first_phase(experiment, actor=actor)
     return experiment
 
 

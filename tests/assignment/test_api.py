@@ -8,6 +8,7 @@ import pytest
 from assignment import exposures
 from assignment.evaluator import Evaluator
 from experiments import services
+from experiments.phases import start_new_phase
 from experiments.models import Layer, Override
 
 URL = "/api/v1/assignments"
@@ -206,10 +207,11 @@ def test_config_document_etag_and_304(client_api, checkout):
     assert client_api.get("/api/v1/config", HTTP_IF_NONE_MATCH=etag).status_code == 304
     assert client_api.get("/api/v1/config", HTTP_IF_NONE_MATCH=f'W/{etag}').status_code == 304
     assert client_api.get("/api/v1/config", HTTP_IF_NONE_MATCH='"other"').status_code == 200
-    services.update_experiment(checkout, {"targeting": []})
+    start_new_phase(checkout, {"targeting": []}, rerandomize=False, reason="all countries")
     changed = client_api.get("/api/v1/config", HTTP_IF_NONE_MATCH=etag)
     assert changed.status_code == 200 and changed["ETag"] != etag
     assert changed.json()["experiments"][0]["targeting"] == []
+    assert changed.json()["experiments"][0]["phase"] == 2
 
 
 def test_local_evaluator_on_the_document_agrees_with_the_server(client_api, make_experiment):

@@ -295,10 +295,13 @@ def test_batch_failing_to_push_is_kept_in_process(client_api, redis_mode, settin
 
 def test_batch_encoding_matches_the_message_format():
     shared = {"country": "CN", "n": [1, "ü"]}
-    items = [(1, 2, 'u-"ü', 1234.5, shared), (3, 4, 'u-"ü', 1234.5, shared), (5, 6, "v", 1.0, {})]
+    items = [(1, 2, 'u-"ü', 1234.5, shared, 1), (3, 4, 'u-"ü', 1234.5, shared, 2), (5, 6, "v", 1.0, {}, 1)]
     encoded = exposures._encode_all(items)
     assert encoded == [json.dumps(list(i), separators=(",", ":"), ensure_ascii=False) for i in items]
     assert [exposures._decode(e.encode()) for e in encoded] == items
+    # Messages queued before phases existed have no phase: they are phase 1.
+    assert exposures._decode(b'[5,6,"v",1.0,{}]') == (5, 6, "v", 1.0, {}, 1)
+    assert exposures._encode_all([(5, 6, "v", 1.0, {})]) == ['[5,6,"v",1.0,{},1]']
 
 
 @pytest.mark.redis

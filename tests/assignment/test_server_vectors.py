@@ -9,6 +9,7 @@ import pytest
 from assignment import vectors
 from experiments import services
 from experiments.models import Layer, Override
+from experiments.phases import start_new_phase
 
 VECTORS = json.loads(Path(vectors.PATH).read_text(encoding="utf-8"))
 DOCUMENT = VECTORS["document"]
@@ -21,8 +22,9 @@ def vector_config(primary_metric):
         for key, spec in DOCUMENT["layers"].items()
     }
     for spec in DOCUMENT["experiments"]:
+        phase = spec.get("phase", 1)
         data = {
-            "key": spec["key"], "name": spec["key"], "salt": spec["salt"],
+            "key": spec["key"], "name": spec["key"], "salt": spec["salt"] if phase == 1 else spec["key"],
             "traffic_allocation": spec["traffic_allocation"],
             "variants": [dict(v) for v in spec["variants"]],
             "metrics": [{"metric": "purchase", "role": "primary"}],
@@ -37,6 +39,8 @@ def vector_config(primary_metric):
         if spec["status"] == "draft":
             continue
         experiment = services.start_experiment(experiment)
+        for _ in range(phase - 1):  # re-randomised phases: the salt becomes "<key>.phase<n>"
+            start_new_phase(experiment, {}, rerandomize=True, reason="test vectors")
         if spec["status"] == "paused":
             services.pause_experiment(experiment)
         elif spec["status"] in ("completed", "archived"):
