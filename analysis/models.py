@@ -45,10 +45,16 @@ class ReportSnapshot(models.Model):
     task_id = models.CharField(max_length=64, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
     payload = models.JSONField()
+    phase = models.PositiveSmallIntegerField(
+        default=1, help_text="The experiment phase analysed (its exposures, its plan, its time window)."
+    )
 
     class Meta:
         ordering = ["-computed_at"]
-        indexes = [models.Index(fields=["experiment", "-computed_at"], name="snapshot_exp_time")]
+        indexes = [
+            models.Index(fields=["experiment", "-computed_at"], name="snapshot_exp_time"),
+            models.Index(fields=["experiment", "phase", "-computed_at"], name="snapshot_exp_phase_time"),
+        ]
         get_latest_by = "computed_at"
 
     def __str__(self) -> str:

@@ -25,6 +25,9 @@ Rules (what a report counts):
   contribute 0.
 * ``until`` ("as of" reports): only exposures with ``first_seen < until`` and events with
   ``timestamp < until``.
+* ``phase`` (phases, see ``experiments.phases``): only the exposures recorded in that phase. A
+  phase's events then start at its units' first exposures in it (so never before the phase
+  began); the caller passes the phase's end as ``until``.
 
 SQLite and PostgreSQL run the same SQL except for three helpers (time shift, JSON attribute
 extraction, day truncation). Every value, attribute names included, is a query parameter.
@@ -58,7 +61,8 @@ _FLOAT = "DOUBLE PRECISION"
 
 
 def metric_statistics(
-    experiment, *, until: datetime | None = None, metrics: Collection[str] | None = None
+    experiment, *, until: datetime | None = None, metrics: Collection[str] | None = None,
+    phase: int | None = None,
 ) -> dict[str, dict[str, VariantStats]]:
     """``{metric_key: {variant_key: VariantStats}}`` for every metric of the experiment (or only
     those whose keys are in ``metrics``).
@@ -66,12 +70,12 @@ def metric_statistics(
     Every variant is present (``n = 0`` when it has no units). One aggregation query for all
     metrics, plus one for the unit counts.
     """
-    return _statistics(experiment, until=until, segment=None, only=metrics)[None]
+    return _statistics(experiment, until=until, segment=None, only=metrics, phase=phase)[None]
 
 
 def segment_statistics(
     experiment, attribute: str, *, until: datetime | None = None, max_segments: int = 20,
-    metrics: Collection[str] | None = None, min_units: int = 1,
+    metrics: Collection[str] | None = None, min_units: int = 1, phase: int | None = None,
 ) -> dict[str, dict[str, dict[str, VariantStats]]]:
     """``{segment: {metric_key: {variant_key: VariantStats}}}`` split by a unit attribute.
 
@@ -87,14 +91,14 @@ def segment_statistics(
     if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
         raise ValueError("max_segments must be a positive integer")
     return _statistics(experiment, until=until, segment=(attribute, max_segments, max(1, int(min_units))),
-                       only=metrics)
+                       only=metrics, phase=phase)
 
 
-def exposure_counts(experiment, *, until: datetime | None = None) -> dict[str, int]:
+def exposure_counts(experiment, *, until: datetime | None = None, phase: int | None = None) -> dict[str, int]:
     """Units per variant (``{variant_key: n}``, every variant present)."""
     variants = _variant_keys(experiment)
     counts = {key: 0 for key in variants.values()}
-    x = _Exposures(experiment, _aware(until))
+    x = _Exposures(experiment, _aware(until), phase)
     rows = _fetch(f"SELECT {x.variant}, COUNT(*) FROM {x.table} WHERE {x.where} GROUP BY {x.variant}", x.params)
     for variant_id, n in rows:
         if variant_id in variants:
@@ -102,11 +106,11 @@ def exposure_counts(experiment, *, until: datetime | None = None) -> dict[str, i
     return counts
 
 
-def daily_exposures(experiment) -> list[dict[str, Any]]:
+def daily_exposures(experiment, *, phase: int | None = None) -> list[dict[str, Any]]:
     """New units per UTC day and variant by first exposure, every day from the first to the last
     one with exposures and every variant (0 when none): ``[{"date", "variant", "units"}]``."""
     variants = _variant_keys(experiment)
-    x = _Exposures(experiment, None)
+    x = _Exposures(experiment, None, phase)
     day = _day_sql(x.first_seen)
     rows = _fetch(
         f"SELECT {day} AS d, {x.variant}, COUNT(*) FROM {x.table} WHERE {x.where} "
@@ -149,7 +153,10 @@ class _Spec:
 
 def _specs(experiment) -> list[_Spec]:
     specs = []
-    links = experiment.experiment_metrics.select_related("metric").order_by("position", "id")
+    # An ended phase is analysed with its frozen plan (analysis.reports sets the links).
+    links = getattr(experiment, "frozen_metric_links", None)
+    if links is None:
+        links = experiment.experiment_metrics.select_related("metric").order_by("position", "id")
     for link in links:
         m = link.metric
         kind = m.kind
@@ -210,9 +217,10 @@ def _value_sql(spec: _Spec, column: str, params: list[Any], *, capped: bool = Tr
 
 
 class _Exposures:
-    """The exposure rows of one experiment (optionally as of ``until``) as SQL fragments."""
+    """The exposure rows of one experiment (optionally as of ``until``, of one ``phase``) as SQL
+    fragments."""
 
-    def __init__(self, experiment, until: datetime | None):
+    def __init__(self, experiment, until: datetime | None, phase: int | None = None):
         meta = Exposure._meta
         self.table = _q(meta.db_table)
         col = lambda name: _q(meta.get_field(name).column)  # noqa: E731
@@ -223,6 +231,9 @@ class _Exposures:
         if until is not None:
             self.where += f" AND {self.first_seen} < %s"
             self.params.append(_adapt(until))
+        if phase is not None:
+            self.where += f" AND {col('phase')} = %s"
+            self.params.append(int(phase))
 
 
 def _segment_key_sql(attributes: str, attribute: str) -> tuple[str, list[Any]]:
@@ -238,7 +249,7 @@ def _segment_key_sql(attributes: str, attribute: str) -> tuple[str, list[Any]]:
     return sql, [path, path, NONE_SEGMENT]
 
 
-def _statistics(experiment, *, until, segment, only=None):
+def _statistics(experiment, *, until, segment, only=None, phase=None):
     until = _aware(until)
     variants = _variant_keys(experiment)
     specs = _specs(experiment)
@@ -247,7 +258,7 @@ def _statistics(experiment, *, until, segment, only=None):
             raise TypeError("metrics must be a collection of metric keys, not a string")
         wanted = set(only)
         specs = [s for s in specs if s.key in wanted]
-    x = _Exposures(experiment, until)
+    x = _Exposures(experiment, until, phase)
 
     # Segments: rank them by units, fold the tail into "(other)".
     seg_sql, seg_params = None, []

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from experiments.models import Experiment, ExperimentMetric
+from experiments.models import Experiment, ExperimentMetric, Metric, Phase
 
 from .models import ReportSnapshot
 from .stats import MetricInput, StatsInputError, VariantStats, analyze_experiment
@@ -42,7 +42,10 @@ class ReportError(Exception):
 
 
 def segment_attributes(experiment: Experiment) -> list[str]:
-    """Unit attributes to break results down by: the configured ones plus the targeting ones."""
+    """Unit attributes to break results down by: the experiment's own list (frozen at the start),
+    else the configured ones plus the targeting ones."""
+    if experiment.segment_attributes:
+        return [str(n) for n in experiment.segment_attributes if n]
     configured = getattr(settings, "REPORT_SEGMENT_ATTRIBUTES", DEFAULT_SEGMENT_ATTRIBUTES)
     names = [*configured, *(rule.attribute for rule in experiment.targeting_rules.all())]
     return list(dict.fromkeys(str(n) for n in names if n))
@@ -114,7 +117,8 @@ def _segment_summary(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _segments(
-    experiment: Experiment, primary: list[ExperimentMetric], common: dict[str, Any], until: datetime
+    experiment: Experiment, primary: list[ExperimentMetric], common: dict[str, Any], until: datetime,
+    phase: int | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Primary metrics only, per value of each segment attribute (kept cheap on purpose)."""
     if not primary:
@@ -126,6 +130,7 @@ def _segments(
             per_value = _queries().segment_statistics(
                 experiment, attribute, until=until, max_segments=max_segments,
                 min_units=getattr(settings, "REPORT_SEGMENT_MIN_UNITS", 20),  # privacy: see analysis.privacy
+                phase=phase,
             )
         except ValueError:  # a misconfigured attribute name must not cost the whole report
             logger.exception("cannot segment %s by %r", experiment.key, attribute)
@@ -144,18 +149,67 @@ def _segments(
     return out
 
 
+def _apply_frozen_plan(experiment: Experiment, plan: dict[str, Any]) -> None:
+    """Analyse an ended phase with the plan it had (in memory only; nothing is saved)."""
+    from experiments.plan import PLAN_FIELDS
+
+    for field in PLAN_FIELDS:
+        if field in plan:
+            setattr(experiment, field, plan[field])
+    rows = [row for row in plan.get("metrics") or [] if isinstance(row, dict)]
+    metrics = Metric.objects.in_bulk([row.get("metric") for row in rows], field_name="key")
+    experiment.frozen_metric_links = [
+        ExperimentMetric(experiment=experiment, metric=metrics[row["metric"]], role=row.get("role", "primary"), position=i)
+        for i, row in enumerate(rows) if row.get("metric") in metrics
+    ]
+    experiment.frozen_variant_weights = {
+        str(v["key"]): float(v["weight"]) for v in plan.get("variants") or [] if isinstance(v, dict)
+    }
+
+
+def _phase_of(experiment: Experiment, number: int | None) -> Phase | None:
+    """The phase analysed (default: the current one); None for an experiment never started."""
+    number = number or experiment.current_phase
+    phase = experiment.phases.filter(number=number).first()
+    if phase is None and number != experiment.current_phase:
+        raise ReportError(f"Experiment '{experiment.key}' has no phase {number}.")
+    return phase
+
+
 def build_payload(
-    experiment: Experiment, *, until: datetime, include_segments: bool = True
+    experiment: Experiment, *, until: datetime, include_segments: bool = True, phase: Phase | None = None,
 ) -> dict[str, Any]:
-    """Aggregate and analyse ``experiment`` with data up to ``until``; returns the JSON payload."""
-    variants = list(experiment.variants.all())
+    """Aggregate and analyse ``experiment`` with data up to ``until``; returns the JSON payload.
+
+    With ``phase``, only that phase's exposures count and, for an ended phase, its frozen plan
+    (metrics and roles, alpha, correction, weights, ...) is used.
+    """
+    number = phase.number if phase is not None else None
+    notes: list[str] = []
+    if phase is not None and phase.number != experiment.current_phase:
+        _apply_frozen_plan(experiment, phase.plan or {})
+    if phase is not None and phase.number > 1 and not phase.rerandomized and experiment.cuped:
+        # Units kept their variants: their pre-exposure data was treated in the previous phase,
+        # so it is not a treatment-free covariate (CUPED would remove part of the effect).
+        experiment.cuped = False
+        notes.append(f"CUPED is not applied in phase {phase.number}: it was not re-randomised, so the "
+                     f"pre-period of its units overlaps the treatment of the previous phase.")
+    weights = getattr(experiment, "frozen_variant_weights", None)
+    variants = [v for v in experiment.variants.all() if weights is None or v.key in weights]
+    for v in variants:
+        if weights is not None:
+            v.weight = weights[v.key]
     control = next((v for v in variants if v.is_control), None)
     if control is None:
         raise ReportError(f"Experiment '{experiment.key}' has no control variant.")
-    ems = list(experiment.experiment_metrics.select_related("metric"))
+    ems = getattr(experiment, "frozen_metric_links", None)
+    if ems is None:
+        ems = list(experiment.experiment_metrics.select_related("metric"))
     queries = _queries()
-    stats = queries.metric_statistics(experiment, until=until)
-    counts = {str(k): int(v) for k, v in queries.exposure_counts(experiment, until=until).items()}
+    stats = queries.metric_statistics(experiment, until=until, phase=number)
+    counts = {str(k): int(v) for k, v in queries.exposure_counts(experiment, until=until, phase=number).items()}
+    if weights is not None:
+        counts = {k: v for k, v in counts.items() if k in weights}
     for v in variants:
         counts.setdefault(v.key, 0)
     common = {
@@ -173,7 +227,7 @@ def build_payload(
             metrics=[_metric_input(em, stats.get(em.metric.key, {})) for em in ems],
             exposure_counts=counts,
             planned_sample_size=experiment.planned_sample_size,
-            daily_units=_daily_units(counts, experiment.started_at, until),
+            daily_units=_daily_units(counts, phase.started_at if phase else experiment.started_at, until),
             **common,
         )
     except StatsInputError as exc:
@@ -181,7 +235,8 @@ def build_payload(
     primary = [em for em in ems if em.role == ExperimentMetric.Role.PRIMARY]
     daily = [
         {"date": _day(row["date"]), "variant": str(row["variant"]), "units": int(row["units"])}
-        for row in queries.daily_exposures(experiment)
+        for row in queries.daily_exposures(experiment, phase=number)
+        if weights is None or str(row["variant"]) in weights
     ]
     until_day = until.date().isoformat()
     body.update(
@@ -191,9 +246,14 @@ def build_payload(
             {"key": v.key, "name": v.name, "weight": float(v.weight), "is_control": v.is_control}
             for v in variants
         ],
-        segments=_segments(experiment, primary, common, until) if include_segments else {},
+        segments=_segments(experiment, primary, common, until, number) if include_segments else {},
         daily_exposures=[row for row in daily if row["date"] <= until_day],
+        phase=number or 1,
+        phase_started_at=_iso(phase.started_at) if phase else None,
+        phase_ended_at=_iso(phase.ended_at) if phase else None,
     )
+    if notes:
+        body["notes"] = notes
     return body
 
 
@@ -204,12 +264,14 @@ def compute_report(
     task_id: str = "",
     include_segments: bool = True,
     flush: bool = True,
+    phase: int | None = None,
 ) -> ReportSnapshot:
     """Compute and store one snapshot of ``experiment`` (a model or its key).
 
     ``until`` limits the data (default: now) and becomes the snapshot's ``computed_at`` and
     ``data_to``, which lets ``seed_demo`` backfill a history. Everything is read before the
-    single-row write, done in one transaction.
+    single-row write, done in one transaction. ``phase`` (default: the current one) selects
+    the phase analysed; an ended phase's data stops at its end.
     """
     started = time.monotonic()
     key = experiment if isinstance(experiment, str) else experiment.key
@@ -217,8 +279,12 @@ def compute_report(
     if flush:
         _flush_exposures()
     until = until or timezone.now()
-    payload = build_payload(experiment, until=until, include_segments=include_segments)
-    data_from = experiment.started_at if experiment.started_at and experiment.started_at <= until else None
+    phase_row = _phase_of(experiment, phase)
+    if phase_row is not None and phase_row.ended_at is not None and until > phase_row.ended_at:
+        until = phase_row.ended_at
+    payload = build_payload(experiment, until=until, include_segments=include_segments, phase=phase_row)
+    start = phase_row.started_at if phase_row is not None else experiment.started_at
+    data_from = start if start and start <= until else None
     payload.update(computed_at=_iso(until), data_from=_iso(data_from), data_to=_iso(until))
     with transaction.atomic():
         snapshot = ReportSnapshot.objects.create(
@@ -229,6 +295,7 @@ def compute_report(
             task_id=task_id or "",
             duration_ms=int((time.monotonic() - started) * 1000),
             payload=payload,
+            phase=payload["phase"],
         )
         _test_delay()
     logger.info("report of %s computed in %d ms (task %s)", key, snapshot.duration_ms, task_id or "-")

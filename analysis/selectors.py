@@ -16,21 +16,25 @@ from .models import ReportSnapshot
 HISTORY_POINTS = 120
 
 
-def latest_snapshot(experiment: Experiment, *, at: datetime | None = None) -> ReportSnapshot | None:
-    """The newest snapshot of ``experiment`` (computed at or before ``at`` when given)."""
-    qs = ReportSnapshot.objects.filter(experiment=experiment)
+def latest_snapshot(
+    experiment: Experiment, *, at: datetime | None = None, phase: int | None = None
+) -> ReportSnapshot | None:
+    """The newest snapshot of ``experiment``'s ``phase`` (default: the current phase), computed
+    at or before ``at`` when given."""
+    qs = ReportSnapshot.objects.filter(experiment=experiment, phase=phase or experiment.current_phase)
     if at is not None:
         qs = qs.filter(computed_at__lte=at)
     return qs.order_by("-computed_at", "-id").first()
 
 
 def snapshot_history(experiment: Experiment, *, until: datetime | None = None,
-                     points: int = HISTORY_POINTS) -> list[dict[str, Any]]:
+                     points: int = HISTORY_POINTS, phase: int | None = None) -> list[dict[str, Any]]:
     """``[{"computed_at", "metrics"}]`` oldest first, thinned to about ``points`` snapshots.
 
-    Only the ``metrics`` part of each payload is loaded, and only for the kept snapshots.
+    Only the ``metrics`` part of each payload is loaded, and only for the kept snapshots. One
+    phase only (default: the current one): each phase's results start afresh.
     """
-    qs = ReportSnapshot.objects.filter(experiment=experiment)
+    qs = ReportSnapshot.objects.filter(experiment=experiment, phase=phase or experiment.current_phase)
     if until is not None:
         qs = qs.filter(computed_at__lte=until)
     index = list(qs.order_by("computed_at", "id").values_list("id", flat=True))
@@ -45,18 +49,34 @@ def snapshot_history(experiment: Experiment, *, until: datetime | None = None,
     return [{"computed_at": at, "metrics": metrics or []} for at, metrics in rows]
 
 
-def snapshot_times(experiment: Experiment, *, limit: int = 50) -> list[datetime]:
-    """When the newest ``limit`` snapshots were computed (newest first), to pick one to view."""
+def snapshot_times(experiment: Experiment, *, limit: int = 50, phase: int | None = None) -> list[datetime]:
+    """When the newest ``limit`` snapshots of a phase were computed (newest first), to pick one."""
     return list(
-        ReportSnapshot.objects.filter(experiment=experiment)
+        ReportSnapshot.objects.filter(experiment=experiment, phase=phase or experiment.current_phase)
         .order_by("-computed_at", "-id")
         .values_list("computed_at", flat=True)[:limit]
     )
 
 
+def phases(experiment: Experiment) -> list[dict[str, Any]]:
+    """The experiment's phases, newest first, each with its number of snapshots."""
+    from django.db.models import Count
+
+    counts = dict(
+        ReportSnapshot.objects.filter(experiment=experiment).values("phase").annotate(n=Count("id"))
+        .values_list("phase", "n")
+    )
+    rows = experiment.phases.order_by("-number").values(
+        "number", "started_at", "ended_at", "reason", "rerandomized", "salt", "created_by"
+    )
+    return [{**row, "snapshots": counts.get(row["number"], 0)} for row in rows]
+
+
 def experiments_overview() -> list[dict[str, Any]]:
     """Every experiment but archived ones, with its latest decision (one query)."""
-    latest = ReportSnapshot.objects.filter(experiment=OuterRef("pk")).order_by("-computed_at", "-id")
+    latest = ReportSnapshot.objects.filter(
+        experiment=OuterRef("pk"), phase=OuterRef("current_phase")
+    ).order_by("-computed_at", "-id")
     rows = (
         Experiment.objects.exclude(status=Experiment.Status.ARCHIVED)
         .annotate(

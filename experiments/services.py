@@ -525,6 +525,7 @@ def complete_experiment(
     experiment.status = Status.COMPLETED
     experiment.ended_at = timezone.now()
     experiment.layer_bucket_start = experiment.layer_bucket_end = None  # frees the layer range
+    experiment.phases.filter(ended_at__isnull=True).update(ended_at=experiment.ended_at)  # phases
     experiment._change_reason = _reason(actor, "completed" + (f", shipping {shipped_variant}" if shipped_variant else ""))
     experiment.save()
     return experiment

@@ -158,7 +158,7 @@ def simulate(
             exposure_rows.append(Exposure(
                 experiment=experiment, variant=variant, unit_id=unit_id, first_seen=first_seen,
                 last_seen=min(end, first_seen + timedelta(hours=12)),
-                attributes=attributes,
+                attributes=attributes, phase=experiment.current_phase,
             ))
             u = float(propensity[i])
             for name, (base, effect) in plan.items():
@@ -188,6 +188,7 @@ def simulate(
         # The simulated units arrived from ``start``: make the timeline agree (no history row).
         Experiment.objects.filter(pk=experiment.pk).update(started_at=start)
         experiment.started_at = start
+        experiment.phases.filter(number=1, started_at__gt=start).update(started_at=start)
     return SimulationResult(int(keep.sum()), exposures_written, events_generated, events_written, start, end)
 
 
