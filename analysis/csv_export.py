@@ -16,7 +16,7 @@ COLUMNS = [
     "units", "mean", "lift_absolute", "ci_absolute_low", "ci_absolute_high",
     "lift_relative", "ci_relative_low", "ci_relative_high", "p_value", "p_value_adjusted",
     "significant", "chance_to_beat_control", "expected_loss", "guardrail_alert",
-    "srm_p_value", "srm_passed", "recommendation",
+    "srm_p_value", "srm_passed", "recommendation", "phase",
 ]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -65,6 +65,7 @@ def rows(payload: dict[str, Any], *, computed_at: str | None = None) -> Iterator
         "srm_p_value": srm.get("p_value"),
         "srm_passed": srm.get("passed"),
         "recommendation": (payload.get("decision") or {}).get("recommendation"),
+        "phase": payload.get("phase", 1),
     }
     for m in payload.get("metrics") or []:
         for v in m.get("variants") or []:

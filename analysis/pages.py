@@ -34,7 +34,7 @@ from django.views.decorators.http import require_GET, require_POST
 from experiments.models import Experiment
 
 from . import charts, selectors, tasks
-from .report_api import csv_response, find_snapshot, results_body
+from .report_api import csv_response, find_snapshot, parse_phase, results_body
 
 RECOMMENDATIONS = {
     "ship": ("Ship", "ship"),
@@ -243,28 +243,38 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
         Experiment.objects.select_related("layer", "owner").prefetch_related("variants", "targeting_rules"), key=key
     )
     raw_at = request.GET.get("at")
-    snapshot, error, _ = find_snapshot(experiment, raw_at)
+    try:
+        phase = parse_phase(experiment, request.GET.get("phase"))
+    except ValueError as exc:  # a bad phase: say so, show the current one
+        messages.error(request, str(exc))
+        phase = experiment.current_phase
+    raw_phase = str(phase) if phase != experiment.current_phase else None
+    snapshot, error, _ = find_snapshot(experiment, raw_at, raw_phase)
     if error and raw_at is not None:  # a bad or too early ``at``: say so, show the latest
         messages.error(request, error["at"][0] if "at" in error else error["detail"])
         raw_at = None
-        snapshot = selectors.latest_snapshot(experiment)
+        snapshot = selectors.latest_snapshot(experiment, phase=phase)
     context: dict[str, Any] = {
+        "phase": phase,
+        "phase_query": f"phase={phase}&" if raw_phase else "",
+        "phases": selectors.phases(experiment),
         "experiment": experiment,
         "variants": list(experiment.variants.all()),
         "targeting": list(experiment.targeting_rules.all()),
         "days_running": fmt_days(_days_running(experiment)),
         "snapshot": snapshot,
-        "times": selectors.snapshot_times(experiment, limit=30),
+        "times": selectors.snapshot_times(experiment, limit=30, phase=phase),
         "at": raw_at if snapshot is not None and raw_at else "",
         "pending": _pending(experiment),
     }
     if snapshot is not None:
         payload = snapshot.payload
-        history = selectors.snapshot_history(experiment, until=snapshot.computed_at)
+        history = selectors.snapshot_history(experiment, until=snapshot.computed_at, phase=phase)
         decision = payload.get("decision") or {}
         label, css = RECOMMENDATIONS.get(decision.get("recommendation"), ("Unknown", "none"))
         kinds = {m.get("metric"): m.get("kind", "") for m in payload.get("metrics") or []}
-        query = f"?{urlencode({'at': raw_at})}" if raw_at else ""
+        params = {**({"phase": raw_phase} if raw_phase else {}), **({"at": raw_at} if raw_at else {})}
+        query = f"?{urlencode(params)}" if params else ""
         variant_keys = [v.key for v in context["variants"]]
         context.update(
             payload=payload,
@@ -278,7 +288,7 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
             ci_level=f"{1 - payload['alpha']:.0%}" if _ok(payload.get("alpha")) else "",
             csv_url=reverse("report-export-csv", args=[experiment.key]) + query,
             json_url=reverse("report-export-json", args=[experiment.key]) + query,
-            api_url=reverse("experiment-results", args=[experiment.key]),
+            api_url=reverse("experiment-results", args=[experiment.key]) + (f"?phase={phase}" if raw_phase else ""),
             stale=(snapshot.computed_at < timezone.now() - timedelta(hours=1)) and not raw_at,
         )
     return render(request, "analysis/report_detail.html", context)
@@ -297,7 +307,11 @@ def report_refresh(request: HttpRequest, key: str) -> HttpResponse:
     _require(request, "experiments.recompute_report")
     experiment = get_object_or_404(Experiment, key=key)
     try:
-        ticket = tasks.request_refresh(experiment)
+        phase = parse_phase(experiment, request.POST.get("phase"))
+    except ValueError:
+        phase = experiment.current_phase
+    try:
+        ticket = tasks.request_refresh(experiment, phase=phase)
     except tasks.QueueUnavailable:
         messages.error(request, "The task queue is unavailable; try again in a moment.")
     else:
@@ -310,6 +324,8 @@ def report_refresh(request: HttpRequest, key: str) -> HttpResponse:
             messages.info(request, f"A recomputation is already under way (task {ticket.task_id}); reload shortly.")
         else:
             messages.info(request, f"Recomputation queued (task {ticket.task_id}); reload in a moment.")
+    if phase != experiment.current_phase:
+        return redirect(reverse("report-detail", args=[experiment.key]) + f"?phase={phase}")
     return redirect("report-detail", key=experiment.key)
 
 
@@ -318,7 +334,7 @@ def report_refresh(request: HttpRequest, key: str) -> HttpResponse:
 def export_csv(request: HttpRequest, key: str) -> HttpResponse:
     _require(request, "experiments.export_report")
     experiment = get_object_or_404(Experiment, key=key)
-    snapshot, error, code = find_snapshot(experiment, request.GET.get("at"))
+    snapshot, error, code = find_snapshot(experiment, request.GET.get("at"), request.GET.get("phase"))
     if snapshot is None:
         return JsonResponse(error, status=code)
     return csv_response(snapshot)
@@ -329,7 +345,7 @@ def export_csv(request: HttpRequest, key: str) -> HttpResponse:
 def export_json(request: HttpRequest, key: str) -> HttpResponse:
     _require(request, "experiments.export_report")
     experiment = get_object_or_404(Experiment, key=key)
-    snapshot, error, code = find_snapshot(experiment, request.GET.get("at"))
+    snapshot, error, code = find_snapshot(experiment, request.GET.get("at"), request.GET.get("phase"))
     if snapshot is None:
         return JsonResponse(error, status=code)
     response = HttpResponse(

@@ -143,6 +143,10 @@ class ResultsSerializer(serializers.Serializer):
         help_text="attribute -> value -> per-metric summaries (primary metrics only).",
     )
     daily_exposures = DailyExposureSerializer(many=True)
+    phase = serializers.IntegerField(required=False, help_text="The experiment phase analysed.")
+    phase_started_at = serializers.DateTimeField(required=False, allow_null=True)
+    phase_ended_at = serializers.DateTimeField(required=False, allow_null=True)
+    notes = serializers.ListField(child=serializers.CharField(), required=False)
 
 
 class RefreshSerializer(serializers.Serializer):
@@ -230,6 +234,11 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     }
 
 
+PHASE_PARAM = OpenApiParameter(
+    "phase", OpenApiTypes.INT, required=False,
+    description="The experiment phase whose results to read (default: the current phase). Each phase "
+                "has its own frozen plan, exposures and reports.",
+)
 AT_PARAM = OpenApiParameter(
     "at", OpenApiTypes.DATETIME, required=False,
     description="Latest snapshot computed at or before this RFC 3339 timestamp with a time zone, e.g. 2025-01-31T12:00:00Z (default: the latest).",
@@ -280,17 +289,37 @@ def results_body(snapshot: ReportSnapshot) -> dict[str, Any]:
     return body
 
 
-def find_snapshot(experiment: Experiment, raw_at: str | None) -> tuple[ReportSnapshot | None, dict | None, int]:
+def parse_phase(experiment: Experiment, raw: str | None) -> int:
+    """The ``phase`` query parameter: 1 .. the current phase (default); ValueError otherwise."""
+    if raw is None:
+        return experiment.current_phase
+    if not re.fullmatch(r"[0-9]{1,5}", raw) or not 1 <= int(raw) <= experiment.current_phase:
+        raise ValueError(
+            f"Enter a phase number from 1 to {experiment.current_phase} (the current phase of '{experiment.key}')."
+        )
+    return int(raw)
+
+
+def find_snapshot(
+    experiment: Experiment, raw_at: str | None, raw_phase: str | None = None
+) -> tuple[ReportSnapshot | None, dict | None, int]:
     """(snapshot, error body, status) for the results endpoints and the pages' JSON export."""
+    try:
+        phase = parse_phase(experiment, raw_phase)
+    except ValueError as exc:
+        return None, {"phase": [str(exc)], "detail": f"phase: {exc}"}, 400
     try:
         at = parse_at(raw_at)
     except ValueError as exc:
         return None, {"at": [str(exc)], "detail": f"at: {exc}"}, 400
-    snapshot = selectors.latest_snapshot(experiment, at=at)
+    snapshot = selectors.latest_snapshot(experiment, at=at, phase=phase)
     if snapshot is None:
         refresh = f"/api/v1/experiments/{experiment.key}/results/refresh"
-        detail = (f"No report of '{experiment.key}' was computed at or before {raw_at}."
-                  if at else f"No report of '{experiment.key}' has been computed yet.")
+        of = f"phase {phase} of '{experiment.key}'" if experiment.current_phase > 1 else f"'{experiment.key}'"
+        detail = (f"No report of {of} was computed at or before {raw_at}."
+                  if at else f"No report of {of} has been computed yet.")
+        if phase != experiment.current_phase:
+            refresh += f"?phase={phase}"
         return None, {"detail": detail, "hint": f"POST {refresh} to compute one."}, 404
     return snapshot, None, 200
 
@@ -305,13 +334,14 @@ class ResultsView(_AnalystView):
     @extend_schema(
         operation_id="experiment_results",
         summary="Latest results of an experiment",
-        parameters=[AT_PARAM],
+        parameters=[AT_PARAM, PHASE_PARAM],
         responses={200: ResultsSerializer, **_errors(400, 401, 403, 404, 429)},
         tags=["results"],
     )
     def get(self, request, key: str):
         experiment = get_object_or_404(Experiment, key=key)
-        snapshot, error, code = find_snapshot(experiment, request.query_params.get("at"))
+        snapshot, error, code = find_snapshot(
+            experiment, request.query_params.get("at"), request.query_params.get("phase"))
         if snapshot is None:
             return Response(error, status=code)
         return Response(results_body(snapshot))
@@ -334,7 +364,7 @@ class ResultsCSVView(_AnalystView):
     @extend_schema(
         operation_id="experiment_results_csv",
         summary="Latest results as CSV (one row per metric x variant, then segment rows)",
-        parameters=[AT_PARAM],
+        parameters=[AT_PARAM, PHASE_PARAM],
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="RFC 4180 CSV with a header row."),
             **_errors(400, 401, 403, 404, 429),
@@ -343,7 +373,8 @@ class ResultsCSVView(_AnalystView):
     )
     def get(self, request, key: str):
         experiment = get_object_or_404(Experiment, key=key)
-        snapshot, error, code = find_snapshot(experiment, request.query_params.get("at"))
+        snapshot, error, code = find_snapshot(
+            experiment, request.query_params.get("at"), request.query_params.get("phase"))
         if snapshot is None:
             return Response(error, status=code)
         return csv_response(snapshot)
@@ -353,6 +384,8 @@ def csv_response(snapshot: ReportSnapshot) -> HttpResponse:
     text = csv_export.to_csv(snapshot.payload, computed_at=_dt(snapshot.computed_at))
     response = HttpResponse(text, content_type="text/csv; charset=utf-8")
     name = csv_export.filename(snapshot.experiment.key, snapshot.computed_at)
+    if snapshot.phase > 1:
+        name = name.replace("-results-", f"-phase{snapshot.phase}-results-")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
@@ -362,15 +395,21 @@ class RefreshView(_AnalystView):
         operation_id="experiment_results_refresh",
         summary="Recompute an experiment's results now",
         description="Answers 202 with the id of the task computing the report; follow it with "
-                    "GET /api/v1/tasks/{id}. A refresh while one is pending returns the pending task.",
+                    "GET /api/v1/tasks/{id}. A refresh while one is pending returns the pending task. "
+                    "`?phase=` recomputes an earlier phase (with its frozen plan, data up to its end).",
+        parameters=[PHASE_PARAM],
         request=None,
-        responses={202: RefreshSerializer, **_errors(401, 403, 404, 429, 503)},
+        responses={202: RefreshSerializer, **_errors(400, 401, 403, 404, 429, 503)},
         tags=["results"],
     )
     def post(self, request, key: str):
         experiment = get_object_or_404(Experiment, key=key)
         try:
-            ticket = tasks.request_refresh(experiment)
+            phase = parse_phase(experiment, request.query_params.get("phase"))
+        except ValueError as exc:
+            return Response({"phase": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            ticket = tasks.request_refresh(experiment, phase=phase)
         except tasks.QueueUnavailable:
             return Response({"detail": "The task queue is unavailable; retry later."},
                             status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})

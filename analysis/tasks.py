@@ -66,12 +66,13 @@ def _pending_seconds() -> int:
     return int(getattr(settings, "REPORT_PENDING_SECONDS", 600))
 
 
-def lock_key(experiment_id: int) -> str:
-    return f"analysis:report-lock:{experiment_id}"
+def lock_key(experiment_id: int, phase: int | None = None) -> str:
+    """One computation at a time per experiment (and per earlier phase, recomputed on request)."""
+    return f"analysis:report-lock:{experiment_id}" + (f":phase{phase}" if phase else "")
 
 
-def pending_key(experiment_id: int) -> str:
-    return f"analysis:report-pending:{experiment_id}"
+def pending_key(experiment_id: int, phase: int | None = None) -> str:
+    return f"analysis:report-pending:{experiment_id}" + (f":phase{phase}" if phase else "")
 
 
 def record_key(task_id: str) -> str:
@@ -178,26 +179,29 @@ def release_lock(key: str, token: str) -> bool:
     retry_jitter=True,
     max_retries=5,
 )
-def compute_report(self, experiment_key: str) -> dict[str, Any]:
-    """Compute and store ``experiment_key``'s report; see the module docstring for guarantees."""
+def compute_report(self, experiment_key: str, phase: int | None = None) -> dict[str, Any]:
+    """Compute and store ``experiment_key``'s report (of an earlier ``phase`` when given, else
+    of the current one); see the module docstring for guarantees."""
     task_id = self.request.id or ""
     # This run's token: the task id (what a lock holder is reported as) and a run id (a
     # redelivered copy of a task that is still running must not share its lock).
     token = getattr(self.request, "run_token", None) or f"{task_id or 'local'}/{uuid.uuid4().hex}"
     if task_id:  # only if no other run of this task is alive (that one keeps renewing its own)
         cache.add(alive_key(task_id), token, _lock_seconds())
-    experiment = Experiment.objects.filter(key=experiment_key).only("id", "key").first()
+    experiment = Experiment.objects.filter(key=experiment_key).only("id", "key", "current_phase").first()
     if experiment is None:
         return {"outcome": "missing", "experiment": experiment_key, "snapshot_id": None}
+    if phase == experiment.current_phase:
+        phase = None
     if task_id:
         if (cache.get(record_key(task_id)) or {}).get("lost"):
             # Redelivered after its worker died and was declared lost; a newer refresh took over.
             return {"outcome": "abandoned", "experiment": experiment_key, "snapshot_id": None}
         done = ReportSnapshot.objects.filter(experiment=experiment, task_id=task_id).only("id").first()
         if done is not None:  # redelivered after the commit: the work is already there
-            release_lock(pending_key(experiment.pk), task_id)
+            release_lock(pending_key(experiment.pk, phase), task_id)
             return {"outcome": "already_computed", "experiment": experiment_key, "snapshot_id": done.pk}
-    key = lock_key(experiment.pk)
+    key = lock_key(experiment.pk, phase)
     if not acquire_lock(key, token):
         holder = str(cache.get(key) or "")
         holder_task = holder.split("/")[0]
@@ -209,22 +213,22 @@ def compute_report(self, experiment_key: str) -> dict[str, Any]:
         else:
             logger.info("report of %s already being computed by %s; skipped", experiment_key, holder_task)
             if task_id:
-                release_lock(pending_key(experiment.pk), task_id)
+                release_lock(pending_key(experiment.pk, phase), task_id)
             return {"outcome": "skipped", "experiment": experiment_key, "snapshot_id": None,
                     "running_task_id": holder_task or None}
     if task_id:
         cache.set(alive_key(task_id), token, _lock_seconds())
     try:
         with Heartbeat(token, [key, *([alive_key(task_id)] if task_id else [])]):
-            snapshot = reports.compute_report(experiment_key, task_id=task_id)
+            snapshot = reports.compute_report(experiment_key, task_id=task_id, phase=phase)
     except reports.ReportError:
         if task_id:
-            release_lock(pending_key(experiment.pk), task_id)
+            release_lock(pending_key(experiment.pk, phase), task_id)
         raise
     finally:
         release_lock(key, token)
     if task_id:
-        release_lock(pending_key(experiment.pk), task_id)
+        release_lock(pending_key(experiment.pk, phase), task_id)
     result = {
         "outcome": "computed",
         "experiment": experiment_key,
@@ -304,13 +308,16 @@ def _finished(task_id: str) -> bool:
     return task_state(task_id) in states.READY_STATES  # a lost task counts as finished (FAILURE)
 
 
-def request_refresh(experiment: Experiment) -> RefreshTicket:
-    """Enqueue a report computation of ``experiment``, or return the one already pending.
+def request_refresh(experiment: Experiment, *, phase: int | None = None) -> RefreshTicket:
+    """Enqueue a report computation of ``experiment`` (of an earlier ``phase`` when given), or
+    return the one already pending.
 
     Raises QueueUnavailable when the broker is down. In the eager mode the computation has run
     (or failed, recorded as FAILURE) when this returns.
     """
-    pkey = pending_key(experiment.pk)
+    if phase == experiment.current_phase:
+        phase = None
+    pkey = pending_key(experiment.pk, phase)
     pending = cache.get(pkey)
     if pending:
         if not _finished(pending):
@@ -323,7 +330,9 @@ def request_refresh(experiment: Experiment) -> RefreshTicket:
             return RefreshTicket(other, experiment.key, True, task_state(other))
     _record(task_id, experiment.key)
     try:
-        async_result = compute_report.apply_async(args=[experiment.key], task_id=task_id)
+        async_result = compute_report.apply_async(
+            args=[experiment.key], kwargs={"phase": phase} if phase else {}, task_id=task_id
+        )
     except BROKER_ERRORS as exc:
         release_lock(pkey, task_id)
         if not _eager():
