@@ -14,7 +14,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from access.adminsafety import SafeAdminMixin
 from access.roles import ROLE_NAMES
 
-from . import admin_lifecycle, audit, services
+from . import admin_lifecycle, admin_phases, audit, services
 from .forms import (
     ExperimentForm,
     ExperimentMetricFormSet,
@@ -63,7 +63,7 @@ def _variants_frozen(obj) -> bool:
     return obj is not None and obj.variants_frozen
 
 
-class VariantInline(SafeAdminMixin, LabelledInlineMixin, admin.TabularInline):
+class VariantInline(admin_phases.FrozenPlanInline, SafeAdminMixin, LabelledInlineMixin, admin.TabularInline):
     model = Variant
     form = VariantForm
     formset = VariantFormSet
@@ -84,14 +84,14 @@ class VariantInline(SafeAdminMixin, LabelledInlineMixin, admin.TabularInline):
         return not _variants_frozen(obj) and super().has_delete_permission(request, obj)
 
 
-class ExperimentMetricInline(LabelledInlineMixin, admin.TabularInline):
+class ExperimentMetricInline(admin_phases.FrozenPlanInline, LabelledInlineMixin, admin.TabularInline):
     model = ExperimentMetric
     formset = ExperimentMetricFormSet
     fields = ["metric", "role", "position"]  # a plain select: the autocomplete widget has no accessible name
     extra = 1
 
 
-class TargetingRuleInline(SafeAdminMixin, LabelledInlineMixin, admin.TabularInline):
+class TargetingRuleInline(admin_phases.FrozenPlanInline, SafeAdminMixin, LabelledInlineMixin, admin.TabularInline):
     model = TargetingRule
     form = TargetingRuleForm
     fields = ["attribute", "operator", "values", "position"]
@@ -163,16 +163,20 @@ class ExperimentAdmin(SafeAdminMixin, LockOnPostMixin, SimpleHistoryAdmin):
         (None, {"fields": ["key", "name", "hypothesis", "description", "owner", "team", "status"]}),
         ("Traffic", {"fields": ["traffic_allocation", "salt", "layer", "layer_share"]}),
         ("Analysis", {"fields": ["significance_level", "correction", "sequential_testing", "cuped",
-                                 "planned_sample_size", "planned_duration_days"]}),
-        ("Timeline", {"fields": ["created_at", "started_at", "paused_at", "ended_at", "archived_at", "shipped_variant"]}),
+                                 "planned_sample_size", "planned_duration_days", "segment_attributes"]}),
+        ("Timeline", {"fields": ["created_at", "started_at", "paused_at", "ended_at", "archived_at", "shipped_variant",
+                                  "phases_display"]}),
     ]
+    phases_display = admin_phases.phases_display
 
     def get_readonly_fields(self, request, obj=None):
-        fields = ["status", "created_at", "started_at", "paused_at", "ended_at", "archived_at", "shipped_variant"]
+        fields = ["status", "created_at", "started_at", "paused_at", "ended_at", "archived_at", "shipped_variant",
+                  "phases_display"]
         if obj is not None and obj.started_at is not None:
             fields += list(services.LOCKED_ONCE_STARTED)
         if _locked(obj):
             fields += list(services.LOCKED_WHILE_RUNNING)
+        fields += admin_phases.frozen_readonly_fields(obj)
         if obj is not None and obj.status == Experiment.Status.ARCHIVED:
             fields = [f for fs in self.fieldsets for f in fs[1]["fields"]]
         return fields
@@ -230,6 +234,7 @@ class ExperimentAdmin(SafeAdminMixin, LockOnPostMixin, SimpleHistoryAdmin):
                  name="{}_{}_lifecycle".format(*info)),
             path("approvals/<int:approval_id>/<str:decision>/", view(self.decide_view),
                  name="{}_{}_decide".format(*info)),
+            *admin_phases.phase_urls(self),
             *super().get_urls(),
         ]
 

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from access.fields import SafeJSONField
 
-from .models import Experiment, ExperimentMetric, Layer, Metric, TargetingRule
+from .models import Experiment, ExperimentMetric, Layer, Metric, Phase, TargetingRule
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -102,6 +102,10 @@ class ExperimentSerializer(serializers.ModelSerializer):
     targeting = TargetingRuleSerializer(many=True, required=False, source="targeting_rules")
     shipped_variant = serializers.SlugRelatedField(slug_field="key", read_only=True, allow_null=True)
     report_url = serializers.SerializerMethodField()
+    segment_attributes = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=20,
+        help_text="Unit attributes the report breaks results down by (frozen at the start).",
+    )
 
     class Meta:
         model = Experiment
@@ -111,8 +115,10 @@ class ExperimentSerializer(serializers.ModelSerializer):
             "sequential_testing", "cuped", "planned_sample_size", "planned_duration_days",
             "variants", "metrics", "targeting", "shipped_variant", "created_at", "updated_at",
             "started_at", "paused_at", "ended_at", "archived_at", "report_url",
+            "segment_attributes", "current_phase",
         ]
         read_only_fields = [
+            "current_phase",
             "owner", "status", "created_at", "updated_at", "started_at", "paused_at", "ended_at",
             "archived_at", "shipped_variant",
         ]
@@ -156,3 +162,57 @@ class ExperimentHistoryEntrySerializer(serializers.Serializer):
     action = serializers.CharField(help_text="created, changed or deleted (other sources may add their own).")
     reason = serializers.CharField(allow_blank=True, help_text="The recorded reason, e.g. 'started by api-key:ci'.")
     changes = HistoryChangeSerializer(many=True)
+
+
+class PhaseChangesSerializer(serializers.ModelSerializer):
+    """What a new phase changes in the analysis plan; any other key is refused by name."""
+
+    variants = VariantSerializer(many=True, required=False)
+    metrics = ExperimentMetricSerializer(many=True, required=False)
+    targeting = TargetingRuleSerializer(many=True, required=False)
+    segment_attributes = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=20)
+
+    class Meta:
+        model = Experiment
+        fields = [
+            "targeting", "variants", "metrics", "significance_level", "correction", "sequential_testing",
+            "cuped", "planned_sample_size", "planned_duration_days", "segment_attributes",
+        ]
+        extra_kwargs = {
+            "planned_sample_size": {"max_value": 2_000_000_000, "required": False},
+            **{f: {"required": False} for f in ("significance_level", "correction", "sequential_testing",
+                                                 "cuped", "planned_duration_days")},
+        }
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({
+                    field: [f"Not part of the analysis plan; a new phase changes only: {', '.join(self.fields)}."]
+                    for field in unknown
+                })
+        return super().to_internal_value(data)
+
+
+class PhaseCreateSerializer(serializers.Serializer):
+    changes = PhaseChangesSerializer(required=False, help_text="The plan fields to change (lists replace the current ones).")
+    rerandomize = serializers.BooleanField(
+        default=False,
+        help_text="Give the experiment a new salt so every unit is hashed afresh (recommended after a "
+                  "targeting or weight change: carry-over from the old phase cannot bias the new one).",
+    )
+    reason = serializers.CharField(max_length=2000, help_text="Why the plan changes (kept with the phase).")
+    expected_phase = serializers.IntegerField(
+        required=False, min_value=1, max_value=32767,
+        help_text="The phase you are replacing; 409 when another phase was started meanwhile.",
+    )
+
+
+class PhaseSerializer(serializers.ModelSerializer):
+    experiment = serializers.SlugRelatedField(slug_field="key", read_only=True)
+
+    class Meta:
+        model = Phase
+        fields = ["experiment", "number", "started_at", "ended_at", "salt", "rerandomized", "reason", "created_by", "plan"]
+        read_only_fields = fields

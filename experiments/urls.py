@@ -25,4 +25,5 @@ urlpatterns = [
              name=f"approval-{decision}")
         for decision in ("approve", "reject")
     ],
+    path("experiments/<slug:key>/phases", views.ExperimentPhases.as_view(), name="experiment-phases"),
 ]

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from access.permissions import IsAnalyst, ReadAnalystWriteAdmin
 
-from . import audit, services
+from . import audit, phases, services
 from .models import Experiment, Layer, Metric
 from .serializers import (
     CompleteSerializer,
@@ -19,6 +19,8 @@ from .serializers import (
     ExperimentUpdateSerializer,
     LayerSerializer,
     MetricSerializer,
+    PhaseCreateSerializer,
+    PhaseSerializer,
 )
 
 
@@ -160,3 +162,37 @@ class ExperimentHistory(APIView):
         experiment = get_object_or_404(Experiment, key=key)
         entries = audit.experiment_history(experiment)
         return Response(ExperimentHistoryEntrySerializer(entries, many=True).data)
+
+
+class ExperimentPhases(APIView):
+    """GET: the experiment's phases, oldest first. POST (admin): end the current phase and start
+    the next one with a changed analysis plan (the only way to change a started experiment's plan)."""
+
+    permission_classes = [ReadAnalystWriteAdmin]
+
+    @extend_schema(responses={200: PhaseSerializer(many=True)})
+    def get(self, request, key: str):
+        experiment = get_object_or_404(Experiment, key=key)
+        return Response(PhaseSerializer(experiment.phases.select_related("experiment").order_by("number"), many=True).data)
+
+    @extend_schema(
+        request=PhaseCreateSerializer,
+        responses={
+            201: PhaseSerializer,
+            400: OpenApiResponse(description="Invalid change, nothing to change, or not running/paused"),
+            409: OpenApiResponse(description="Another phase was started meanwhile (expected_phase)"),
+        },
+    )
+    def post(self, request, key: str):
+        experiment = get_object_or_404(Experiment, key=key)
+        serializer = PhaseCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            phase = phases.start_new_phase(
+                experiment, dict(data.get("changes") or {}), rerandomize=data["rerandomize"],
+                reason=data["reason"], actor=actor_of(request), expected_phase=data.get("expected_phase"),
+            )
+        except phases.PhaseConflict as exc:
+            return Response(exc.message_dict, status=status.HTTP_409_CONFLICT)
+        return Response(PhaseSerializer(phase).data, status=status.HTTP_201_CREATED)

@@ -8,8 +8,8 @@ import pytest
 from assignment import exposures
 from assignment.evaluator import Evaluator
 from experiments import services
-from experiments.phases import start_new_phase
 from experiments.models import Layer, Override
+from experiments.phases import start_new_phase
 
 URL = "/api/v1/assignments"
 
