@@ -286,7 +286,7 @@ admin.site.register(Experiment, ReportingExperimentAdmin)
 class ReportSnapshotAdmin(SafeAdminMixin, admin.ModelAdmin):
     """Read-only: snapshots are written by the report task only."""
 
-    list_display = ["experiment", "computed_at", "recommendation", "data_to", "duration_ms", "task_id"]
+    list_display = ["experiment", "phase", "computed_at", "recommendation", "data_to", "duration_ms", "task_id"]
     list_filter = ["experiment"]
     list_select_related = ["experiment"]
     date_hierarchy = "computed_at"

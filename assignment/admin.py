@@ -9,12 +9,12 @@ from .models import Exposure, RejectedExposure
 class ExposureAdmin(SafeAdminMixin, admin.ModelAdmin):
     """Read-only: exposures come from the assignment API, never from hand edits."""
 
-    list_display = ("unit_id", "experiment", "variant", "first_seen", "last_seen")
-    list_filter = ("experiment",)
+    list_display = ("unit_id", "experiment", "phase", "variant", "first_seen", "last_seen")
+    list_filter = ("experiment", "phase")
     search_fields = ("unit_id",)
     list_select_related = ("experiment", "variant")
     date_hierarchy = "first_seen"
-    readonly_fields = ("experiment", "variant", "unit_id", "first_seen", "last_seen", "attributes")
+    readonly_fields = ("experiment", "phase", "variant", "unit_id", "first_seen", "last_seen", "attributes")
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -35,6 +35,15 @@ class ExperimentForm(forms.ModelForm):
         model = Experiment
         fields = "__all__"  # noqa: DJ007 - the admin decides which fields to show
 
+    def clean_segment_attributes(self):
+        """phases: the segment list is a JSON list of attribute names (frozen at the start)."""
+        value = self.cleaned_data.get("segment_attributes") or []
+        try:
+            services.validate_segment_attributes(value)
+        except ValidationError as e:
+            raise ValidationError(e.message_dict["segment_attributes"]) from None
+        return value
+
     def clean(self):
         cleaned = super().clean()
         instance = self.instance

@@ -138,6 +138,14 @@ def test_cuped_is_not_applied_in_a_phase_that_kept_its_units(api_client_for):
     assert snapshot.phase == 2 and "CUPED is not applied in phase 2" in snapshot.payload["notes"][0]
     assert not any(v.get("cuped", {}).get("applied") for m in snapshot.payload["metrics"] for v in m["variants"])
 
+def test_report_page_shows_the_notes(two_phases, client):
+    experiment, _, _ = two_phases
+    start_new_phase(experiment, {"planned_sample_size": 5000}, rerandomize=False, reason="bigger")
+    reports.compute_report(experiment)
+    client.force_login(User.objects.create_superuser("a", "a@example.com", "pw-for-tests"))
+    page = client.get("/reports/checkout/").content.decode()
+    assert 'id="report-notes"' in page and "CUPED is not applied in phase 3" in page
+
 
 def test_report_page_has_a_phase_selector_and_old_phases_stay_readable(two_phases, client):
     experiment, first, second = two_phases

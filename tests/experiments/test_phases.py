@@ -357,3 +357,30 @@ def test_concurrent_api_twins_get_201_and_409(metrics, api_key):
                            {"changes": {"cuped": False}, "reason": "twin", "expected_phase": 1}, format="json").status_code
 
     assert sorted(_twins(post)) == [201, 409]
+
+
+def test_segment_attributes_are_validated(admin_api, metrics):
+    data = {**experiment_data(), "metrics": [{"metric": "purchase", "role": "primary"}]}
+    for bad in (["1x"], ["a"] * 2, "country", [f"a{i}" for i in range(21)]):
+        r = admin_api.post("/api/v1/experiments", {**data, "segment_attributes": bad}, format="json")
+        assert r.status_code == 400 and "segment_attributes" in r.json(), (bad, r.content)
+    r = admin_api.post("/api/v1/experiments", {**data, "segment_attributes": ["browser"]}, format="json")
+    assert r.status_code == 201 and r.json()["segment_attributes"] == ["browser"]
+    started = services.start_experiment(Experiment.objects.get(key="checkout-button"))
+    assert started.segment_attributes == ["browser"]  # an explicit list is kept as the frozen one
+
+
+def test_backfill_migration_gives_started_experiments_their_phase_one(running, make_experiment):
+    import importlib
+
+    from django.apps import apps
+
+    backfill = importlib.import_module("experiments.migrations.0003_backfill_first_phases").backfill
+    Phase.objects.all().delete()
+    draft = make_experiment(key="still-draft")
+    backfill(apps, None)
+    phase = Phase.objects.get()
+    assert (phase.experiment_id, phase.number, phase.started_at, phase.salt) == (
+        running.pk, 1, running.started_at, "checkout-button")
+    assert phase.plan == {**phases.plan.freeze_plan(running), "segment_attributes": running.segment_attributes}
+    assert not draft.phases.exists()
