@@ -90,7 +90,7 @@ def _weight(value: Any) -> str:
 def _variants(rows) -> list[dict[str, Any]]:
     return [
         {"key": str(v.get("key")), "weight": _weight(v.get("weight")), "is_control": bool(v.get("is_control")),
-         "payload": v.get("payload") or {}, "name": v.get("name") or v.get("key")}
+         "payload": v.get("payload") or {}}
         for v in rows
     ]
 
@@ -116,7 +116,7 @@ def current_lists(experiment) -> dict[str, list[dict[str, Any]]]:
     """The plan's lists as they are now stored, in the same shape as the services take them."""
     return {
         "variants": _variants(
-            {"key": v.key, "weight": v.weight, "is_control": v.is_control, "payload": v.payload, "name": v.name}
+            {"key": v.key, "weight": v.weight, "is_control": v.is_control, "payload": v.payload}
             for v in sorted(experiment.variants.all(), key=lambda v: (v.position, v.pk))
         ),
         "metrics": _metrics(

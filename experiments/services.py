@@ -404,6 +404,8 @@ def update_experiment(experiment: Experiment, data: Mapping[str, Any], *, actor:
     _full_clean(experiment)
     experiment._change_reason = _reason(actor, "changed")
     _save_unique(experiment)  # a draft's key may change
+    if experiment.started_at is not None:  # phases: plan lists got here unchanged; keep their rows
+        data = {k: v for k, v in data.items() if k not in ("variants", "metrics", "targeting")}
     _replace_children(experiment, data)
     return experiment
 

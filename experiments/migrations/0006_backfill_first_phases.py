@@ -14,7 +14,7 @@ def backfill(apps, schema_editor):
             "segment_attributes": list(exp.segment_attributes or []),
             "variants": [
                 {"key": v.key, "weight": f"{v.weight.normalize():f}", "is_control": v.is_control,
-                 "payload": v.payload or {}, "name": v.name or v.key}
+                 "payload": v.payload or {}}
                 for v in exp.variants.order_by("position", "id")
             ],
             "metrics": [{"metric": em.metric.key, "role": em.role}

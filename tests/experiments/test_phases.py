@@ -98,6 +98,18 @@ def test_resending_the_same_plan_and_editing_texts_or_growing_traffic_are_allowe
     assert r.json()["hypothesis"] == "Clearer"
 
 
+def test_resending_the_plan_of_a_completed_experiment_keeps_its_rows_and_exposures(admin_api, running):
+    green = running.variants.get(key="green")
+    Exposure.objects.create(experiment=running, variant=green, unit_id="u1",
+                            first_seen=running.started_at, last_seen=running.started_at)
+    services.complete_experiment(running)
+    body = admin_api.get("/api/v1/experiments/checkout-button").json()
+    r = admin_api.patch("/api/v1/experiments/checkout-button",
+                        {f: body[f] for f in ("variants", "metrics", "targeting")}, format="json")
+    assert r.status_code == 200, r.content
+    assert running.variants.get(key="green").pk == green.pk and Exposure.objects.filter(variant=green).exists()
+
+
 def test_drafts_can_still_change_their_plan(make_experiment):
     draft = make_experiment()
     services.update_experiment(draft, {k: v for k, v in FROZEN_CHANGES.items() if k != "metrics"})
@@ -130,6 +142,7 @@ def test_admin_shows_the_plan_read_only_while_running(pm, running):
 
 def test_admin_plan_stays_read_only_after_completion(pm, running):
     done = services.complete_experiment(running)
+    assert done.phases.get().ended_at == done.ended_at  # completing ends the current phase
     page = pm.get(f"/admin/experiments/experiment/{done.pk}/change/").content.decode()
     assert 'name="significance_level"' not in page and 'name="experiment_metrics-0-role"' not in page
     assert 'id="start-new-phase"' not in page
