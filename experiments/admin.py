@@ -158,7 +158,7 @@ class ExperimentAdmin(SafeAdminMixin, LockOnPostMixin, SimpleHistoryAdmin):
         _transition_action("complete", "Complete"),
         _transition_action("archive", "Archive"),
     ]
-    history_list_display = ["status", "traffic_allocation"]
+    history_list_display = ["status", "traffic_allocation", "current_phase", "salt"]
     fieldsets = [
         (None, {"fields": ["key", "name", "hypothesis", "description", "owner", "team", "status"]}),
         ("Traffic", {"fields": ["traffic_allocation", "salt", "layer", "layer_share"]}),
