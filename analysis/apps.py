@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class AnalysisConfig(AppConfig):
     name = "analysis"
     verbose_name = "Analysis"
+
+    def ready(self) -> None:
+        from . import signals
+
+        signals.connect()

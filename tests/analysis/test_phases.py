@@ -158,3 +158,16 @@ def test_report_page_has_a_phase_selector_and_old_phases_stay_readable(two_phase
     assert 'name="phase" value="1"' in old.content.decode()  # "Recompute now" recomputes phase 1
     bad = client.get("/reports/checkout/?phase=12", follow=True)
     assert bad.status_code == 200 and bad.context["snapshot"].pk == second.pk
+
+
+def test_starting_a_phase_computes_the_final_report_of_the_previous_one(api_client_for, django_capture_on_commit_callbacks):
+    client = api_client_for("client")
+    experiment = make_experiment("checkout")
+    for i in range(6):
+        _assign(client, f"u-{i}")
+    with django_capture_on_commit_callbacks(execute=True):
+        start_new_phase(experiment, {"significance_level": 0.1}, rerandomize=True, reason="r")
+    final = ReportSnapshot.objects.get(experiment=experiment, phase=1)
+    p1 = experiment.phases.get(number=1)
+    assert final.data_to == p1.ended_at and sum(final.payload["srm"]["counts"].values()) == 6
+    assert final.payload["alpha"] == 0.05

@@ -1,0 +1,34 @@
+"""When a phase ends, compute its final report (so every phase keeps a readable report)."""
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.db.models.signals import post_save
+
+logger = logging.getLogger(__name__)
+
+
+def _final_report_of_previous_phase(sender, instance, created: bool, **kwargs) -> None:
+    if not created or instance.number <= 1:
+        return
+    experiment_id, number = instance.experiment_id, instance.number - 1
+
+    def enqueue() -> None:
+        from experiments.models import Experiment
+
+        from . import tasks
+
+        try:
+            tasks.request_refresh(Experiment.objects.get(pk=experiment_id), phase=number)
+        except Exception:  # the phase change stands; the report can be recomputed on request
+            logger.exception("could not enqueue the final report of phase %d of experiment %d", number, experiment_id)
+
+    transaction.on_commit(enqueue)
+
+
+def connect() -> None:
+    from experiments.models import Phase
+
+    post_save.connect(_final_report_of_previous_phase, sender=Phase, weak=False,
+                      dispatch_uid="analysis-final-phase-report")
