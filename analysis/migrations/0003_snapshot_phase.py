@@ -7,7 +7,6 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('analysis', '0002_drop_event_id_like_index'),
-        ('experiments', '0003_backfill_first_phases'),
     ]
 
     operations = [
