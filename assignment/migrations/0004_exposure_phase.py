@@ -13,11 +13,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-<<<<<<<< HEAD:assignment/migrations/0004_exposure_phase.py
         ('assignment', '0003_protect_data_on_delete'),
-========
-        ('assignment', '0002_tombstones_and_rejected_exposures'),
->>>>>>>> 94190e8 (Rebase: assignment migration renumbered after the pipeline's 0002):assignment/migrations/0003_exposure_phase.py
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('analysis', '0002_drop_event_id_like_index'),
+        ('analysis', '0003_protect_data_on_delete'),
     ]
 
     operations = [
