@@ -67,6 +67,7 @@ def _metric_input(em: ExperimentMetric, per_variant: dict[str, VariantStats]) ->
     return MetricInput(
         key=m.key, name=m.name, kind=m.kind, role=em.role, direction=m.direction,
         variants={str(k): v for k, v in (per_variant or {}).items()},
+        non_inferiority_margin=em.non_inferiority_margin,
     )
 
 
@@ -85,6 +86,14 @@ def _daily_units(counts: dict[str, int], start: datetime | None, end: datetime) 
         return None
     days = max(1.0, (end - start).total_seconds() / 86400.0)
     return total / days
+
+
+def _plan_window(experiment: Experiment, until: datetime) -> dict[str, float | None]:
+    """Planned duration and the days elapsed by ``until`` (the plan may be a duration)."""
+    elapsed = None
+    if experiment.started_at is not None:
+        elapsed = max(0.0, (until - experiment.started_at).total_seconds() / 86400.0)
+    return {"planned_duration_days": experiment.planned_duration_days, "elapsed_days": elapsed}
 
 
 def _test_delay() -> None:
@@ -174,6 +183,7 @@ def build_payload(
             exposure_counts=counts,
             planned_sample_size=experiment.planned_sample_size,
             daily_units=_daily_units(counts, experiment.started_at, until),
+            **_plan_window(experiment, until),
             **common,
         )
     except StatsInputError as exc:
