@@ -651,18 +651,19 @@ def _plan_block(
 ) -> dict[str, Any]:
     """Where the experiment stands against its plan, and whether this is an early look.
 
-    The plan is reached when the units reach the planned sample size or the elapsed days reach
-    the planned duration, whichever comes first. With sequential testing off every analysis
-    before that is an early look: nothing is called significant and nothing is shipped.
+    The plan is reached when the units reach the planned sample size; the planned duration
+    counts only when no sample size is planned (it is usually an estimate of how long the size
+    takes, and slow traffic must not turn half the sample into a "final" look). With sequential
+    testing off every analysis before that is an early look: nothing is called significant and
+    nothing is shipped.
     """
     planned_days = planned_days if planned_days and planned_days > 0 else None
     has_plan = bool(planned) or planned_days is not None
-    shares = []
+    progress = None
     if planned:
-        shares.append(units / planned)
-    if planned_days is not None and elapsed is not None:
-        shares.append(max(0.0, elapsed) / planned_days)
-    progress = max(shares) if shares else None
+        progress = units / planned
+    elif planned_days is not None:
+        progress = max(0.0, elapsed or 0.0) / planned_days
     reached = progress is not None and progress >= 1.0
     return {
         "planned_sample_size": planned,

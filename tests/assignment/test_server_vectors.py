@@ -24,6 +24,7 @@ def vector_config(primary_metric):
         data = {
             "key": spec["key"], "name": spec["key"], "salt": spec["salt"],
             "traffic_allocation": spec["traffic_allocation"],
+            "planned_sample_size": 10000,
             "variants": [dict(v) for v in spec["variants"]],
             "metrics": [{"metric": "purchase", "role": "primary"}],
             "targeting": spec["targeting"],
