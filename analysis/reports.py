@@ -22,6 +22,7 @@ from django.utils import timezone
 from experiments.models import Experiment, ExperimentMetric
 
 from .models import ReportSnapshot
+from .selectors import lift_series
 from .stats import MetricInput, StatsInputError, VariantStats, analyze_experiment
 
 logger = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ def build_payload(
             for v in variants
         ],
         segments=_segments(experiment, primary, common, until) if include_segments else {},
+        lift_series=lift_series(body),
         daily_exposures=[row for row in daily if row["date"] <= until_day],
     )
     return body

@@ -8,6 +8,8 @@ Conventions (see docs/statistics.md):
 * multiplicity families: primary + secondary metrics form one family, guardrails another;
   each family is adjusted across metrics x treatment variants;
 * data edge cases give ``status: "insufficient_data"`` with a plain-words ``reason``;
+* every comparison carries the always-valid (mSPRT) figures under ``sequential`` (the
+  lift-over-time chart draws only those); they are the headline only when sequential is on;
 * early look: with sequential testing off and a planned size (or duration) not reached yet,
   nothing is ``significant`` (``would_be_significant`` says what the fixed-horizon test would
   say at face value) and the always-valid interval is shown alongside under ``sequential``;
@@ -387,7 +389,7 @@ def _analyze_metric(
             "ci_relative": head.ci_rel(),
         }
         p_head = head.p
-        if use_sequential or early_look:
+        if True:  # always-valid interval: the headline when sequential, alongside otherwise
             var = head.se * head.se
             var_plan = head_t.unit_var / _plan_horizon(
                 weights, key, planned

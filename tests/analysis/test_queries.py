@@ -7,7 +7,6 @@ microsecond.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import random
 from collections import defaultdict
