@@ -167,6 +167,7 @@ class Series:
     points: list[tuple[datetime | date, float]] = field(default_factory=list)
     band: list[tuple[datetime | date, float, float]] = field(default_factory=list)
     colour: str = ""
+    early: set[float] = field(default_factory=set)  # timestamps of early looks (drawn dashed)
 
 
 def _ts(value: datetime | date) -> float:
@@ -196,7 +197,8 @@ def line_chart(series: Sequence[Series], *, title: str, percent: bool = False, z
         return min(ceiling, max(floor, v))
 
     series = [
-        Series(s.label, s.points, [(t, clamp(lo), clamp(hi)) for t, lo, hi in s.band if _finite(lo, hi)], s.colour)
+        Series(s.label, s.points, [(t, clamp(lo), clamp(hi)) for t, lo, hi in s.band if _finite(lo, hi)], s.colour,
+               s.early)
         for s in drawn
     ]
     drawn = series
@@ -269,6 +271,15 @@ def line_chart(series: Sequence[Series], *, title: str, percent: bool = False, z
             lower = " ".join(f"{_f(px(t))},{_f(py(lo))}" for t, lo, _ in reversed(band))
             parts.append(f'<polygon class="band" points="{upper} {lower}" fill="{c}" fill-opacity="0.12"/>')
         pts = [(t, y) for t, y in s.points if _finite(y)]
+        early = [(t, y) for t, y in pts if _ts(t) in s.early]
+        if early:  # early looks: one dashed line up to the first conclusive point
+            rest = pts[len(early):]
+            path = " ".join(f"{_f(px(t))},{_f(py(y))}" for t, y in early + rest[:1])
+            parts.append(
+                f'<polyline class="early-look" points="{path}" fill="none" stroke="{c}" stroke-width="2" '
+                f'stroke-dasharray="4 3"><title>{_e(s.label)}: early looks, not conclusive</title></polyline>'
+            )
+            pts = rest
         if len(pts) >= 2:
             path = " ".join(f"{_f(px(t))},{_f(py(y))}" for t, y in pts)
             parts.append(f'<polyline class="series" points="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
@@ -282,32 +293,40 @@ def line_chart(series: Sequence[Series], *, title: str, percent: bool = False, z
 
 
 def cumulative_lift_chart(history: Sequence[dict], metric_key: str, *, width: int = 560) -> str:
-    """Relative lift (and its interval) of each treatment over the snapshot history."""
+    """Relative lift of each treatment over the snapshot history, with the always-valid interval.
+
+    ``history`` holds ``{"computed_at", "series"}`` (see ``selectors.lift_series``). Only
+    always-valid bands are drawn (they stay valid however often one looks); fixed-horizon bands
+    at every recomputation would invite exactly the peeking the decision rules forbid. Points of
+    early looks (before the planned size, sequential testing off) are drawn dashed.
+    """
     by_variant: dict[str, Series] = {}
+    early = False
     name = metric_key
     for snap in history:
         at = snap["computed_at"]
-        for m in snap.get("metrics") or []:
-            if m.get("metric") != metric_key:
+        series = snap.get("series") or {}
+        m = (series.get("metrics") or {}).get(metric_key)
+        if not m:
+            continue
+        name = m.get("name") or name
+        for key, (rel, lo, hi) in (m.get("variants") or {}).items():
+            if not _finite(rel):
                 continue
-            name = m.get("name") or name
-            for v in m.get("variants") or []:
-                if v.get("is_control"):
-                    continue
-                lift = v.get("lift") or {}
-                rel = lift.get("relative")
-                if not _finite(rel):
-                    continue
-                key = str(v.get("variant"))
-                s = by_variant.setdefault(key, Series(key, colour=colour(len(by_variant) + 1)))
-                s.points.append((at, rel))
-                ci = lift.get("ci_relative") or [None, None]
-                if _finite(*ci):
-                    s.band.append((at, ci[0], ci[1]))
-    return line_chart(
-        list(by_variant.values()), title=f"Relative lift of {name} over time", percent=True,
-        zero_line=True, width=width,
-    )
+            s = by_variant.setdefault(key, Series(key, colour=colour(len(by_variant) + 1)))
+            s.points.append((at, rel))
+            if series.get("early_look"):
+                s.early.add(_ts(at))
+                early = True
+            if _finite(lo, hi):
+                s.band.append((at, lo, hi))
+    title = f"Relative lift of {name} over time (always-valid intervals)"
+    svg = line_chart(list(by_variant.values()), title=title, percent=True, zero_line=True, width=width)
+    if early and svg.endswith("</svg>"):
+        note = (f'<text class="early-note" x="{width - 16}" y="16" font-size="10" fill="#b45309" '
+                f'text-anchor="end" {FONT}>dashed: early looks, not conclusive</text>')
+        svg = svg[: -len("</svg>")] + note + "</svg>"
+    return svg
 
 
 def daily_exposures_chart(rows: Sequence[dict], *, variants: Sequence[str] = (), width: int = 560) -> str:

@@ -43,6 +43,8 @@ RECOMMENDATIONS = {
     "invalid_srm": ("Invalid: sample ratio mismatch", "invalid"),
 }
 ROLE_ORDER = {"primary": 0, "guardrail": 1, "secondary": 2}
+MAX_HISTORY_CHARTS = 10
+MAX_METRICS_SHOWN = 30  # ?metrics=all shows every metric
 
 
 # --- formatting -----------------------------------------------------------------------------------
@@ -112,7 +114,9 @@ def _variant_row(v: dict[str, Any], kind: str) -> dict[str, Any]:
     elif v.get("significant") and verdict == "better":
         tone = "good"
     cuped = v.get("cuped") or {}
-    seq = v.get("sequential")
+    seq = v.get("sequential") or {}
+    ni = v.get("non_inferiority") or {}
+    early = bool(v.get("early_look"))
     return {
         "variant": v.get("variant"),
         "is_control": bool(v.get("is_control")),
@@ -134,14 +138,24 @@ def _variant_row(v: dict[str, Any], kind: str) -> dict[str, Any]:
         "tone": tone,
         "cuped": (f"CUPED: variance −{cuped['variance_reduction']:.0%}"
                   if cuped.get("applied") and _ok(cuped.get("variance_reduction")) else ""),
-        "sequential": "always-valid (sequential)" if seq else "",
+        "sequential": "always-valid (sequential)" if v.get("inference") == "sequential" else "",
+        "early_look": early,
+        "would_be_significant": bool(v.get("would_be_significant")),
+        "always_valid_ci": fmt_ci(seq.get("ci_relative"), fmt_rel) if early else "",
+        "non_inferiority": ni.get("text") or "",
+        "ni_status": ni.get("status") or "",
+        "test": "Fisher's exact test" if v.get("test") == "fisher_exact" else "",
+        "warnings": [str(w) for w in v.get("warnings") or []],
     }
 
 
-def present_metrics(payload: dict[str, Any], history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def present_metrics(payload: dict[str, Any], history: list[dict[str, Any]],
+                    limit: int | None = None) -> list[dict[str, Any]]:
+    """Metrics in role order; with ``limit`` only the first ones are rendered in full (a page of
+    200 metrics x 50 variants would be 10,000 table rows; the rest is a click or a CSV away)."""
     out = []
     metrics = sorted(payload.get("metrics") or [], key=lambda m: ROLE_ORDER.get(m.get("role"), 9))
-    for m in metrics:
+    for m in metrics[:limit]:
         kind = m.get("kind", "")
         out.append({
             "key": m.get("metric"),
@@ -153,11 +167,16 @@ def present_metrics(payload: dict[str, Any], history: list[dict[str, Any]]) -> l
             "reason": m.get("reason"),
             "rows": [_variant_row(v, kind) for v in m.get("variants") or []],
             "interval_svg": mark_safe(charts.metric_interval_chart(m)),  # noqa: S308 - escaped in charts
-            "history_svg": mark_safe(charts.cumulative_lift_chart(history, m.get("metric"))) if len(history) > 1 else "",  # noqa: S308
+            "history_svg": mark_safe(charts.cumulative_lift_chart(history, m.get("metric")))  # noqa: S308
+            if len(history) > 1 and _charted(history, m.get("metric")) else "",
             "mean_label": "Rate" if kind == "conversion" else "Mean",
             "alert": any(v.get("guardrail_alert") for v in m.get("variants") or []),
         })
     return out
+
+
+def _charted(history: list[dict[str, Any]], key: Any) -> bool:
+    return any(key in ((h.get("series") or {}).get("metrics") or {}) for h in history)
 
 
 def present_segments(payload: dict[str, Any], kinds: dict[str, str]) -> list[dict[str, Any]]:
@@ -269,7 +288,13 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
     }
     if snapshot is not None:
         payload = snapshot.payload
-        history = selectors.snapshot_history(experiment, until=snapshot.computed_at, phase=phase)
+        # The history charts are drawn for the decision metrics only (primary and guardrail, at
+        # most MAX_HISTORY_CHARTS), and only their few numbers are loaded (bounded page cost).
+        show_all = request.GET.get("metrics") == "all"
+        charted = [m.get("metric") for m in payload.get("metrics") or []
+                   if m.get("role") in ("primary", "guardrail")][:MAX_HISTORY_CHARTS]
+        history = selectors.snapshot_history(experiment, until=snapshot.computed_at, metrics=charted,
+                                               phase=phase)
         decision = payload.get("decision") or {}
         label, css = RECOMMENDATIONS.get(decision.get("recommendation"), ("Unknown", "none"))
         kinds = {m.get("metric"): m.get("kind", "") for m in payload.get("metrics") or []}
@@ -280,7 +305,9 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
             payload=payload,
             decision={**decision, "label": label, "css": css},
             health=present_health(payload, experiment),
-            metrics=present_metrics(payload, history),
+            metrics=present_metrics(payload, history, limit=None if show_all else MAX_METRICS_SHOWN),
+            hidden_metrics=0 if show_all else max(0, len(payload.get("metrics") or []) - MAX_METRICS_SHOWN),
+            all_metrics_url=f"?{urlencode({**({'at': raw_at} if raw_at else {}), 'metrics': 'all'})}",
             segments=present_segments(payload, kinds),
             exposures_svg=mark_safe(charts.daily_exposures_chart(  # noqa: S308 - escaped in charts
                 payload.get("daily_exposures") or [], variants=variant_keys, width=820)),

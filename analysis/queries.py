@@ -28,6 +28,13 @@ Rules (what a report counts):
 * ``phase`` (phases, see ``experiments.phases``): only the exposures recorded in that phase. A
   phase's events then start at its units' first exposures in it (so never before the phase
   began); the caller passes the phase's end as ``until``.
+* Robust sums: every event value is clamped to +-``VALUE_LIMIT`` (the ingestion limit) before
+  it is summed, so no sum, square or cube can overflow a double even for rows written around
+  the API (``clamped_units`` counts the units concerned; the report warns). Count and sum
+  metrics also get centred moments: each per-unit value is shifted by a per-metric pilot
+  (the average over units with events), the shifted sums of powers 1-3 are summed in SQL and
+  turned into ``m2``/``m3`` (sums of squared/cubed deviations from the variant mean) here, so a
+  tiny spread around a large mean survives (``sum_sq - sum**2/n`` cancels it away).
 
 SQLite and PostgreSQL run the same SQL except for three helpers (time shift, JSON attribute
 extraction, day truncation). Every value, attribute names included, is a query parameter.
@@ -55,6 +62,10 @@ OTHER_SEGMENT = "(other)"
 ATTRIBUTE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 _WORK_MEM_RE = re.compile(r"\d{1,7}\s*(kB|MB|GB)?")
 _FLOAT = "DOUBLE PRECISION"
+#: Event values beyond this magnitude are clamped before aggregation (the ingestion limit; only
+#: rows written around the API can exceed it). Any double up to 1.8e308 is thus safe to sum.
+VALUE_LIMIT = 1e15
+_LIMIT_SQL = f"CAST({VALUE_LIMIT!r} AS {_FLOAT})"
 
 
 # --- public interface ------------------------------------------------------------------------
@@ -181,6 +192,7 @@ class _Columns:
 
     def __init__(self) -> None:
         self.index: dict[tuple, str] = {}
+        self.flags: dict[str, str] = {}  # sum column -> its "a value was clamped" column
         self.sql: list[str] = []
         self.params: list[Any] = []
 
@@ -194,9 +206,23 @@ class _Columns:
             cond = f"{ts} >= x.t0" + (f" AND {ts} < x.{shift_col(hours)}" if hours else "")
         else:
             cond = f"{ts} >= x.{shift_col(-hours)} AND {ts} < x.t0"
-        agg = "COUNT(*)" if aggregation == "count" else f"SUM(e.{_q(_event_col('value'))})"
-        self.sql.append(f"{agg} FILTER (WHERE e.{_q(_event_col('event'))} = %s AND {cond}) AS {name}")
-        self.params.append(event)
+        value = f"e.{_q(_event_col('value'))}"
+        where = f"FILTER (WHERE e.{_q(_event_col('event'))} = %s AND {cond})"
+        if aggregation == "count":
+            self.sql.append(f"COUNT(*) {where} AS {name}")
+            self.params.append(event)
+        else:
+            # Clamp each value first (NaN/inf stored by hand included: NaN > x is true on
+            # PostgreSQL, SQLite stores NaN as NULL), and flag units with such a value.
+            lim = _LIMIT_SQL
+            clamped = f"CASE WHEN {value} > {lim} THEN {lim} WHEN {value} < -{lim} THEN -{lim} ELSE {value} END"
+            self.sql.append(f"SUM({clamped}) {where} AS {name}")
+            flag = f"{name}c"
+            self.sql.append(
+                f"MAX(CASE WHEN {value} > {lim} OR {value} < -{lim} THEN 1 ELSE 0 END) {where} AS {flag}"
+            )
+            self.params += [event, event]
+            self.flags[name] = flag
         self.index[key] = name
         return name
 
@@ -383,11 +409,22 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
 
     v_select: list[str] = []
     v_params: list[Any] = []
-    sums_select: list[str] = []
+    sums_select: list[str] = ["COUNT(*)"]  # units with a row (the others have value 0)
+    pilots: list[str] = []
     for i, (spec, cols) in enumerate(zip(specs, value_cols, strict=True)):
         y = f"y{i}"
         v_select.append(f"{_value_sql(spec, cols[0], v_params)} AS {y}")
         sums_select += [f"SUM({y})", f"SUM({y} * {y})"]
+        flags = [columns.flags[c] for c in cols if c in columns.flags]
+        if flags:
+            v_select.append(f"CASE WHEN {' + '.join(f'COALESCE({f}, 0)' for f in flags)} > 0 THEN 1 ELSE 0 END AS f{i}")
+            sums_select.append(f"SUM(f{i})")
+        else:
+            sums_select.append("0")
+        if _has_moments(spec):
+            pilots.append(f"AVG({y}) AS c{i}")
+            z = f"({y} - c{i})"
+            sums_select += [f"MIN(c{i})", f"SUM({z})", f"SUM({z} * {z})", f"SUM({z} * {z} * {z})"]
         rest = cols[1:]
         if spec.kind == "ratio":
             d = f"d{i}"
@@ -399,11 +436,18 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
             sums_select += [f"SUM({p})", f"SUM({p} * {p})", f"SUM({p} * {y})"]
     seg_out = ", s" if seg_sql else ""
     materialized = "MATERIALIZED " if connection.vendor == "sqlite" else ""
+    v_cte = f"v AS (SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u)"
+    if pilots:  # per-metric shift (pilot mean): v is read twice, so it is materialised once
+        v_cte = (
+            f"v AS MATERIALIZED (SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u), "
+            f"c AS (SELECT {', '.join(pilots)} FROM v)"
+        )
+    source = "v CROSS JOIN c" if pilots else "v"
     sql = (
         f"WITH x AS {materialized}({x_cte}), "
         f"u AS ({u_cte}), "
-        f"v AS (SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u) "
-        f"SELECT variant_id{seg_out}, {', '.join(sums_select)} FROM v GROUP BY variant_id{seg_out}"
+        f"{v_cte} "
+        f"SELECT variant_id{seg_out}, {', '.join(sums_select)} FROM {source} GROUP BY variant_id{seg_out}"
     )
     rows = _fetch(sql, [*x_params, *u_params, *v_params], heavy=True)
 
@@ -412,22 +456,52 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
         variant_id = row[0]
         seg = row[1] if seg_sql else None
         values = [float(v or 0.0) for v in row[2 if seg_sql else 1:]]
+        rows_n, values = int(values[0]), values[1:]
         per_metric = []
         pos = 0
         for spec in specs:
-            width = 2 + (3 if spec.kind == "ratio" else 0) + (3 if spec.pre else 0)
-            per_metric.append(tuple(values[pos : pos + width]))
+            width = _width(spec)
+            per_metric.append((rows_n, *values[pos : pos + width]))
             pos += width
         out[(seg, variant_id)] = per_metric
     return out
 
 
+def _has_moments(spec: _Spec) -> bool:
+    """Centred second and third moments are computed for count and sum metrics."""
+    return spec.kind in ("count", "sum")
+
+
+def _width(spec: _Spec) -> int:
+    """Aggregate columns per metric: sum, sum_sq, clamped, [ratio 3], [moments 4], [pre 3]."""
+    return 3 + (3 if spec.kind == "ratio" else 0) + (4 if _has_moments(spec) else 0) + (3 if spec.pre else 0)
+
+
+def _centred(n: int, rows: int, c: float, z1: float, z2: float, z3: float) -> tuple[float, float]:
+    """(m2, m3) about the mean from sums of z = y - c over the ``rows`` units with a row; the
+    other ``n - rows`` units have y = 0, i.e. z = -c."""
+    k = n - rows
+    s1 = z1 - k * c
+    s2 = z2 + k * c * c
+    s3 = z3 - k * c * c * c
+    m2 = max(0.0, s2 - s1 * s1 / n)
+    m3 = s3 - 3.0 * s1 * s2 / n + 2.0 * s1 * s1 * s1 / (n * n)
+    return m2, m3
+
+
 def _variant_stats(spec: _Spec, n: int, sums: tuple | None) -> VariantStats:
     ratio = spec.kind == "ratio"
-    width = 2 + (3 if ratio else 0) + (3 if spec.pre else 0)
-    values = list(sums) if sums else [0.0] * width
-    s, q = values[0], values[1]
-    rest = values[2:]
+    width = _width(spec)
+    values = list(sums) if sums else [0] + [0.0] * width
+    rows_n, values = int(values[0]), values[1:]
+    s, q, clamped = values[0], values[1], int(values[2])
+    rest = values[3:]
+    m2 = m3 = None
+    if _has_moments(spec):
+        c, z1, z2, z3 = rest[:4]
+        rest = rest[4:]
+        if n > 0:
+            m2, m3 = _centred(n, rows_n, c, z1, z2, z3)
     den_sum = den_sum_sq = cross = None
     if ratio:
         den_sum, den_sum_sq, cross = rest[:3]
@@ -440,6 +514,7 @@ def _variant_stats(spec: _Spec, n: int, sums: tuple | None) -> VariantStats:
     return VariantStats(
         n=n, sum=s, sum_sq=q, den_sum=den_sum, den_sum_sq=den_sum_sq, cross_sum=cross,
         pre_sum=pre_sum, pre_sum_sq=pre_sum_sq, pre_cross=pre_cross,
+        m2=m2, m3=m3, clamped_units=clamped,
     )
 
 

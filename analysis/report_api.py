@@ -64,7 +64,15 @@ class VariantResultSerializer(serializers.Serializer):
     verdict = serializers.CharField(required=False)
     chance_to_beat_control = _float(required=False)
     expected_loss = _float(required=False)
-    guardrail_alert = serializers.BooleanField(required=False)
+    guardrail_alert = serializers.BooleanField(required=False, help_text="Guardrail harm beyond its margin (breached).")
+    non_inferiority = serializers.DictField(
+        required=False, help_text="Guardrails: margin, worst/best case, status holds/breached/not_shown, text.")
+    early_look = serializers.BooleanField(
+        required=False, help_text="Sequential off and the planned size not reached: nothing is called yet.")
+    would_be_significant = serializers.BooleanField(
+        required=False, help_text="Early looks: what the fixed-horizon test would say at face value.")
+    test = serializers.CharField(required=False, help_text="welch_t, two_proportion_z, fisher_exact, ...")
+    warnings = serializers.ListField(child=serializers.CharField(), required=False)
     sequential = serializers.DictField(required=False, help_text="Always-valid p-value and intervals (mSPRT).")
     cuped = serializers.DictField(required=False, help_text="Variance reduction with pre-exposure data.")
     reason = serializers.CharField(required=False, allow_null=True)
@@ -137,6 +145,8 @@ class ResultsSerializer(serializers.Serializer):
     srm = SrmSerializer()
     metrics = MetricResultSerializer(many=True)
     power = PowerSerializer()
+    plan = serializers.DictField(
+        required=False, help_text="Planned size/duration, progress, reached, early_look (see docs/statistics.md).")
     decision = DecisionSerializer()
     segments = serializers.DictField(
         child=serializers.DictField(child=SegmentMetricSerializer(many=True)),
@@ -277,6 +287,7 @@ def _dt(value: datetime | None) -> str | None:
 def results_body(snapshot: ReportSnapshot) -> dict[str, Any]:
     """The API representation of a snapshot: its payload plus the snapshot's own fields."""
     body = dict(snapshot.payload)
+    body.pop("lift_series", None)  # the report page's compact chart data, not part of the results
     body.setdefault("segments", {})
     body.setdefault("daily_exposures", [])
     body.update(

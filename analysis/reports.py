@@ -22,6 +22,7 @@ from django.utils import timezone
 from experiments.models import Experiment, ExperimentMetric, Metric, Phase
 
 from .models import ReportSnapshot
+from .selectors import lift_series
 from .stats import MetricInput, StatsInputError, VariantStats, analyze_experiment
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def _metric_input(em: ExperimentMetric, per_variant: dict[str, VariantStats]) ->
     return MetricInput(
         key=m.key, name=m.name, kind=m.kind, role=em.role, direction=m.direction,
         variants={str(k): v for k, v in (per_variant or {}).items()},
+        non_inferiority_margin=em.non_inferiority_margin,
     )
 
 
@@ -88,6 +90,18 @@ def _daily_units(counts: dict[str, int], start: datetime | None, end: datetime) 
         return None
     days = max(1.0, (end - start).total_seconds() / 86400.0)
     return total / days
+
+
+def _plan_window(
+    experiment: Experiment, until: datetime, start: datetime | None = None
+) -> dict[str, float | None]:
+    """Planned duration and the days elapsed by ``until`` since ``start`` (the phase's start,
+    else the experiment's): the plan may be a duration, and each phase runs its own plan."""
+    start = start or experiment.started_at
+    elapsed = None
+    if start is not None:
+        elapsed = max(0.0, (until - start).total_seconds() / 86400.0)
+    return {"planned_duration_days": experiment.planned_duration_days, "elapsed_days": elapsed}
 
 
 def _test_delay() -> None:
@@ -228,6 +242,7 @@ def build_payload(
             exposure_counts=counts,
             planned_sample_size=experiment.planned_sample_size,
             daily_units=_daily_units(counts, phase.started_at if phase else experiment.started_at, until),
+            **_plan_window(experiment, until, phase.started_at if phase else None),
             **common,
         )
     except StatsInputError as exc:
@@ -247,6 +262,7 @@ def build_payload(
             for v in variants
         ],
         segments=_segments(experiment, primary, common, until, number) if include_segments else {},
+        lift_series=lift_series(body),
         daily_exposures=[row for row in daily if row["date"] <= until_day],
         phase=number or 1,
         phase_started_at=_iso(phase.started_at) if phase else None,

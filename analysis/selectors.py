@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from django.db.models import OuterRef, Subquery
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from experiments.models import Experiment
@@ -13,7 +15,25 @@ from experiments.models import Experiment
 from .models import ReportSnapshot
 
 #: The history chart needs the shape of the curve, not every 15-minute point.
-HISTORY_POINTS = 120
+HISTORY_POINTS = 40
+
+
+def lift_series(body: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers the lift-over-time chart needs from one results body, stored with every
+    snapshot (``payload["lift_series"]``) so the report page never loads old full payloads:
+    ``{"early_look", "metrics": {key: {"name", "variants": {variant: [lift, lo, hi]}}}}`` with
+    the *always-valid* interval (never the fixed-horizon one, which invites peeking)."""
+    metrics: dict[str, Any] = {}
+    for m in body.get("metrics") or []:
+        points = {}
+        for v in m.get("variants") or []:
+            if v.get("is_control") or not v.get("lift"):
+                continue
+            ci = (v.get("sequential") or {}).get("ci_relative") or [None, None]
+            points[str(v.get("variant"))] = [v["lift"].get("relative"), ci[0], ci[1]]
+        metrics[str(m.get("metric"))] = {"name": m.get("name"), "variants": points}
+    plan = body.get("plan") or {}
+    return {"early_look": bool(plan.get("early_look")), "metrics": metrics}
 
 
 def latest_snapshot(
@@ -28,11 +48,14 @@ def latest_snapshot(
 
 
 def snapshot_history(experiment: Experiment, *, until: datetime | None = None,
-                     points: int = HISTORY_POINTS, phase: int | None = None) -> list[dict[str, Any]]:
-    """``[{"computed_at", "metrics"}]`` oldest first, thinned to about ``points`` snapshots.
+                     points: int = HISTORY_POINTS, metrics: Sequence[str] | None = None,
+                     phase: int | None = None) -> list[dict[str, Any]]:
+    """``[{"computed_at", "series"}]`` oldest first, thinned to about ``points`` snapshots.
 
-    Only the ``metrics`` part of each payload is loaded, and only for the kept snapshots. One
-    phase only (default: the current one): each phase's results start afresh.
+    Only the compact ``lift_series`` of each kept snapshot is loaded (a few numbers per metric
+    and variant), and with ``metrics`` only those metrics' part of it (the database extracts
+    them); snapshots stored before it existed fall back to their ``metrics``. One phase only
+    (default: the current one): each phase's results start afresh.
     """
     qs = ReportSnapshot.objects.filter(experiment=experiment, phase=phase or experiment.current_phase)
     if until is not None:
@@ -41,12 +64,33 @@ def snapshot_history(experiment: Experiment, *, until: datetime | None = None,
     if len(index) > points:
         step = (len(index) - 1) / (points - 1)
         index = sorted({index[round(i * step)] for i in range(points)})
-    rows = (
-        ReportSnapshot.objects.filter(id__in=index)
-        .order_by("computed_at", "id")
-        .values_list("computed_at", "payload__metrics")
-    )
-    return [{"computed_at": at, "metrics": metrics or []} for at, metrics in rows]
+    qs = ReportSnapshot.objects.filter(id__in=index).order_by("computed_at", "id")
+    if metrics is None:
+        rows = list(qs.values_list("id", "computed_at", "payload__lift_series"))
+    else:
+        series_of = KeyTransform("lift_series", "payload")
+        names = {f"m{i}": KeyTransform(str(key), KeyTransform("metrics", series_of)) for i, key in enumerate(metrics)}
+        qs = qs.annotate(early=KeyTransform("early_look", series_of), **names)
+        rows = []
+        for row in qs.values_list("id", "computed_at", "early", *names):
+            parts = [json.loads(v) if isinstance(v, str) else v for v in row[3:]]
+            present = any(p is not None for p in parts) or row[2] is not None
+            series = {"early_look": bool(row[2]),
+                      "metrics": {k: p for k, p in zip(metrics, parts, strict=True) if p}} if present else None
+            rows.append((row[0], row[1], series))
+    old = [pk for pk, _, series in rows if not series]
+    legacy = {}
+    if old:  # older snapshots: derive the series from their metrics (loaded only for those)
+        for pk, metrics in ReportSnapshot.objects.filter(id__in=old).values_list("id", "payload__metrics"):
+            if isinstance(metrics, str):
+                metrics = json.loads(metrics)
+            legacy[pk] = lift_series({"metrics": metrics or []})
+    out = []
+    for pk, at, series in rows:
+        if isinstance(series, str):
+            series = json.loads(series)
+        out.append({"computed_at": at, "series": series or legacy.get(pk) or {"metrics": {}}})
+    return out
 
 
 def snapshot_times(experiment: Experiment, *, limit: int = 50, phase: int | None = None) -> list[datetime]:

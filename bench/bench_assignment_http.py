@@ -45,7 +45,7 @@ from experiments.models import Metric
 Metric.objects.create(key="purchase", name="Purchase", event="purchase", kind="conversion")
 for i in range(10):
     e = services.create_experiment({
-        "key": f"exp-{i}", "name": f"Experiment {i}", "traffic_allocation": 100,
+        "key": f"exp-{i}", "name": f"Experiment {i}", "traffic_allocation": 100, "planned_sample_size": 10000,
         "variants": [
             {"key": "control", "weight": 50, "is_control": True, "payload": {"color": "grey"}},
             {"key": "green", "weight": 50, "payload": {"color": "green"}},

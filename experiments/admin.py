@@ -87,7 +87,7 @@ class VariantInline(admin_phases.FrozenPlanInline, SafeAdminMixin, LabelledInlin
 class ExperimentMetricInline(admin_phases.FrozenPlanInline, LabelledInlineMixin, admin.TabularInline):
     model = ExperimentMetric
     formset = ExperimentMetricFormSet
-    fields = ["metric", "role", "position"]  # a plain select: the autocomplete widget has no accessible name
+    fields = ["metric", "role", "non_inferiority_margin", "position"]  # a plain select: the autocomplete widget has no accessible name
     extra = 1
 
 

@@ -273,6 +273,14 @@ class ExperimentMetric(models.Model):
     metric = models.ForeignKey(Metric, on_delete=models.PROTECT, related_name="experiment_metrics")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.PRIMARY)
     position = models.PositiveIntegerField(default=0)
+    non_inferiority_margin = models.FloatField(
+        default=0.02,
+        validators=[MinValueValidator(0.0001), MaxValueValidator(1.0)],
+        help_text=(
+            "Guardrails: the relative harm tolerated (0.02 = 2 %). The guardrail holds when the "
+            "data show, with 1 - alpha confidence, no harm beyond it."
+        ),
+    )
     history = HistoricalRecords(get_user=history_user)
 
     class Meta:

@@ -64,6 +64,10 @@ class VariantSerializer(serializers.Serializer):
 class ExperimentMetricSerializer(serializers.Serializer):
     metric = KeyRelatedField(queryset=Metric.objects.all())
     role = serializers.ChoiceField(choices=ExperimentMetric.Role.choices, default="primary")
+    non_inferiority_margin = serializers.FloatField(
+        required=False, default=0.02, min_value=0.0001, max_value=1.0,
+        help_text="Guardrails: relative harm tolerated (0.02 = 2 %), judged by a one-sided non-inferiority test.",
+    )
 
 
 class TargetingRuleSerializer(serializers.Serializer):

@@ -117,10 +117,28 @@ def validate_metrics(metrics: Sequence[Mapping[str, Any]], *, to_start: bool = F
     for m in metrics:
         if m.get("role") not in roles:
             errors.append(f"Role must be one of {', '.join(sorted(roles))} (got {m.get('role')!r}).")
+    for m in metrics:
+        margin = m.get("non_inferiority_margin", DEFAULT_NON_INFERIORITY_MARGIN)
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0.0001 <= margin <= 1.0:
+            errors.append(f"non_inferiority_margin must be a relative margin from 0.0001 to 1 (got {margin!r}).")
     if to_start and not any(m.get("role") == ExperimentMetric.Role.PRIMARY for m in metrics):
         errors.append("At least one primary metric is needed to start the experiment.")
     if errors:
         raise ValidationError({"metrics": errors})
+
+
+DEFAULT_NON_INFERIORITY_MARGIN = 0.02
+
+
+def validate_analysis_plan(experiment: Experiment) -> None:
+    """A fixed-horizon test is only valid at a planned end: starting needs a planned sample size
+    (or duration), or sequential testing, so the report knows when it may call a result."""
+    if experiment.sequential_testing or experiment.planned_sample_size or experiment.planned_duration_days:
+        return
+    raise ValidationError({"planned_sample_size": [
+        "Set a planned sample size (the sample-size calculator gives one) or a planned duration, "
+        "or switch on sequential testing, before starting: without a plan no result can be called."
+    ]})
 
 
 _SCALAR = (str, int, float, bool)
@@ -318,6 +336,7 @@ def _replace_children(experiment: Experiment, data: Mapping[str, Any]) -> None:
             em = current_metrics.pop(metric.pk, None) or ExperimentMetric(experiment=experiment, metric=metric)
             em.role = m.get("role", "primary")
             em.position = i
+            em.non_inferiority_margin = m.get("non_inferiority_margin", DEFAULT_NON_INFERIORITY_MARGIN)
             em.save()
         for em in current_metrics.values():
             em.delete()
@@ -460,6 +479,7 @@ def start_experiment(experiment: Experiment, *, actor: str | None = None, approv
     experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
     _check_transition(experiment, Status.RUNNING)
     _check_approval("start", approved)
+    validate_analysis_plan(experiment)
     variants = list(experiment.variants.values("key", "weight", "is_control"))
     validate_variants(variants)
     validate_metrics(

@@ -117,3 +117,27 @@ def relative_lift(
     ) / m0**2
     r = ratio - 1.0
     return r, np.sqrt(var)
+
+
+# Any cell of the 2x2 table (conversions or non-conversions of either arm) below this count
+# switches the comparison of two proportions from the z-test to Fisher's exact test.
+EXACT_MIN_CELL = 10
+
+
+def needs_exact(count1: float, n1: int, count0: float, n0: int) -> bool:
+    """True when a 2x2 cell is below EXACT_MIN_CELL (the z-test is unreliable there)."""
+    cells = (count1, n1 - count1, count0, n0 - count0)
+    return min(cells) < EXACT_MIN_CELL
+
+
+def fisher_exact_pvalue(count1: float, n1: int, count0: float, n0: int) -> float:
+    """Two-sided p-value of Fisher's exact test of the 2x2 table (scipy.stats.fisher_exact).
+
+    Fisher's test conditions on both margins and is exact (conservative) for any counts,
+    including a zero cell (0/2,000 against 15/2,000), where the z-test has no variance to use.
+    """
+    from scipy.stats import fisher_exact
+
+    c1, c0 = round(count1), round(count0)
+    table = [[c1, int(n1) - c1], [c0, int(n0) - c0]]
+    return float(fisher_exact(table, alternative="two-sided").pvalue)

@@ -16,6 +16,7 @@ from .errors import StatsInputError
 KINDS = ("conversion", "count", "sum", "ratio")
 ROLES = ("primary", "secondary", "guardrail")
 DIRECTIONS = ("increase", "decrease")
+DEFAULT_MARGIN = 0.02  # guardrail non-inferiority margin (relative) when none is set
 MAX_COUNT = 10**15  # far above any real experiment; keeps every square finite
 
 
@@ -28,6 +29,14 @@ class VariantStats:
     describe the per-unit numerators and ``den_*``/``cross_sum`` the per-unit denominators.
     ``pre_*`` are the same metric measured before first exposure (CUPED); units with no
     pre-period activity contribute 0.
+
+    Optional higher-precision moments (count and sum metrics): ``m2`` and ``m3`` are the sums
+    of squared and cubed deviations from the variant mean, computed from sums shifted by a
+    reference value (so values around 100,000 with an sd of 0.1 keep their variance, which
+    ``sum_sq - sum**2/n`` loses to rounding); ``sum_cube`` is the raw sum of cubes. When ``m2``
+    is given the variance uses it, when ``m3`` (or ``sum_cube``) is given the skewness check
+    runs. ``clamped_units`` counts units whose value hit the aggregation limit (a data-quality
+    warning, see docs/statistics.md).
     """
 
     n: int
@@ -39,6 +48,10 @@ class VariantStats:
     pre_sum: float | None = None
     pre_sum_sq: float | None = None
     pre_cross: float | None = None
+    sum_cube: float | None = None
+    m2: float | None = None
+    m3: float | None = None
+    clamped_units: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,9 @@ class MetricInput:
     role: str
     direction: str
     variants: dict[str, VariantStats]
+    #: Guardrails only: the relative harm tolerated (0.02 = 2 %), judged by a one-sided
+    #: non-inferiority test; None means DEFAULT_MARGIN.
+    non_inferiority_margin: float | None = None
 
 
 def as_float(value: Any, field: str) -> float:
@@ -108,6 +124,9 @@ class CleanStats:
     pre_s: float | None
     pre_q: float | None
     pre_cross: float | None
+    m2: float | None = None
+    m3: float | None = None
+    clamped: int = 0
 
     @property
     def has_pre(self) -> bool:
@@ -144,4 +163,17 @@ def clean_stats(vs: Any, kind: str, field: str) -> CleanStats:
         raise StatsInputError(f"{field}.den_sum_sq", "a sum of squares cannot be negative")
     if pre_q is not None and pre_q < 0:
         raise StatsInputError(f"{field}.pre_sum_sq", "a sum of squares cannot be negative")
-    return CleanStats(n, s, q, den_s, den_q, cross, pre_s, pre_q, pre_x)
+    m2 = as_optional_float(vs.m2, f"{field}.m2")
+    m3 = as_optional_float(vs.m3, f"{field}.m3")
+    cube = as_optional_float(vs.sum_cube, f"{field}.sum_cube")
+    clamped = as_count(vs.clamped_units, f"{field}.clamped_units")
+    if m2 is not None and m2 < 0:
+        raise StatsInputError(f"{field}.m2", "a sum of squared deviations cannot be negative")
+    if kind in ("conversion", "ratio"):
+        m2 = m3 = None  # exact (conversion) or not used (ratio)
+    elif m3 is None and cube is not None and n > 0:
+        mean = s / n  # raw third central moment; rough when the mean dwarfs the spread
+        m3 = cube - 3.0 * mean * q + 2.0 * n * mean * mean * mean
+        if not math.isfinite(m3):
+            m3 = None
+    return CleanStats(n, s, q, den_s, den_q, cross, pre_s, pre_q, pre_x, m2, m3, clamped)

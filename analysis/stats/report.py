@@ -7,7 +7,15 @@ Conventions (see docs/statistics.md):
   ``fixed_horizon``);
 * multiplicity families: primary + secondary metrics form one family, guardrails another;
   each family is adjusted across metrics x treatment variants;
-* data edge cases give ``status: "insufficient_data"`` with a plain-words ``reason``.
+* data edge cases give ``status: "insufficient_data"`` with a plain-words ``reason``;
+* every comparison carries the always-valid (mSPRT) figures under ``sequential`` (the
+  lift-over-time chart draws only those); they are the headline only when sequential is on;
+* early look: with sequential testing off and a planned size (or duration) not reached yet,
+  nothing is ``significant`` (``would_be_significant`` says what the fixed-horizon test would
+  say at face value) and the always-valid interval is shown alongside under ``sequential``;
+* guardrails carry a ``non_inferiority`` block (one-sided test against a relative margin);
+  ``guardrail_alert`` means the harm is shown to exceed the margin;
+* conversions with a 2x2 cell below 10 use Fisher's exact test (``test: "fisher_exact"``).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from . import bayes, cuped, frequentist, sequential
 from .decision import decide
 from .errors import StatsInputError
 from .inputs import (
+    DEFAULT_MARGIN,
     DIRECTIONS,
     EMPTY,
     KINDS,
@@ -35,7 +44,7 @@ from .inputs import (
     clean_stats,
 )
 from .jsonsafe import json_safe
-from .moments import Estimate, Insufficient, estimate, sample_var
+from .moments import Estimate, Insufficient, estimate, sample_var, skew_needs
 from .multiple import adjust, normalise_correction
 from .power import mde_at, power_at
 from .srm import srm_check
@@ -45,6 +54,11 @@ FAMILY_GUARDRAIL = "guardrail"
 MIN_EVENTS = 5  # conversions / non-conversions per arm below which the z-test is rough
 MIN_UNITS = 30  # units per arm below which a mean comparison gets a caution
 IMBALANCE_RATIO = 100  # larger/smaller arm size ratio that earns a caution
+CLAMPED = (
+    "{units:,} unit(s) in {variant} reached the value limit ({limit:.0e}) and were clamped to it; "
+    "check those events (a value this large is almost certainly a logging error)."
+)
+VALUE_LIMIT = 1e50  # keep in sync with analysis.queries.VALUE_LIMIT (documentation only here)
 TOO_EXTREME = (
     "The values are too extreme to compare reliably (they overflow floating-point arithmetic); "
     "check the metric definition."
@@ -108,8 +122,13 @@ def _fixed_horizon(
     diff = t.mean - c.mean
     se = math.sqrt(t.var_mean + c.var_mean)
     if kind == "conversion" and not adjusted and counts is not None:
-        _, p = frequentist.proportions_ztest_pooled(counts[0], t.n, counts[1], c.n)
-        df, crit, test = None, frequentist.z_critical(alpha), "two_proportion_z"
+        if frequentist.needs_exact(counts[0], t.n, counts[1], c.n):
+            p = frequentist.fisher_exact_pvalue(counts[0], t.n, counts[1], c.n)
+            test = "fisher_exact"
+        else:
+            _, p = frequentist.proportions_ztest_pooled(counts[0], t.n, counts[1], c.n)
+            test = "two_proportion_z"
+        df, crit = None, frequentist.z_critical(alpha)
     elif kind == "conversion":
         p = frequentist.z_pvalue(diff / se)
         df, crit, test = None, frequentist.z_critical(alpha), "z_cuped"
@@ -138,7 +157,7 @@ def _raw_view(kind: str, st: CleanStats) -> tuple[float | None, float | None]:
     mean = st.s / st.n
     if kind == "conversion":
         return mean, math.sqrt(mean * (1.0 - mean))
-    return mean, (math.sqrt(sample_var(st.n, st.s, st.q)) if st.n >= 2 else None)
+    return mean, (math.sqrt(sample_var(st.n, st.s, st.q, st.m2)) if st.n >= 2 else None)
 
 
 def _insufficient(entry: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -155,6 +174,74 @@ def _insufficient(entry: dict[str, Any], reason: str) -> dict[str, Any]:
         credible_interval_relative=None,
     )
     return entry
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.1%}"
+
+
+def _non_inferiority(
+    head: _Fixed,
+    seq: dict[str, Any] | None,
+    *,
+    margin: float,
+    increase: bool,
+    alpha: float,
+) -> dict[str, Any]:
+    """One-sided non-inferiority of a guardrail against a relative ``margin``.
+
+    H0: the harm is at least the margin; rejecting it ("holds") means no harm beyond the margin
+    with (1 - alpha) confidence: the worst-case end of the one-sided (1 - alpha) interval stays
+    inside the margin. "breached": even the best-case end is beyond the margin. Otherwise "not
+    yet shown". With ``seq`` (sequential testing, or an early look) the always-valid interval is
+    used instead, which stays valid however often one looks. Requiring every guardrail to hold
+    is an intersection-union test, so no multiplicity correction is needed for it.
+    """
+    limit = -margin if increase else margin
+    out: dict[str, Any] = {
+        "margin_relative": limit,
+        "status": "not_shown",
+        "worst_case_relative": None,
+        "best_case_relative": None,
+        "p_value": None,
+        "confidence": 1.0 - alpha,
+        "interval": "always_valid" if seq else "one_sided_fixed_horizon",
+    }
+    if head.rel is None or head.se_rel is None:
+        out["text"] = (
+            f"not yet shown: the control mean is zero, so a relative change (margin "
+            f"{_signed(limit)}) is undefined"
+        )
+        return out
+    if seq and seq.get("ci_relative"):
+        lo, hi = seq["ci_relative"]
+    else:
+        crit = float(
+            frequentist.t_critical(2.0 * alpha, head.df)
+            if head.df is not None
+            else frequentist.z_critical(2.0 * alpha)
+        )
+        lo, hi = head.rel - crit * head.se_rel, head.rel + crit * head.se_rel
+        stat = (head.rel + margin) / head.se_rel if increase else (margin - head.rel) / head.se_rel
+        p = (
+            frequentist.t_pvalue(stat, head.df, "larger")
+            if head.df is not None
+            else frequentist.z_pvalue(stat, "larger")
+        )
+        out["p_value"] = float(p)
+    worst, best = (lo, hi) if increase else (hi, lo)
+    holds = worst > limit if increase else worst < limit
+    breached = best < limit if increase else best > limit
+    out.update(worst_case_relative=worst, best_case_relative=best)
+    if holds:
+        out["status"] = "holds"
+        out["text"] = f"holds: worst case {_signed(worst)} vs margin {_signed(limit)}"
+    elif breached:
+        out["status"] = "breached"
+        out["text"] = f"breached: at best {_signed(best)} vs margin {_signed(limit)}"
+    else:
+        out["text"] = f"not yet shown: worst case {_signed(worst)} vs margin {_signed(limit)}"
+    return out
 
 
 def _plan_horizon(weights: dict[str, float], key: str, planned: int | None) -> float:
@@ -177,6 +264,7 @@ def _analyze_metric(
     use_sequential: bool,
     use_cuped: bool,
     planned: int | None,
+    early_look: bool = False,
 ) -> tuple[dict[str, Any], _Plan | None]:
     field = f"metrics[{idx}]"
     kind = m.kind
@@ -256,14 +344,27 @@ def _analyze_metric(
                 _insufficient(entry, f"Not enough data in {key}: {t_est.reason}.")
             )
             continue
+        if t_est.unit_var <= 0 and c_est.unit_var <= 0:
+            out["variants"].append(_insufficient(entry, (
+                f"Neither {key} nor {control} varies yet (no conversions in either, or "
+                "every unit converted in both), so there is nothing to compare."
+            )))
+            continue
         n_ok += 1
         counts = (st.s, stats[control].s)
         unadj = _fixed_horizon(t_est, c_est, kind=kind, adjusted=False, alpha=alpha, counts=counts)
         head_t, head_c, head = t_est, c_est, unadj
         entry["unadjusted"] = unadj.block()
+        fit_here = (
+            cuped_fit is not None
+            and unadj.test != "fisher_exact"  # small counts: the exact test on raw counts
+            and key in cuped_fit.estimates
+            and control in cuped_fit.estimates
+        )
         if has_pre:
-            cblock: dict[str, Any] = {"applied": cuped_fit is not None}
-            if cuped_fit is not None:
+            cblock: dict[str, Any] = {"applied": fit_here}
+            if fit_here:
+                assert cuped_fit is not None
                 head_t, head_c = cuped_fit.estimates[key], cuped_fit.estimates[control]
                 head = _fixed_horizon(
                     head_t, head_c, kind=kind, adjusted=True, alpha=alpha, counts=None
@@ -275,10 +376,10 @@ def _analyze_metric(
                     **head.block(),
                 )
             else:
-                cblock["reason"] = cuped_reason
+                cblock["reason"] = cuped_reason or "too little variation in one of the arms"
             entry["cuped"] = cblock
         entry["fixed_horizon"] = head.block()
-        entry["estimator"] = "cuped" if (cuped_fit is not None) else "unadjusted"
+        entry["estimator"] = "cuped" if fit_here else "unadjusted"
         entry["test"] = head.test
 
         lift = {
@@ -288,7 +389,7 @@ def _analyze_metric(
             "ci_relative": head.ci_rel(),
         }
         p_head = head.p
-        if use_sequential:
+        if True:  # always-valid interval: the headline when sequential, alongside otherwise
             var = head.se * head.se
             var_plan = head_t.unit_var / _plan_horizon(
                 weights, key, planned
@@ -303,16 +404,27 @@ def _analyze_metric(
                 "tau": math.sqrt(float(sequential.mixing_variance(alpha, var_plan))),
             }
             entry["sequential"] = seq
-            lift.update(ci_absolute=seq["ci_absolute"], ci_relative=seq["ci_relative"])
-            p_head = p_seq
+            if use_sequential:
+                lift.update(ci_absolute=seq["ci_absolute"], ci_relative=seq["ci_relative"])
+                p_head = p_seq
         entry["inference"] = "sequential" if use_sequential else "fixed_horizon"
+        entry["early_look"] = early_look
+        if m.role == "guardrail":
+            margin = DEFAULT_MARGIN if m.non_inferiority_margin is None else m.non_inferiority_margin
+            entry["non_inferiority"] = _non_inferiority(
+                head,
+                entry.get("sequential") if (use_sequential or early_look) else None,
+                margin=float(margin),
+                increase=increase,
+                alpha=alpha,
+            )
         entry["lift"] = lift
         entry["p_value"] = p_head
         entry["p_value_adjusted"] = None  # filled per family
         entry["significant"] = False
         entry["verdict"] = "inconclusive"
 
-        if kind == "conversion" and cuped_fit is None:
+        if kind == "conversion" and not fit_here:
             b = bayes.beta_binomial(
                 st.s, st.n, stats[control].s, stats[control].n, increase=increase, alpha=alpha
             )
@@ -330,7 +442,9 @@ def _analyze_metric(
         entry["credible_interval_relative"] = list(b.ci_relative) if b.ci_relative else None
         entry["bayesian"] = {"model": b.model, "prior": b.prior, "credible_level": 1.0 - alpha}
         entry["status"] = "ok"
-        entry["warnings"] = _warnings(kind, key, stats[key], control, stats[control])
+        entry["warnings"] = _warnings(
+            kind, key, stats[key], control, stats[control], exact=head.test == "fisher_exact"
+        )
         if not _all_finite(entry):
             n_ok -= 1
             base = {k: entry[k] for k in ("variant", "is_control", "units", "mean", "sd")}
@@ -339,9 +453,9 @@ def _analyze_metric(
             continue
         out["variants"].append(entry)
 
-        if plan is None:
+        if plan is None and head_c.unit_var > 0:
             plan = _Plan(m.key, kind, head_c.mean, head_c.unit_var, head_c.n, head_t.n)
-        else:
+        elif plan is not None:
             plan.n_treatment = min(plan.n_treatment, head_t.n)
 
     if n_ok == 0:
@@ -363,17 +477,33 @@ def _all_finite(value: Any) -> bool:
     return True
 
 
-def _warnings(kind: str, key: str, st: CleanStats, control: str, ct: CleanStats) -> list[str]:
+def _warnings(
+    kind: str, key: str, st: CleanStats, control: str, ct: CleanStats, *, exact: bool = False
+) -> list[str]:
     """Plain-words cautions for results that are computed but rest on thin data."""
     out = []
+    if exact:
+        out.append(
+            "Small counts: the p-value comes from Fisher's exact test; the interval is the "
+            "normal approximation and only indicative."
+        )
     for name, x in ((control, ct), (key, st)):
-        if kind == "conversion" and min(x.s, x.n - x.s) < MIN_EVENTS:
+        if kind == "conversion" and not exact and min(x.s, x.n - x.s) < MIN_EVENTS:
             out.append(
                 f"{name} has fewer than {MIN_EVENTS} conversions or non-conversions, so the "
                 "normal approximation is rough: treat the p-value as indicative."
             )
         elif kind != "conversion" and x.n < MIN_UNITS:
             out.append(f"{name} has only {x.n} units, so one unusual unit can swing the result.")
+        skew = skew_needs(x) if kind in ("count", "sum") else None
+        if skew is not None:
+            out.append(
+                f"{name} is heavily skewed (skewness {skew[0]:.1f}): the normal approximation "
+                f"needs about {skew[1]:,} units per variant (355 x skewness squared) and "
+                f"{name} has {x.n:,}; treat the p-value and interval as rough, or cap the metric."
+            )
+        if x.clamped:
+            out.append(CLAMPED.format(units=x.clamped, variant=name, limit=VALUE_LIMIT))
     small, large = sorted((st.n, ct.n))
     if large > IMBALANCE_RATIO * small:
         out.append(
@@ -397,7 +527,10 @@ _KEY_ORDER = (
     "p_value_adjusted",
     "significant",
     "verdict",
+    "early_look",
+    "would_be_significant",
     "guardrail_alert",
+    "non_inferiority",
     "chance_to_beat_control",
     "expected_loss",
     "credible_interval_relative",
@@ -419,7 +552,9 @@ def _ordered(entry: dict[str, Any]) -> dict[str, Any]:
     return head | {k: v for k, v in entry.items() if k not in head}
 
 
-def _apply_corrections(metrics: list[dict[str, Any]], method: str, alpha: float) -> dict[str, Any]:
+def _apply_corrections(
+    metrics: list[dict[str, Any]], method: str, alpha: float, early_look: bool = False
+) -> dict[str, Any]:
     families: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {
         FAMILY_DECISION: [],
         FAMILY_GUARDRAIL: [],
@@ -438,11 +573,13 @@ def _apply_corrections(metrics: list[dict[str, Any]], method: str, alpha: float)
                 if m["direction"] == "increase"
                 else v["lift"]["absolute"] < 0
             )
+            if early_look:  # before the planned size nothing is called (peeking)
+                v["would_be_significant"] = v["significant"]
+                v["significant"] = False
             if v["significant"]:
                 v["verdict"] = "better" if better else "worse"
-            v["guardrail_alert"] = bool(
-                m["role"] == "guardrail" and v["significant"] and not better
-            )
+            ni = v.get("non_inferiority") or {}
+            v["guardrail_alert"] = bool(m["role"] == "guardrail" and ni.get("status") == "breached")
     return {
         "method": method,
         "families": {
@@ -506,6 +643,43 @@ def _power_block(
     }
 
 
+def _plan_block(
+    planned: int | None,
+    planned_days: float | None,
+    elapsed: float | None,
+    *,
+    units: int,
+    sequential: bool,
+) -> dict[str, Any]:
+    """Where the experiment stands against its plan, and whether this is an early look.
+
+    The plan is reached when the units reach the planned sample size; the planned duration
+    counts only when no sample size is planned (it is usually an estimate of how long the size
+    takes, and slow traffic must not turn half the sample into a "final" look). With sequential
+    testing off every analysis before that is an early look: nothing is called significant and
+    nothing is shipped.
+    """
+    planned_days = planned_days if planned_days and planned_days > 0 else None
+    has_plan = bool(planned) or planned_days is not None
+    progress = None
+    if planned:
+        progress = units / planned
+    elif planned_days is not None:
+        progress = max(0.0, elapsed or 0.0) / planned_days
+    reached = progress is not None and progress >= 1.0
+    return {
+        "planned_sample_size": planned,
+        "planned_duration_days": planned_days,
+        "elapsed_days": elapsed,
+        "units": units,
+        "has_plan": has_plan,
+        "progress": progress,
+        "reached": reached,
+        "early_look": bool(not sequential and has_plan and not reached),
+        "sequential": sequential,
+    }
+
+
 def _validate_metric(m: Any, idx: int) -> MetricInput:
     field = f"metrics[{idx}]"
     if not isinstance(m, MetricInput):
@@ -515,6 +689,12 @@ def _validate_metric(m: Any, idx: int) -> MetricInput:
     as_choice(m.kind, f"{field}.kind", KINDS)
     as_choice(m.role, f"{field}.role", ROLES)
     as_choice(m.direction, f"{field}.direction", DIRECTIONS)
+    if m.non_inferiority_margin is not None:
+        margin = as_float(m.non_inferiority_margin, f"{field}.non_inferiority_margin")
+        if not 0.0 < margin <= 1.0:
+            raise StatsInputError(
+                f"{field}.non_inferiority_margin", "must be a relative margin in (0, 1]"
+            )
     if not isinstance(m.variants, dict):
         raise StatsInputError(
             f"{field}.variants", "must be a mapping of variant key to VariantStats"
@@ -536,11 +716,14 @@ def analyze_experiment(
     planned_sample_size: int | None = None,
     daily_units: float | None = None,
     power: float = 0.8,
+    planned_duration_days: float | None = None,
+    elapsed_days: float | None = None,
 ) -> dict[str, Any]:
     """Analyse an experiment from sufficient statistics; returns a JSON-safe results body.
 
     Raises StatsInputError (naming the field) only for invalid configuration or impossible
-    sums; data edge cases come back as ``insufficient_data`` results.
+    sums; data edge cases come back as ``insufficient_data`` results. The plan (planned size
+    and/or duration, and how far the data are) decides whether this is an early look.
     """
     alpha = as_probability(alpha, "alpha")
     power = as_probability(power, "power")
@@ -581,6 +764,14 @@ def analyze_experiment(
             k: as_count(v, f"metrics[0].variants.{k}.n") for k, v in exposure_counts.items()
         }
     srm = srm_check(exposure_counts, w)
+    plan_block = _plan_block(
+        planned,
+        None if planned_duration_days is None else as_float(planned_duration_days, "planned_duration_days"),
+        None if elapsed_days is None else as_float(elapsed_days, "elapsed_days"),
+        units=sum(srm["counts"].values()),
+        sequential=sequential,
+    )
+    early = plan_block["early_look"]
 
     results: list[dict[str, Any]] = []
     plan: _Plan | None = None
@@ -596,11 +787,12 @@ def analyze_experiment(
                 use_sequential=sequential,
                 use_cuped=cuped,
                 planned=planned,
+                early_look=early,
             )
         results.append(res)
         if plan is None and p is not None and m.role == "primary":
             plan = p
-    multiple = _apply_corrections(results, method, alpha)
+    multiple = _apply_corrections(results, method, alpha, early_look=early)
     power_block = _power_block(
         plan,
         weights=w,
@@ -623,6 +815,7 @@ def analyze_experiment(
         "multiple_comparisons": multiple,
         "metrics": results,
         "power": power_block,
+        "plan": plan_block,
     }
     for res in results:
         res["variants"] = [_ordered(v) for v in res["variants"]]

@@ -39,7 +39,7 @@ def make_experiment(key: str = "checkout", *, start: bool = True, targeting_attr
         "metrics": [
             {"metric": "purchase", "role": "primary"},
             {"metric": "revenue", "role": "secondary"},
-            {"metric": "refund", "role": "guardrail"},
+            {"metric": "refund", "role": "guardrail", "non_inferiority_margin": 1.0},  # may at most double
         ],
         "targeting": [{"attribute": targeting_attribute, "operator": "in", "values": ["ios", "android", "web"]}],
         **fields,

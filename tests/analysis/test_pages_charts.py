@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from analysis import charts
+from analysis.selectors import lift_series
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -80,10 +81,18 @@ def test_empty_states_say_why():
     assert "no data yet" in charts.cumulative_lift_chart([], "purchase")
 
 
+def _snap(at, variants, *, early=False):
+    return {"computed_at": at, "series": lift_series({"metrics": [metric(variants)], "plan": {"early_look": early}})}
+
+
+def _always_valid(v, lo, hi):
+    return {**v, "sequential": {"ci_relative": [lo, hi]}}
+
+
 def test_cumulative_lift_follows_the_history():
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     history = [
-        {"computed_at": t0 + timedelta(days=i), "metrics": [metric([CONTROL, treated("green", r, r - 0.5, r + 0.5)])]}
+        _snap(t0 + timedelta(days=i), [CONTROL, _always_valid(treated("green", r, r - 0.2, r + 0.2), r - 0.5, r + 0.5)])
         for i, r in enumerate([0.3, 0.2, 0.12, 0.1])
     ]
     root = parse(charts.cumulative_lift_chart(history, "purchase"))
@@ -93,8 +102,24 @@ def test_cumulative_lift_follows_the_history():
     assert [x for x, _ in points] == sorted(x for x, _ in points)
     ys = [y for _, y in points]
     assert ys == sorted(ys)  # falling lift = rising SVG y
-    assert root.find(f".//{SVG}polygon[@class='band']") is not None
+    band = root.find(f".//{SVG}polygon[@class='band']")
+    assert band is not None and "always-valid" in charts.cumulative_lift_chart(history, "purchase")
     assert "Nov 1" in charts.cumulative_lift_chart(history, "purchase")
+
+
+def test_lift_chart_never_draws_fixed_horizon_bands_and_marks_early_looks():
+    """Issue 11: ordinary 95 % bands at every recomputation invite peeking."""
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    fixed_only = [_snap(t0 + timedelta(days=i), [CONTROL, treated("green", 0.1, 0.05, 0.15)]) for i in range(3)]
+    root = parse(charts.cumulative_lift_chart(fixed_only, "purchase"))
+    assert root.find(f".//{SVG}polygon[@class='band']") is None
+    early = [_snap(t0 + timedelta(days=i), [CONTROL, _always_valid(treated("green", 0.1, 0.05, 0.15), -0.3, 0.5)],
+                   early=i < 2) for i in range(3)]
+    svg = charts.cumulative_lift_chart(early, "purchase")
+    root = parse(svg)
+    dashed = root.find(f".//{SVG}polyline[@class='early-look']")
+    assert dashed is not None and len(dashed.get("points").split()) == 3  # 2 early looks + the join
+    assert root.find(f".//{SVG}polyline[@class='series']") is None and "early looks" in svg
 
 
 def test_daily_exposures_one_line_per_variant():
@@ -107,8 +132,7 @@ def test_daily_exposures_one_line_per_variant():
 
 
 def test_a_single_point_is_drawn_without_dividing_by_zero():
-    history = [{"computed_at": datetime(2026, 11, 1, tzinfo=UTC),
-                "metrics": [metric([CONTROL, treated("green", 0.1, 0.0, 0.2)])]}]
+    history = [_snap(datetime(2026, 11, 1, tzinfo=UTC), [CONTROL, treated("green", 0.1, 0.0, 0.2)])]
     root = parse(charts.cumulative_lift_chart(history, "purchase"))
     assert len(root.findall(f".//{SVG}circle")) == 1
 

@@ -6,6 +6,7 @@ microsecond.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections import defaultdict
@@ -143,7 +144,13 @@ def reference(experiment, *, until=None, attribute=None, max_segments=20):
                         acc["pre_sum_sq"] += p * p
                         acc["pre_cross"] += p * y
                 ratio = m.kind == "ratio"
+                ys = [_unit_value(m, x, by_unit[x.unit_id], "post", until)[0] for x in xs
+                      if x.variant_id == vid and seg_of[x.pk] == seg]
+                mean = sum(ys) / len(ys) if ys else 0.0
+                moments = m.kind in ("count", "sum") and n > 0
                 per_variant[vkey] = VariantStats(
+                    m2=sum((y - mean) ** 2 for y in ys) if moments else None,
+                    m3=sum((y - mean) ** 3 for y in ys) if moments else None,
                     n=n, sum=acc["sum"], sum_sq=acc["sum_sq"],
                     den_sum=acc["den_sum"] if ratio else None,
                     den_sum_sq=acc["den_sum_sq"] if ratio else None,
@@ -157,6 +164,11 @@ def reference(experiment, *, until=None, attribute=None, max_segments=20):
     return out
 
 
+def raw(vs: VariantStats) -> VariantStats:
+    """The raw sums only (centred moments are checked separately against the reference)."""
+    return dataclasses.replace(vs, m2=None, m3=None)
+
+
 FIELDS = ("n", "sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross")
 
 
@@ -167,6 +179,13 @@ def assert_same(got: VariantStats, want: VariantStats, where=""):
             assert a is None, f"{where}.{name}: {a!r} != None"
         else:
             assert a is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), f"{where}.{name}: {a!r} != {b!r}"
+    for name in ("m2", "m3"):
+        a, b = getattr(got, name), getattr(want, name)
+        if b is None:
+            assert a is None, f"{where}.{name}: {a!r} != None"
+        else:  # centred sums are compared at the scale of the raw ones they are derived from
+            scale = max(1.0, want.sum_sq) ** (1.0 if name == "m2" else 1.5)
+            assert a is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9 * scale), f"{where}.{name}: {a!r} != {b!r}"
 
 
 def assert_tables_equal(got, want):
@@ -296,8 +315,9 @@ def test_caps_apply_per_unit_before_summing(db):
     store(event("big", "checkout", T0 + HOUR), event("big", "checkout", T0 + 2 * HOUR))
     store(event("small", "purchase", T0 + HOUR, 20.0), event("small", "checkout", T0 + HOUR))
     stats = queries.metric_statistics(exp)
-    assert stats["orders"]["control"] == VariantStats(n=2, sum=3.0 + 1.0, sum_sq=9.0 + 1.0)  # cap 3
-    assert stats["revenue"]["control"] == VariantStats(n=2, sum=100.0 + 20.0, sum_sq=100.0**2 + 20.0**2)
+    assert raw(stats["orders"]["control"]) == VariantStats(n=2, sum=3.0 + 1.0, sum_sq=9.0 + 1.0)  # cap 3
+    assert raw(stats["revenue"]["control"]) == VariantStats(n=2, sum=100.0 + 20.0, sum_sq=100.0**2 + 20.0**2)
+    assert stats["revenue"]["control"].m2 == pytest.approx(2 * 40.0**2)  # about the mean 60
     # Ratio: the numerator is capped at 150 per unit, the denominator is not.
     rpo = stats["rpo"]["control"]
     assert (rpo.sum, rpo.sum_sq) == (150.0 + 20.0, 150.0**2 + 20.0**2)
@@ -343,7 +363,7 @@ def test_no_pre_period_when_cuped_is_off(db):
     expose(exp, "u1", "control", T0)
     store(event("u1", "purchase", T0 - HOUR, 5.0))
     stats = queries.metric_statistics(exp)["revenue"]["control"]
-    assert stats == VariantStats(n=1, sum=0.0, sum_sq=0.0)
+    assert raw(stats) == VariantStats(n=1, sum=0.0, sum_sq=0.0)
 
 
 def test_ratio_with_count_numerator_and_sum_denominator(db):
@@ -427,7 +447,7 @@ def test_erased_unit_is_no_longer_counted(db):
     assert before["revenue"]["b"].n == 2 and before["revenue"]["b"].sum == 100.0
     assert privacy.erase_unit("erase-me") == {"events": 2, "exposures": 1, "overrides": 0}
     after = queries.metric_statistics(exp)
-    assert after["revenue"]["b"] == VariantStats(n=1, sum=10.0, sum_sq=100.0, pre_sum=0.0, pre_sum_sq=0.0, pre_cross=0.0)
+    assert raw(after["revenue"]["b"]) == VariantStats(n=1, sum=10.0, sum_sq=100.0, pre_sum=0.0, pre_sum_sq=0.0, pre_cross=0.0)
     assert after["conv"]["b"].sum == 1.0
 
 

@@ -122,15 +122,22 @@ def test_seed_demo_small_and_idempotent():
 
 @pytest.mark.slow
 def test_seed_demo_default_tells_a_clear_story():
-    """The first-run demo (defaults): a winner, a healthy split, a guardrail that holds, CUPED at work."""
+    """The first-run demo (defaults): a healthy split, CUPED at work, and - at 20,000 of the
+    planned 40,000 units with sequential testing off - an early look, not a Ship (issue 11:
+    the demo used to say "Ship green" at half its planned size)."""
     run("seed_demo", "--no-progress")
     snapshot = ReportSnapshot.objects.filter(experiment__key="checkout-button").latest()
     p = snapshot.payload
     assert sum(p["srm"]["counts"].values()) == 20_000 and p["srm"]["passed"]
-    assert p["decision"]["recommendation"] == "ship"
+    d = p["decision"]
+    assert d["recommendation"] == "keep_running" and "Ship" not in d["headline"]
+    assert d["headline"].startswith("Early look: not conclusive until 40,000 units (50%)")
+    assert any(r.startswith("What would change the call") for r in d["reasons"])
     refund = next(m for m in p["metrics"] if m["metric"] == "refund")
     assert not any(v.get("guardrail_alert") for v in refund["variants"])
+    assert refund["variants"][1]["non_inferiority"]["margin_relative"] == 0.25
     green = next(v for v in p["metrics"][0]["variants"] if v["variant"] == "green")
+    assert green["early_look"] and not green["significant"] and green["sequential"]["ci_relative"]
     assert green["cuped"]["applied"] and green["cuped"]["variance_reduction"] > 0.05
     assert ReportSnapshot.objects.filter(experiment__key="checkout-button").count() >= 14
     assert set(p["segments"]) == {"country", "platform", "plan"}

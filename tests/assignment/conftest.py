@@ -49,6 +49,7 @@ def make_experiment(primary_metric):
             "key": key,
             "name": key,
             "traffic_allocation": 100,
+            "planned_sample_size": 10_000,
             "variants": [
                 {"key": "control", "weight": 50, "is_control": True, "payload": {"color": "grey"}},
                 {"key": "green", "weight": 50, "payload": {"color": "green"}},

@@ -26,6 +26,7 @@ def vector_config(primary_metric):
         data = {
             "key": spec["key"], "name": spec["key"], "salt": spec["salt"] if phase == 1 else spec["key"],
             "traffic_allocation": spec["traffic_allocation"],
+            "planned_sample_size": 10000,
             "variants": [dict(v) for v in spec["variants"]],
             "metrics": [{"metric": "purchase", "role": "primary"}],
             "targeting": spec["targeting"],

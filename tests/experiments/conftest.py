@@ -23,6 +23,7 @@ def experiment_data(key="checkout-button", **overrides):
         "name": "Checkout button colour",
         "hypothesis": "A green button increases purchases.",
         "traffic_allocation": 100,
+        "planned_sample_size": 10_000,
         "variants": [
             {"key": "control", "weight": 50, "is_control": True},
             {"key": "green", "weight": 50, "payload": {"color": "green"}},

@@ -35,6 +35,7 @@ def add_form(metrics, *, weights=(50, 50), controls=(True, False), primary=True,
         "experiment_metrics-0-metric": str(metrics["purchase"].pk),
         "experiment_metrics-0-role": "primary" if primary else "secondary",
         "experiment_metrics-0-position": "0",
+        "experiment_metrics-0-non_inferiority_margin": "0.02",
     }
     for i, (key_, weight, control) in enumerate(zip(("control", "green"), weights, controls, strict=True)):
         data.update({f"variants-{i}-key": key_, f"variants-{i}-name": key_, f"variants-{i}-weight": str(weight),
@@ -115,7 +116,7 @@ def test_running_experiment_locks_fields(pm, make_experiment):
     em = exp.experiment_metrics.get()
     data.update({"experiment_metrics-0-id": em.pk, "experiment_metrics-0-experiment": exp.pk,
                  "experiment_metrics-0-metric": em.metric_id, "experiment_metrics-0-role": "primary",
-                 "experiment_metrics-0-position": "0"})
+                 "experiment_metrics-0-position": "0", "experiment_metrics-0-non_inferiority_margin": "0.02"})
     rule = exp.targeting_rules.get()
     data.update({"targeting_rules-0-id": rule.pk, "targeting_rules-0-experiment": exp.pk,
                  "targeting_rules-0-attribute": "country", "targeting_rules-0-operator": "in",

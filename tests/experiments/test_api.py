@@ -19,7 +19,7 @@ def test_create_and_read_experiment(api):
     body = r.json()
     assert body["key"] == "checkout-button" and body["status"] == "draft"
     assert body["variants"][1]["payload"] == {"color": "green"}
-    assert body["metrics"] == [{"metric": "purchase", "role": "primary"}]
+    assert body["metrics"] == [{"metric": "purchase", "role": "primary", "non_inferiority_margin": 0.02}]
     assert body["targeting"][0]["values"] == ["CN", "US"]
     r = api.get("/api/v1/experiments/checkout-button")
     assert r.status_code == 200 and r.json()["salt"] == "checkout-button"
@@ -133,3 +133,11 @@ def test_scopes(api_client_for, metrics):
     assert api_client_for("admin").post("/api/v1/experiments", data, format="json").status_code == 201
     r = api_client_for("client").post("/api/v1/experiments/checkout-button/start")
     assert r.status_code == 403 and "scope" in r.json()["detail"]
+
+
+def test_start_without_a_plan_is_400_naming_planned_sample_size(api):
+    body = experiment_data()
+    body.pop("planned_sample_size", None)
+    assert api.post("/api/v1/experiments", body, format="json").status_code == 201
+    r = api.post("/api/v1/experiments/checkout-button/start")
+    assert r.status_code == 400 and "planned_sample_size" in r.json()

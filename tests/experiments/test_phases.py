@@ -397,7 +397,7 @@ def test_backfill_migration_gives_started_experiments_their_phase_one(running, m
 
     from django.apps import apps
 
-    backfill = importlib.import_module("experiments.migrations.0006_backfill_first_phases").backfill
+    backfill = importlib.import_module("experiments.migrations.0007_backfill_first_phases").backfill
     Phase.objects.all().delete()
     draft = make_experiment(key="still-draft")
     backfill(apps, None)

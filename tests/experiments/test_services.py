@@ -224,3 +224,27 @@ def test_allowed_actions(make_experiment):
 def test_layer_salt_defaults_to_key(db):
     layer = services.save_layer(Layer(), {"key": "home", "name": "Home"})
     assert layer.salt == "home"
+
+
+def test_start_needs_an_analysis_plan(make_experiment):
+    """Issue 11: without a planned size/duration or sequential testing no result can be called,
+    so starting is refused (naming planned_sample_size)."""
+    exp = make_experiment(planned_sample_size=None)
+    with pytest.raises(ValidationError) as excinfo:
+        services.start_experiment(exp)
+    assert "sequential testing" in errors_of(excinfo)["planned_sample_size"][0]
+    exp.refresh_from_db()
+    assert exp.status == "draft"
+    for key, fields in (("by-duration", {"planned_duration_days": 14}), ("by-seq", {"sequential_testing": True})):
+        other = make_experiment(key=key, planned_sample_size=None, **fields)
+        assert services.start_experiment(other).status == "running"
+
+
+def test_guardrail_margin_is_stored_and_validated(make_experiment):
+    exp = make_experiment(metrics=[{"metric": "purchase", "role": "primary"},
+                                   {"metric": "latency", "role": "guardrail", "non_inferiority_margin": 0.05}])
+    assert [em.non_inferiority_margin for em in exp.experiment_metrics.all()] == [0.02, 0.05]
+    with pytest.raises(ValidationError) as excinfo:
+        make_experiment(key="bad-margin", metrics=[{"metric": "purchase", "role": "primary"},
+                                                   {"metric": "latency", "role": "guardrail", "non_inferiority_margin": 0}])
+    assert "non_inferiority_margin" in errors_of(excinfo)["metrics"][0]

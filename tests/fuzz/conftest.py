@@ -89,7 +89,7 @@ def fuzz_world(db, api_key) -> FuzzWorld:
 
     def experiment(key: str, *transitions: str) -> None:
         exp = services.create_experiment({
-            "key": key, "name": key, "traffic_allocation": 100,
+            "key": key, "name": key, "traffic_allocation": 100, "planned_sample_size": 10000,
             "variants": [
                 {"key": "control", "weight": 50, "is_control": True, "payload": {"color": "grey"}},
                 {"key": "green", "weight": 50, "payload": {"color": "green"}},

@@ -49,7 +49,7 @@ def draft(purchase):
     from experiments import services
 
     return services.create_experiment({
-        "key": "gov-exp", "name": "Governed", "traffic_allocation": 50,
+        "key": "gov-exp", "name": "Governed", "traffic_allocation": 50, "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True},
                      {"key": "green", "weight": 50, "payload": {"color": "green"}}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
@@ -88,6 +88,7 @@ def change_form_data(experiment, **overrides) -> dict:
     for i, m in enumerate(metrics):
         data.update({f"experiment_metrics-{i}-id": m.pk, f"experiment_metrics-{i}-experiment": experiment.pk,
                      f"experiment_metrics-{i}-metric": m.metric_id, f"experiment_metrics-{i}-role": m.role,
+                     f"experiment_metrics-{i}-non_inferiority_margin": str(m.non_inferiority_margin),
                      f"experiment_metrics-{i}-position": m.position})
     rules = list(experiment.targeting_rules.all())
     data.update(management("targeting_rules", len(rules), len(rules)))

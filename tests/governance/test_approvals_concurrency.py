@@ -31,7 +31,7 @@ def experiment(transactional_db, settings):
     settings.REQUIRE_APPROVAL = True
     Metric.objects.create(key="purchase", name="Purchase", event="purchase", kind="conversion")
     return services.create_experiment({
-        "key": "race-exp", "name": "race",
+        "key": "race-exp", "name": "race", "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "b", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
     })

@@ -23,7 +23,7 @@ def add_form(purchase) -> dict:
         "targeting_rules-0-attribute": "country", "targeting_rules-0-operator": "in",
         "targeting_rules-0-values": '["CN", "US"]', "targeting_rules-0-position": "0",
         "experiment_metrics-0-metric": str(purchase.pk), "experiment_metrics-0-role": "primary",
-        "experiment_metrics-0-position": "0",
+        "experiment_metrics-0-position": "0", "experiment_metrics-0-non_inferiority_margin": "0.02",
         "overrides-0-unit_id": "qa-tester-1", "overrides-0-variant_key": "green", "overrides-0-note": "QA phone",
     }
     for i, (key, weight) in enumerate([("control", "34"), ("green", "33"), ("blue", "33")]):

@@ -310,7 +310,7 @@ Metric.objects.get_or_create(key="purchase", defaults={"name": "Purchase", "even
 for key in EXPERIMENTS:
     if not services.Experiment.objects.filter(key=key).exists():
         exp = services.create_experiment({
-            "key": key, "name": key, "traffic_allocation": 100,
+            "key": key, "name": key, "traffic_allocation": 100, "planned_sample_size": 10000,
             "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "green", "weight": 50}],
             "metrics": [{"metric": "purchase", "role": "primary"}],
         })

@@ -99,13 +99,13 @@ def world(db):
     Metric.objects.create(key="purchase", name="Purchase", event="purchase", kind="conversion")
     layer = Layer.objects.create(key="checkout", name="Checkout", holdout_percent=10)
     draft = services.create_experiment({
-        "key": "draft-exp", "name": "Draft", "traffic_allocation": 100,
+        "key": "draft-exp", "name": "Draft", "traffic_allocation": 100, "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "b", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
         "targeting": [{"attribute": "country", "operator": "in", "values": ["CN"]}],
     })
     running = services.start_experiment(services.create_experiment({
-        "key": "running-exp", "name": "Running", "traffic_allocation": 50,
+        "key": "running-exp", "name": "Running", "traffic_allocation": 50, "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "b", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
     }))
@@ -129,7 +129,7 @@ def experiment_add_data(pm) -> dict[str, str]:
         "variants-1-payload": '{"color": "green"}', "variants-1-position": "1",
         "experiment_metrics-TOTAL_FORMS": "1",
         "experiment_metrics-0-metric": str(metric.pk), "experiment_metrics-0-role": "primary",
-        "experiment_metrics-0-position": "0",
+        "experiment_metrics-0-position": "0", "experiment_metrics-0-non_inferiority_margin": "0.02",
         "targeting_rules-TOTAL_FORMS": "1",
         "targeting_rules-0-attribute": "country", "targeting_rules-0-operator": "in",
         "targeting_rules-0-values": '["CN", "US"]', "targeting_rules-0-position": "0",

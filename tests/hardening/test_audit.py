@@ -41,7 +41,7 @@ def test_api_actions_name_the_key(pm, metric):
     obj, raw = create_api_key("deploy-bot", "admin")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
-    body = {"key": "audited-api", "name": "A", "variants": [
+    body = {"key": "audited-api", "name": "A", "planned_sample_size": 10000, "variants": [
         {"key": "control", "weight": 50, "is_control": True}, {"key": "b", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}]}
     assert api.post("/api/v1/experiments", body, format="json").status_code == 201
@@ -62,7 +62,7 @@ def test_admin_actions_name_the_person(pm, metric):
     from experiments import services
 
     exp = services.create_experiment({
-        "key": "audited-admin", "name": "A", "traffic_allocation": 100,
+        "key": "audited-admin", "name": "A", "traffic_allocation": 100, "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "b", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
     }, actor="pm-alice")
@@ -85,7 +85,7 @@ def test_admin_form_changes_record_the_user(pm, metric):
     from experiments import services
 
     exp = services.create_experiment({
-        "key": "audited-form", "name": "Before", "traffic_allocation": 100,
+        "key": "audited-form", "name": "Before", "traffic_allocation": 100, "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "b", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
     })
@@ -110,7 +110,7 @@ def test_long_names_still_fit_the_history(pm, metric):
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
     long_variant = "v" * 64
-    body = {"key": "k" * 64, "name": "A", "variants": [
+    body = {"key": "k" * 64, "name": "A", "planned_sample_size": 10000, "variants": [
         {"key": "control", "weight": 50, "is_control": True}, {"key": long_variant, "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}]}
     assert api.post("/api/v1/experiments", body, format="json").status_code == 201

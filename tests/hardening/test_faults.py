@@ -77,7 +77,7 @@ def test_redis_killed_assignment_keeps_answering_and_loses_no_exposure(own_redis
 
     Metric.objects.create(key="purchase", name="Purchase", event="purchase", kind="conversion")
     definitions.start_experiment(definitions.create_experiment({
-        "key": "redis-fault", "name": "r", "traffic_allocation": 100,
+        "key": "redis-fault", "name": "r", "traffic_allocation": 100, "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "green", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
     }))

@@ -30,7 +30,7 @@ def world(api_client_for):
     Metric.objects.create(key="purchase", name="Purchase", event="purchase", kind="conversion")
     Metric.objects.create(key="revenue", name="Revenue", event="purchase", kind="sum")
     exp = services.create_experiment({
-        "key": "limits", "name": "limits", "traffic_allocation": 100,
+        "key": "limits", "name": "limits", "traffic_allocation": 100, "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "b", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
     })

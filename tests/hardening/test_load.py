@@ -32,7 +32,7 @@ def test_assignments_and_events_under_load(transactional_db):
     Metric.objects.create(key="purchase", name="Purchase", event="purchase", kind="conversion")
     for key in ("load-a", "load-b"):
         services.start_experiment(services.create_experiment({
-            "key": key, "name": key, "traffic_allocation": 100,
+            "key": key, "name": key, "traffic_allocation": 100, "planned_sample_size": 10000,
             "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "green", "weight": 50}],
             "metrics": [{"metric": "purchase", "role": "primary"}],
             "targeting": [{"attribute": "country", "operator": "in", "values": ["CN", "US"]}],

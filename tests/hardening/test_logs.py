@@ -25,7 +25,7 @@ def world(api_key):
 
     Metric.objects.create(key="purchase", name="Purchase", event="purchase", kind="conversion")
     exp = services.create_experiment({
-        "key": "logs-exp", "name": "l", "traffic_allocation": 100,
+        "key": "logs-exp", "name": "l", "traffic_allocation": 100, "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "b", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
         "targeting": [{"attribute": "country", "operator": "in", "values": ["CN"]}],

@@ -57,7 +57,7 @@ def world(db):
 
     Metric.objects.create(key="purchase", name="Purchase", event="purchase", kind="conversion")
     exp = services.create_experiment({
-        "key": "page-exp", "name": "p", "traffic_allocation": 100,
+        "key": "page-exp", "name": "p", "traffic_allocation": 100, "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "b", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
     })

@@ -245,7 +245,7 @@ def api(api_client_for):
     runtime.reset()
     Metric.objects.get_or_create(key="purchase", defaults={"name": "Purchase", "event": "purchase", "kind": "conversion"})
     exp = services.create_experiment({
-        "key": "prop", "name": "prop", "traffic_allocation": 100,
+        "key": "prop", "name": "prop", "traffic_allocation": 100, "planned_sample_size": 10000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "green", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
         "targeting": [{"attribute": "country", "operator": "in", "values": ["CN", "US"]}],

@@ -37,6 +37,7 @@ def metric(
     role: str = "primary",
     direction: str = "increase",
     name: str | None = None,
+    margin: float | None = None,
 ) -> MetricInput:
     return MetricInput(
         key=key,
@@ -45,6 +46,7 @@ def metric(
         role=role,
         direction=direction,
         variants=variants,
+        non_inferiority_margin=margin,
     )
 
 

@@ -26,11 +26,8 @@ def run(*metrics, weights=W, **kw):
 @pytest.mark.parametrize(
     ("control", "treat", "needle"),
     [
-        (conv(1000, 0), conv(1000, 12), "no conversions"),
-        (conv(1000, 50), conv(1000, 0), "no conversions"),
-        (conv(1000, 0), conv(1000, 0), "no conversions"),
-        (conv(10, 10), conv(10, 4), "every unit"),
-        (conv(10, 4), conv(10, 10), "every unit"),
+        (conv(1000, 0), conv(1000, 0), "no conversions in either"),
+        (conv(10, 10), conv(10, 10), "no conversions in either"),
         (conv(1, 1), conv(500, 40), "only one unit"),
         (conv(0, 0), conv(500, 40), "no units"),
         (conv(500, 40), VariantStats(n=0), "no units"),
@@ -49,6 +46,24 @@ def test_conversion_edges(control, treat, needle, sequential):
     assert m["status"] == "insufficient_data" and m["reason"]
     assert body["decision"]["recommendation"] == "keep_running"
     assert any("can't be compared yet" in r for r in body["decision"]["reasons"])
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+@pytest.mark.parametrize(
+    ("control", "treat"),
+    [
+        (conv(1000, 0), conv(1000, 12)),
+        (conv(1000, 50), conv(1000, 0)),
+        (conv(10, 10), conv(10, 4)),
+        (conv(10, 4), conv(10, 10)),
+    ],
+)
+def test_one_arm_without_variation_is_compared_exactly(control, treat, sequential):
+    """Regression: 0 (or all) conversions in one arm used to give no p-value at all."""
+    body = run(metric("c", "conversion", {"control": control, "t": treat}), sequential=sequential)
+    v = treatment(body, "c", "t")
+    assert v["status"] == "ok" and v["test"] == "fisher_exact"
+    assert 0.0 < v["fixed_horizon"]["p_value"] <= 1.0
 
 
 @pytest.mark.parametrize("kind", ["count", "sum"])
@@ -92,7 +107,7 @@ def test_one_sided_huge_imbalance():
         assert v["status"] == "ok"
         assert 0 <= v["p_value"] <= 1 and 0 <= v["chance_to_beat_control"] <= 1
         assert any("very unequal" in w for w in v["warnings"])
-    assert any("fewer than 5 conversions" in w for w in treatment(body, "c", "t")["warnings"])
+    assert any("Fisher's exact test" in w for w in treatment(body, "c", "t")["warnings"])
     assert any("only 2 units" in w for w in treatment(body, "m", "t")["warnings"])
 
 

@@ -75,9 +75,8 @@ def suff_from_moments(n, mean, sd):
     ("c1", "n1", "c0", "n0"),
     [
         (564, 4988, 506, 5012),
-        (3, 10, 1, 10),
+        (30, 100, 12, 100),
         (1_020_000, 10_000_000, 1_000_000, 10_000_000),
-        (9, 10, 1, 10),
     ],
 )
 def test_conversion_matches_statsmodels(c1, n1, c0, n0):
@@ -122,18 +121,32 @@ def test_relative_lift_ci_delta_method_monte_carlo():
     assert float(se) == pytest.approx(emp_sd, rel=0.03)
 
 
-def test_extreme_0_and_100_percent_against_reference():
-    # 0% in control but not in treatment -> labelled insufficient, never NaN or an exception
-    v = _run(metric("c", "conversion", {"control": conv(10, 0), "t": conv(10, 3)}))
-    assert v["status"] == "insufficient_data" and "no conversions" in v["reason"]
-    v = _run(metric("c", "conversion", {"control": conv(10, 10), "t": conv(10, 3)}))
-    assert v["status"] == "insufficient_data" and "every unit" in v["reason"]
-    # near the boundary it still matches statsmodels
-    v = _run(
-        metric(
-            "c", "conversion", {"control": conv(10_000_000, 1), "t": conv(10_000_000, 9_999_999)}
-        )
-    )
-    assert v["p_value"] == pytest.approx(
-        proportions_ztest([9_999_999, 1], [10**7, 10**7])[1], abs=1e-300
-    )
+@pytest.mark.parametrize(
+    ("c1", "n1", "c0", "n0"),
+    [
+        (15, 2000, 0, 2000),  # the issue's example: no p-value at all before
+        (0, 2000, 15, 2000),
+        (3, 10, 1, 10),
+        (9, 10, 1, 10),
+        (3, 10, 0, 10),
+        (3, 10, 10, 10),
+        (5, 10_000_000, 20, 10_000_000),
+        (9_999_999, 10_000_000, 1, 10_000_000),
+        (12, 400, 9, 380),  # 9 < 10: still exact
+    ],
+)
+def test_small_counts_use_fisher_exact_against_scipy(c1, n1, c0, n0):
+    from scipy.stats import fisher_exact
+
+    v = _run(metric("c", "conversion", {"control": conv(n0, c0), "t": conv(n1, c1)}))
+    assert v["status"] == "ok" and v["test"] == "fisher_exact"
+    ref = fisher_exact([[c1, n1 - c1], [c0, n0 - c0]]).pvalue
+    assert v["p_value"] == pytest.approx(ref, rel=1e-12, abs=1e-300)
+    assert any("Fisher's exact test" in w for w in v["warnings"])
+
+
+def test_exact_rule_threshold():
+    """Every cell >= 10 keeps the z-test (it matches statsmodels there)."""
+    v = _run(metric("c", "conversion", {"control": conv(400, 10), "t": conv(400, 25)}))
+    assert v["test"] == "two_proportion_z"
+    assert v["p_value"] == pytest.approx(proportions_ztest([25, 10], [400, 400])[1], rel=1e-9)

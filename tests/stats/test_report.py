@@ -25,7 +25,9 @@ def _rev(rng, n, mean, pre_corr=True):
     return suff(y, pre=pre) if pre_corr else suff(y)
 
 
-def _experiment(purchase_t=620, guard_t=2000, seq=False, primary_dir="increase"):
+def _experiment(
+    purchase_t=620, guard_t=2000, seq=False, primary_dir="increase", planned=10_000, margin=0.10
+):
     rng = np.random.default_rng(42)
     metrics = [
         metric(
@@ -49,6 +51,7 @@ def _experiment(purchase_t=620, guard_t=2000, seq=False, primary_dir="increase")
             role="guardrail",
             direction="decrease",
             name="Error rate",
+            margin=margin,
         ),
     ]
     return analyze_experiment(
@@ -57,7 +60,7 @@ def _experiment(purchase_t=620, guard_t=2000, seq=False, primary_dir="increase")
         weights=W,
         metrics=metrics,
         sequential=seq,
-        planned_sample_size=20_000,
+        planned_sample_size=planned,
         daily_units=1000,
     )
 
@@ -124,7 +127,9 @@ def test_ship_when_primary_wins_and_guardrails_hold():
     d = body["decision"]
     assert d["recommendation"] == "ship" and d["variant"] == "green"
     assert "Ship green" in d["headline"] and "Purchase rate" in d["headline"]
-    assert any("No guardrail" in r for r in d["reasons"])
+    assert any("Guardrail 'Error rate' for green: holds" in r for r in d["reasons"]) or any(
+        "Guardrail 'Error rate' holds: worst case" in r for r in d["reasons"]
+    )
 
 
 def test_do_not_ship_on_guardrail_alert():
@@ -146,7 +151,7 @@ def test_do_not_ship_when_primary_significantly_worse():
 
 
 def test_keep_running_mentions_power_and_days_left():
-    body = _experiment(purchase_t=520)
+    body = _experiment(purchase_t=520, planned=20_000)
     d = body["decision"]
     assert d["recommendation"] == "keep_running"
     text = " ".join(d["reasons"])
@@ -175,7 +180,9 @@ def test_multi_variant_ship_picks_winner_and_sequential_keeps_running():
         )
     ]
     w = {"control": 1, "a": 1, "b": 1}
-    body = analyze_experiment(experiment="e", control="control", weights=w, metrics=metrics)
+    body = analyze_experiment(
+        experiment="e", control="control", weights=w, metrics=metrics, planned_sample_size=60_000
+    )
     assert body["decision"]["recommendation"] == "ship" and body["decision"]["variant"] == "a"
     assert [v["variant"] for v in body["metrics"][0]["variants"]] == ["control", "a", "b"]
 

@@ -1,7 +1,8 @@
 """Create the demo login, the demo definitions and a demo experiment with realistic data.
 
-A new user should see a real report at once: about 20,000 simulated units over two weeks, a true
-uplift on the primary metric, a guardrail that holds, pre-period activity CUPED can use, a daily
+A new user should see a real report at once: about 20,000 simulated units over two weeks (half of
+the planned 40,000, so the report is an early look, not a Ship: see docs/statistics.md), a true
+uplift on the primary metric, an unchanged guardrail, pre-period activity CUPED can use, a daily
 history of snapshots and the current report. Idempotent: each step runs only if its result is
 missing, so re-running changes nothing.
 """
@@ -25,7 +26,7 @@ DEMO_DATA = {
     "lift": 0.15,  # +15 % purchases: a real winner at this size
     "baseline": 0.10,
     "guardrail_rate": 0.01,
-    "guardrail_lift": 0.0,  # refunds unchanged: the guardrail holds
+    "guardrail_lift": 0.0,  # refunds unchanged (its 25 % margin is judged at the planned size)
     "secondary_rate": 0.2,
     "seed": 20240601,
 }

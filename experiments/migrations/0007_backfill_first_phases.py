@@ -33,7 +33,7 @@ def backfill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("experiments", "0005_phases_and_segment_attributes"),
+        ("experiments", "0006_phases_and_segment_attributes"),
     ]
 
     operations = [migrations.RunPython(backfill, migrations.RunPython.noop)]

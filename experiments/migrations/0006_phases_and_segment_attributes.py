@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('experiments', '0004_targeting_semver_and_date_operators'),
+        ('experiments', '0005_guardrail_non_inferiority_margin'),
     ]
 
     operations = [
