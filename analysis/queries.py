@@ -437,10 +437,11 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
     seg_out = ", s" if seg_sql else ""
     materialized = "MATERIALIZED " if connection.vendor == "sqlite" else ""
     v_cte = f"v AS (SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u)"
-    if pilots:  # per-metric shift (pilot mean): v is read twice, so it is materialised once
+    if pilots:  # per-metric shift (pilot mean): v is read twice and c once per row, so both are
+        # materialised (else, without table statistics, PostgreSQL re-aggregates c for every row)
         v_cte = (
             f"v AS MATERIALIZED (SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u), "
-            f"c AS (SELECT {', '.join(pilots)} FROM v)"
+            f"c AS MATERIALIZED (SELECT {', '.join(pilots)} FROM v)"
         )
     source = "v CROSS JOIN c" if pilots else "v"
     sql = (
