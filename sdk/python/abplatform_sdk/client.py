@@ -69,6 +69,7 @@ class Client:
         max_backoff: float = 60.0,
         log_exposures: bool = True,
         close_timeout: float = 5.0,
+        background: bool = True,
         start: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -83,6 +84,7 @@ class Client:
         self.max_backoff = max_backoff
         self.log_exposures = log_exposures
         self.close_timeout = close_timeout
+        self.background = background
         self._evaluator: Evaluator | None = None
         self._etag: str | None = None
         self._queue: deque[dict] = deque()
@@ -105,7 +107,9 @@ class Client:
         """Load the configuration once (server, else the cache file), then start the threads."""
         if not self.refresh():
             self._load_cache()
-        for name, target in (("config", self._refresh_loop), ("exposures", self._flush_loop)):
+        # Without background threads (serverless, tests) the caller runs refresh() and flush().
+        threads = (("config", self._refresh_loop), ("exposures", self._flush_loop))
+        for name, target in threads if self.background else ():
             thread = threading.Thread(target=target, name=f"abplatform-sdk-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
