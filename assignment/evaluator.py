@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .clientdoc import override_hash
 from .hashing import (
     BUCKETS,
     EXPERIMENT_NAMESPACE,
@@ -29,7 +30,6 @@ from .hashing import (
     percent_to_units,
     prefix_bucketer,
 )
-from .clientdoc import override_hash
 from .targeting import compile_rules
 
 SCHEMA_VERSION = 1

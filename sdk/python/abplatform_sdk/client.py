@@ -19,6 +19,7 @@ Failure behaviour:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -314,10 +315,8 @@ class Client:
             logger.error("abplatform: exposures refused (%s)", self.last_error)
             return True
         rejected = 0
-        try:
+        with contextlib.suppress(ValueError, AttributeError, TypeError):
             rejected = len(json.loads(response.body).get("rejected") or [])
-        except (ValueError, AttributeError):
-            pass
         self.stats["rejected"] += rejected
         self.stats["sent"] += len(batch) - rejected
         return True
