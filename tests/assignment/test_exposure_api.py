@@ -10,7 +10,7 @@ import pytest
 
 from assignment import runtime, services
 from assignment.evaluator import Evaluator
-from assignment.models import Exposure, ExposureCheck
+from assignment.models import Exposure
 from assignment.selectors import sdk_exposure_checks
 
 URL = "/api/v1/exposures"
