@@ -185,7 +185,7 @@ def test_bounded_queue_drops_oldest_and_counts(fake):
             client.assign(case["experiment"], case["unit_id"], case["attributes"])
         assert client.queue_size == 5
         assert client.stats["dropped"] == 3
-        kept = [e["unit_id"] for e in list(client._queue)]
+        kept = [e[2] for e in list(client._queue)]
         assert kept == [c["unit_id"] for c in ENROLLED[3:8]]
 
 
@@ -217,3 +217,4 @@ def test_thread_safety_every_exposure_once(fake):
     units = [e["unit_id"] for p in fake.posts() for e in p["exposures"]]
     assert len(enrolled) > 100
     assert sorted(units) == sorted(enrolled)
+    assert client.stats["queued"] == len(enrolled) and client.stats["dropped"] == 0

@@ -71,6 +71,7 @@ class Client:
         log_exposures: bool = True,
         close_timeout: float = 5.0,
         background: bool = True,
+        bootstrap: Mapping[str, Any] | None = None,
         start: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -86,9 +87,10 @@ class Client:
         self.log_exposures = log_exposures
         self.close_timeout = close_timeout
         self.background = background
-        self._evaluator: Evaluator | None = None
+        # A document to serve from before (or without) the first fetch, e.g. baked into a build.
+        self._evaluator: Evaluator | None = Evaluator(bootstrap) if bootstrap is not None else None
         self._etag: str | None = None
-        self._queue: deque[dict] = deque()
+        self._queue: deque[tuple] = deque()
         self._lock = threading.Lock()
         self._wake_flush = threading.Event()
         self._stop = threading.Event()
@@ -177,30 +179,32 @@ class Client:
 
     def _expose(self, answer: Assignment, unit_id: str, attributes: Mapping[str, Any] | None,
                 version: str | None) -> None:
-        # The server keeps the first exposure per (experiment, phase, unit): repeats are noise.
+        # The hot path: a tuple into a deque under a lock (exact counters); the JSON shape is
+        # built by the flush thread. The server keeps the first exposure per (experiment,
+        # phase, unit), so repeats are skipped here (a bounded memory of recent ones).
         seen_key = (answer.experiment, answer.phase, unit_id, answer.variant)
         seen = self._seen
         if seen_key in seen:
             self.stats["deduplicated"] += 1
             return
-        item = {
-            "experiment": answer.experiment, "variant": answer.variant, "unit_id": unit_id,
-            "timestamp": time.time(), "attributes": dict(attributes) if attributes else {},
-            "config_version": version,
-        }
-        if answer.phase is not None:
-            item["phase"] = answer.phase
-        with self._lock:
+        item = (answer.experiment, answer.variant, unit_id, _now(),
+                dict(attributes) if attributes else {}, version, answer.phase)
+        queue = self._queue
+        lock = self._lock
+        lock.acquire()
+        try:
             if len(seen) >= 50_000:
                 seen.clear()
             seen[seen_key] = None
-            if len(self._queue) >= self.max_queue:
-                self._queue.popleft()
+            if len(queue) >= self.max_queue:
+                queue.popleft()
                 self.stats["dropped"] += 1
-            self._queue.append(item)
+            queue.append(item)
             self.stats["queued"] += 1
-            full = len(self._queue) >= self.batch_size
-        if full:
+            size = len(queue)
+        finally:
+            lock.release()
+        if size == self.batch_size:  # wake the flusher once per batch, not on every append
             self._wake_flush.set()
 
     @property
@@ -279,12 +283,12 @@ class Client:
                 return False
         return True
 
-    def _take(self) -> list[dict]:
+    def _take(self) -> list[tuple]:
         with self._lock:
             n = min(self.batch_size, len(self._queue))
             return [self._queue.popleft() for _ in range(n)]
 
-    def _put_back(self, batch: list[dict]) -> None:
+    def _put_back(self, batch: list[tuple]) -> None:
         with self._lock:
             room = self.max_queue - len(self._queue)
             keep = batch[-room:] if room > 0 else []
@@ -295,10 +299,7 @@ class Client:
         batch = self._take()
         if not batch:
             return True
-        body = json.dumps(
-            {"exposures": [dict(item, timestamp=_iso(item["timestamp"])) for item in batch]},
-            separators=(",", ":"),
-        ).encode()
+        body = json.dumps({"exposures": [_wire(item) for item in batch]}, separators=(",", ":")).encode()
         try:
             response = self._request("POST", "/api/v1/exposures", body,
                                      {"Content-Type": "application/json"})
@@ -321,7 +322,7 @@ class Client:
         self.stats["sent"] += len(batch) - rejected
         return True
 
-    def _failed(self, batch: list[dict], error: str) -> None:
+    def _failed(self, batch: list[tuple], error: str) -> None:
         self.stats["flush_errors"] += 1
         self.last_error = error
         logger.warning("abplatform: %s; will retry", error)
@@ -346,6 +347,19 @@ class Client:
                 backoff = 0.0
             else:
                 backoff = min(self.max_backoff, max(0.5, backoff * 2)) * random.uniform(0.8, 1.2)  # noqa: S311
+
+
+_now = time.time
+
+
+def _wire(item: tuple) -> dict[str, Any]:
+    """A queued exposure as ``POST /api/v1/exposures`` takes it."""
+    experiment, variant, unit_id, ts, attributes, version, phase = item
+    out = {"experiment": experiment, "variant": variant, "unit_id": unit_id, "timestamp": _iso(ts),
+           "attributes": attributes, "config_version": version}
+    if phase is not None:
+        out["phase"] = phase
+    return out
 
 
 def _iso(ts: float) -> str:
