@@ -218,3 +218,37 @@ def test_thread_safety_every_exposure_once(fake):
     assert len(enrolled) > 100
     assert sorted(units) == sorted(enrolled)
     assert client.stats["queued"] == len(enrolled) and client.stats["dropped"] == 0
+
+
+def test_drop_counter_is_exact_across_failed_sends(fake):
+    fake.exposures = lambda body: (500, b"")
+    with make(fake.url, max_queue=5, batch_size=3, background=False) as client:
+        for case in ENROLLED[:5]:
+            client.assign(case["experiment"], case["unit_id"], case["attributes"])
+        assert client.flush() is False  # 3 taken, failed, put back in front
+        assert [e[2] for e in client._queue] == [c["unit_id"] for c in ENROLLED[:5]]
+        for case in ENROLLED[5:8]:
+            client.assign(case["experiment"], case["unit_id"], case["attributes"])
+        stats = client.stats
+        assert (stats["queued"], stats["dropped"], client.queue_size) == (8, 3, 5)
+        assert [e[2] for e in client._queue] == [c["unit_id"] for c in ENROLLED[3:8]]
+        fake.exposures = lambda body: (202, b'{"accepted": 0, "rejected": []}')
+
+
+def test_a_new_configuration_forgets_which_units_were_exposed(fake):
+    """A new phase (or any new version) may need a unit's exposure again."""
+    versions = iter(["v1", "v2"])
+
+    def config(headers):
+        return 200, json.dumps(dict(DATA["document"], version=next(versions))).encode()
+
+    fake.config = config
+    with make(fake.url, background=False) as client:
+        case = ENROLLED[0]
+        client.assign(case["experiment"], case["unit_id"], case["attributes"])
+        client.assign(case["experiment"], case["unit_id"], case["attributes"])
+        assert client.queue_size == 1
+        client.refresh()
+        client.assign(case["experiment"], case["unit_id"], case["attributes"])
+        assert client.queue_size == 2
+        assert [e[5] for e in client._queue] == ["v1", "v2"]

@@ -149,7 +149,7 @@ export class Client {
 
   _expose(answer, unitId, attributes, version) {
     // The server keeps the first exposure per (experiment, phase, unit): repeats are noise.
-    const seenKey = JSON.stringify([answer.experiment, answer.phase, unitId, answer.variant]);
+    const seenKey = JSON.stringify([answer.experiment, String(unitId)]);
     if (this._seen.has(seenKey)) {
       this.stats.deduplicated++;
       return;
@@ -187,6 +187,8 @@ export class Client {
 
   _use(document, etag) {
     const evaluator = new Evaluator(document);
+    // A new version (a new phase, a new salt) may need a unit's exposure again.
+    if (!this.evaluator || this.evaluator.version !== evaluator.version) this._seen.clear();
     this.evaluator = evaluator;
     this._etag = etag;
     return evaluator;

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -90,15 +91,21 @@ class Client:
         # A document to serve from before (or without) the first fetch, e.g. baked into a build.
         self._evaluator: Evaluator | None = Evaluator(bootstrap) if bootstrap is not None else None
         self._etag: str | None = None
-        self._queue: deque[tuple] = deque()
+        # Bounded: appending to a full deque drops the oldest item, atomically (no lock on the
+        # evaluation path). Drops are counted exactly from three counters (see ``stats``).
+        self._queue: deque[tuple] = deque(maxlen=self.max_queue)
+        self._appended = _Counter()
+        self._deduplicated = _Counter()
+        self._taken = 0  # items removed by the flusher (under _lock)
+        self._readded = 0  # items put back after a failed send (under _lock)
         self._lock = threading.Lock()
         self._wake_flush = threading.Event()
         self._stop = threading.Event()
         self._seen: dict[tuple, None] = {}
         self._threads: list[threading.Thread] = []
-        self.stats = {
-            "queued": 0, "sent": 0, "rejected": 0, "dropped": 0, "deduplicated": 0,
-            "flush_errors": 0, "refreshes": 0, "not_modified": 0, "refresh_errors": 0,
+        self._stats = {
+            "sent": 0, "rejected": 0, "flush_errors": 0, "refreshes": 0, "not_modified": 0,
+            "refresh_errors": 0,
         }
         self.last_error: str | None = None
         if start:
@@ -177,34 +184,35 @@ class Client:
                     self._expose(answer, unit_id, attributes, evaluator.version)
         return answers
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: queued, sent, rejected (by the server), dropped (queue full), deduplicated,
+        flush_errors, refreshes, not_modified, refresh_errors."""
+        with self._lock:
+            appended, queued = self._appended.value(), len(self._queue)
+            dropped = appended + self._readded - self._taken - queued
+            return {**self._stats, "queued": appended, "dropped": dropped,
+                    "deduplicated": self._deduplicated.value()}
+
     def _expose(self, answer: Assignment, unit_id: str, attributes: Mapping[str, Any] | None,
                 version: str | None) -> None:
-        # The hot path: a tuple into a deque under a lock (exact counters); the JSON shape is
-        # built by the flush thread. The server keeps the first exposure per (experiment,
-        # phase, unit), so repeats are skipped here (a bounded memory of recent ones).
-        seen_key = (answer.experiment, answer.phase, unit_id, answer.variant)
+        # The hot path, lock-free: a tuple appended to a bounded deque (atomic in CPython);
+        # the JSON is built by the flusher. The server keeps the first exposure per
+        # (experiment, phase, unit), so repeats are skipped (a bounded memory of recent
+        # ones, forgotten when the configuration changes).
+        seen_key = (answer.experiment, unit_id)
         seen = self._seen
         if seen_key in seen:
-            self.stats["deduplicated"] += 1
+            self._deduplicated.add()
             return
-        item = (answer.experiment, answer.variant, unit_id, _now(),
-                dict(attributes) if attributes else {}, version, answer.phase)
+        if len(seen) >= 50_000:
+            seen.clear()
+        seen[seen_key] = None
         queue = self._queue
-        lock = self._lock
-        lock.acquire()
-        try:
-            if len(seen) >= 50_000:
-                seen.clear()
-            seen[seen_key] = None
-            if len(queue) >= self.max_queue:
-                queue.popleft()
-                self.stats["dropped"] += 1
-            queue.append(item)
-            self.stats["queued"] += 1
-            size = len(queue)
-        finally:
-            lock.release()
-        if size == self.batch_size:  # wake the flusher once per batch, not on every append
+        queue.append((answer.experiment, answer.variant, unit_id, _now(),
+                      dict(attributes) if attributes else {}, version, answer.phase))
+        self._appended.add()
+        if len(queue) == self.batch_size:  # wake the flusher once per batch, not every time
             self._wake_flush.set()
 
     @property
@@ -230,20 +238,22 @@ class Client:
         try:
             response = self._request("GET", "/api/v1/config", headers=headers)
             if response.status == 304 and self._evaluator is not None:
-                self.stats["not_modified"] += 1
+                self._stats["not_modified"] += 1
                 return True
             if response.status != 200:
                 raise OSError(f"GET /api/v1/config answered {response.status}")
             document = json.loads(response.body)
             evaluator = Evaluator(document)
         except (OSError, ValueError, DocumentError) as exc:  # URLError, timeouts, bad JSON
-            self.stats["refresh_errors"] += 1
+            self._stats["refresh_errors"] += 1
             self.last_error = f"config: {exc}"
             logger.warning("abplatform: configuration refresh failed (%s); keeping the last good one", exc)
             return self._evaluator is not None
+        if self._evaluator is None or evaluator.version != self._evaluator.version:
+            self._seen = {}  # a new phase or salt may give units new exposures
         self._evaluator = evaluator
         self._etag = response.headers.get("ETag")
-        self.stats["refreshes"] += 1
+        self._stats["refreshes"] += 1
         self._save_cache(response.body)
         return True
 
@@ -285,14 +295,22 @@ class Client:
 
     def _take(self) -> list[tuple]:
         with self._lock:
-            n = min(self.batch_size, len(self._queue))
-            return [self._queue.popleft() for _ in range(n)]
+            queue = self._queue
+            batch = []
+            for _ in range(self.batch_size):
+                try:
+                    batch.append(queue.popleft())
+                except IndexError:
+                    break
+            self._taken += len(batch)
+            return batch
 
     def _put_back(self, batch: list[tuple]) -> None:
         with self._lock:
+            # The batch is older than everything queued: when room is short, its oldest go.
             room = self.max_queue - len(self._queue)
             keep = batch[-room:] if room > 0 else []
-            self.stats["dropped"] += len(batch) - len(keep)
+            self._readded += len(keep)
             self._queue.extendleft(reversed(keep))
 
     def _flush_once(self) -> bool:
@@ -311,19 +329,19 @@ class Client:
             return False
         if response.status >= 400:
             # The batch as a whole is refused (bad key, bad body): retrying cannot help.
-            self.stats["rejected"] += len(batch)
+            self._stats["rejected"] += len(batch)
             self.last_error = f"exposures: HTTP {response.status} {response.body[:200]!r}"
             logger.error("abplatform: exposures refused (%s)", self.last_error)
             return True
         rejected = 0
         with contextlib.suppress(ValueError, AttributeError, TypeError):
             rejected = len(json.loads(response.body).get("rejected") or [])
-        self.stats["rejected"] += rejected
-        self.stats["sent"] += len(batch) - rejected
+        self._stats["rejected"] += rejected
+        self._stats["sent"] += len(batch) - rejected
         return True
 
     def _failed(self, batch: list[tuple], error: str) -> None:
-        self.stats["flush_errors"] += 1
+        self._stats["flush_errors"] += 1
         self.last_error = error
         logger.warning("abplatform: %s; will retry", error)
         self._put_back(batch)
@@ -350,6 +368,26 @@ class Client:
 
 
 _now = time.time
+
+
+class _Counter:
+    """A thread-safe counter without a lock: ``next()`` on ``itertools.count`` is atomic in
+    CPython. Reading also advances it, so reads are counted and subtracted."""
+
+    __slots__ = ("_count", "_reads")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        self._reads = 0
+
+    def add(self) -> None:
+        next(self._count)
+
+    def value(self) -> int:
+        """Call under a lock shared by all readers."""
+        value = next(self._count) - self._reads
+        self._reads += 1
+        return value
 
 
 def _wire(item: tuple) -> dict[str, Any]:
