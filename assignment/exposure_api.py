@@ -22,7 +22,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access.authentication import APIKeyAuthentication, APIKeyUser
+from access.authentication import APIKeyUser
 from access.keycache import lookup
 from access.limits import body_too_large
 from access.permissions import IsClient
@@ -57,26 +57,30 @@ def _body(request) -> Any:
     return cached
 
 
-class BodyKeyAuthentication(APIKeyAuthentication):
+def body_key_user(request) -> tuple[APIKeyUser, Any] | None:
     """The key as ``api_key`` in the body: ``navigator.sendBeacon`` cannot set headers.
 
-    Only on this endpoint, only when no ``Authorization`` header is sent."""
-
-    def authenticate(self, request):
-        if request.META.get("HTTP_AUTHORIZATION"):
-            return None
-        if body_too_large(request, _max_body()) is not None:
-            return None  # the view answers 413
-        body = _body(request)
-        raw = body.get("api_key") if isinstance(body, dict) else None
-        if raw is None:
-            return None
-        if not isinstance(raw, str) or not raw:
-            raise exceptions.AuthenticationFailed("api_key must be a non-empty string.")
-        record = lookup(raw)
-        if record is None or record.revoked or record.expired:
-            raise exceptions.AuthenticationFailed("Invalid API key.")
-        return APIKeyUser(record), record
+    Only on this endpoint, only when no ``Authorization`` header is sent; same checks as the
+    header (``access.authentication``). Not an authentication class, so the OpenAPI schema
+    keeps one security scheme (the header)."""
+    if request.META.get("HTTP_AUTHORIZATION"):
+        return None
+    if body_too_large(request, _max_body()) is not None:
+        return None  # the view answers 413
+    body = _body(request)
+    raw = body.get("api_key") if isinstance(body, dict) else None
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw:
+        raise exceptions.AuthenticationFailed("api_key must be a non-empty string.")
+    record = lookup(raw)
+    if record is None:
+        raise exceptions.AuthenticationFailed("Invalid API key.")
+    if record.revoked:
+        raise exceptions.AuthenticationFailed("This API key has been revoked.")
+    if record.expired:
+        raise exceptions.AuthenticationFailed("This API key has expired.")
+    return APIKeyUser(record), record
 
 
 def _max_body() -> int:
@@ -229,8 +233,14 @@ def check_and_record(items: list[Any], now: datetime | None = None) -> dict[str,
 
 
 class ExposureBatchView(APIView):
-    authentication_classes = [APIKeyAuthentication, BodyKeyAuthentication]
     permission_classes = [IsClient]
+
+    def perform_authentication(self, request) -> None:
+        found = body_key_user(request)
+        if found is not None:
+            request.user, request.auth = found
+            return
+        super().perform_authentication(request)
 
     @extend_schema(
         operation_id="exposures_create",
