@@ -213,8 +213,14 @@ def check_and_record(items: list[Any], now: datetime | None = None) -> dict[str,
                 f"{state.version if named is None else exposure['version']!r}; not recorded ({kind})."
             ]}})
             continue
-        queued.append((exp_id, variant_ids[answer.variant], exposure["unit_id"], exposure["ts"],
-                       exposure["attributes"]))
+        item = (exp_id, variant_ids[answer.variant], exposure["unit_id"], exposure["ts"],
+                exposure["attributes"])
+        # The phase comes from the configuration the exposure was checked against (when the
+        # server records phases), never from the SDK's word.
+        phases = getattr(state.ids, "phases", None)
+        if phases and key in phases:
+            item = (*item, phases[key])
+        queued.append(item)
     if counts:
         ExposureCheck.objects.bulk_create([
             ExposureCheck(experiment_id=exp_id, mismatched=c["mismatched"], stale=c["stale"],
