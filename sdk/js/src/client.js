@@ -27,6 +27,50 @@ export const MAX_BATCH = 1000;
  * @property {boolean} [autoStart=true]    poll and flush in the background (timers)
  */
 
+/** A queued exposure as POST /api/v1/exposures takes it (the ISO time is built off the hot path). */
+function wire({ ts, ...rest }) {
+  return { ...rest, timestamp: new Date(ts).toISOString() };
+}
+
+/** A FIFO with O(1) push and drop-oldest (an array and a moving head, compacted now and then). */
+class Fifo {
+  constructor() {
+    this.items = [];
+    this.head = 0;
+  }
+  get length() {
+    return this.items.length - this.head;
+  }
+  push(item) {
+    this.items.push(item);
+  }
+  dropOldest() {
+    this.items[this.head++] = undefined;
+    if (this.head > 1024 && this.head * 2 > this.items.length) this._compact();
+  }
+  /** Remove and return up to n of the oldest. */
+  take(n) {
+    const out = this.items.slice(this.head, this.head + n);
+    this.head += out.length;
+    this._compact();
+    return out;
+  }
+  peek(n) {
+    return this.items.slice(this.head, this.head + n);
+  }
+  /** Put items back in front (they are older than everything queued). */
+  putBack(items) {
+    this._compact();
+    this.items = items.concat(this.items);
+  }
+  _compact() {
+    if (this.head) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
 export class Client {
   /** @param {ClientOptions} options */
   constructor(options) {
@@ -49,7 +93,7 @@ export class Client {
     this.evaluator = null;
     this._etag = null;
     /** @type {object[]} */
-    this._queue = [];
+    this._queue = new Fifo();
     this._seen = new Set();
     this._backoff = 0;
     this._flushing = null;
@@ -149,7 +193,7 @@ export class Client {
 
   _expose(answer, unitId, attributes, version) {
     // The server keeps the first exposure per (experiment, phase, unit): repeats are noise.
-    const seenKey = JSON.stringify([answer.experiment, String(unitId)]);
+    const seenKey = `${answer.experiment}\u0000${unitId}`;
     if (this._seen.has(seenKey)) {
       this.stats.deduplicated++;
       return;
@@ -157,10 +201,10 @@ export class Client {
     if (this._seen.size >= 50000) this._seen.clear();
     this._seen.add(seenKey);
     const item = { experiment: answer.experiment, variant: answer.variant, unit_id: String(unitId),
-      timestamp: new Date().toISOString(), attributes: { ...(attributes ?? {}) }, config_version: version };
+      ts: Date.now(), attributes: attributes ? { ...attributes } : {}, config_version: version };
     if (answer.phase !== null && answer.phase !== undefined) item.phase = answer.phase;
     if (this._queue.length >= this.maxQueue) {
-      this._queue.shift();
+      this._queue.dropOldest();
       this.stats.dropped++;
     }
     this._queue.push(item);
@@ -253,11 +297,11 @@ export class Client {
   }
 
   async _flushOnce() {
-    const batch = this._queue.splice(0, this.batchSize);
+    const batch = this._queue.take(this.batchSize);
     if (!batch.length) return true;
     let response;
     try {
-      response = await this._request("POST", "/api/v1/exposures", JSON.stringify({ exposures: batch }),
+      response = await this._request("POST", "/api/v1/exposures", JSON.stringify({ exposures: batch.map(wire) }),
         { "Content-Type": "application/json" });
     } catch (error) {
       return this._failed(batch, `exposures: ${error?.message ?? error}`);
@@ -284,7 +328,7 @@ export class Client {
     const room = this.maxQueue - this._queue.length;
     const keep = room > 0 ? batch.slice(-room) : [];
     this.stats.dropped += batch.length - keep.length;
-    this._queue.unshift(...keep);
+    this._queue.putBack(keep);
     return false;
   }
 
@@ -301,11 +345,11 @@ export class Client {
       return false;
     }
     while (this._queue.length) {
-      const batch = this._queue.slice(0, this.batchSize);
-      const body = JSON.stringify({ api_key: this.apiKey, exposures: batch });
+      const batch = this._queue.peek(this.batchSize);
+      const body = JSON.stringify({ api_key: this.apiKey, exposures: batch.map(wire) });
       const blob = new Blob([body], { type: "text/plain;charset=UTF-8" });
       if (!nav.sendBeacon(`${this.baseUrl}/api/v1/exposures`, blob)) return false;
-      this._queue.splice(0, batch.length);
+      this._queue.take(batch.length);
       this.stats.beacons++;
     }
     return true;
