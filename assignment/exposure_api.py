@@ -10,7 +10,6 @@ data-quality warning: a broken or stale SDK never silently mixes units into the 
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from rest_framework.views import APIView
 from access.authentication import APIKeyUser
 from access.keycache import lookup
 from access.limits import body_too_large
+from access.parsers import parse_json
 from access.permissions import IsClient
 
 from . import exposures, runtime
@@ -36,23 +36,14 @@ MAX_AGE = timedelta(days=30)
 MAX_AHEAD = timedelta(days=1)
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
-
-
 def _body(request) -> Any:
     """The JSON body, decoded once per request (authentication may need it first)."""
     django_request = getattr(request, "_request", request)
     cached = getattr(django_request, "_exposure_json", None)
     if cached is None:
         raw = django_request.body
-        try:
-            cached = _decoder.decode(raw.decode("utf-8")) if raw else {}
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        # Strict JSON (no NaN, bounded depth, numbers within a double): access.parsers.
+        cached = parse_json(raw) if raw else {}
         django_request._exposure_json = cached
     return cached
 

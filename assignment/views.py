@@ -16,9 +16,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.limits import body_too_large
-from access.parsers import parse_json
-
 from access.models import Scope
+from access.parsers import parse_json
 from access.permissions import IsClient
 
 from . import exposures, runtime

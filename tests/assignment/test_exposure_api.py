@@ -199,3 +199,20 @@ def test_cors_headers_on_answers_and_exposed_etag(client_api, checkout, settings
     assert "Access-Control-Allow-Origin" not in other
     # Not on the admin or the report pages.
     assert "Access-Control-Allow-Origin" not in client_api.get("/reports/", HTTP_ORIGIN="https://shop.example")
+
+
+@pytest.mark.parametrize("raw", [b"[" * 5000 + b"]" * 5000, b'{"exposures": [{"a": ' * 300 + b"1" + b"}" * 300 + b"]}", b"\xff"])
+def test_hostile_bodies_are_400(client_api, checkout, raw):
+    response = client_api.post(URL, data=raw, content_type="application/json")
+    assert response.status_code == 400, response.content
+
+
+def test_non_finite_attribute_rejects_that_exposure_only(client_api, checkout):
+    evaluator = local(client_api)
+    good = exposure(evaluator, "u-1")
+    raw = json.dumps({"exposures": [good, dict(good, attributes={"age": 1})]}).replace('"age": 1', '"age": 1e400')
+    response = client_api.post(URL, data=raw, content_type="application/json")
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["accepted"] == 1
+    assert [(r["index"], sorted(r["errors"])) for r in body["rejected"]] == [(1, ["attributes"])]
