@@ -21,10 +21,11 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access import jsonsafety
 from access.authentication import APIKeyUser
 from access.keycache import lookup
 from access.limits import body_too_large
-from access.parsers import parse_json
+from access.parsers import parse_json, refuse_non_finite
 from access.permissions import IsClient
 
 from . import exposures, runtime
@@ -180,6 +181,10 @@ def check_and_record(items: list[Any], now: datetime | None = None) -> dict[str,
     counts: dict[int, Counter] = {}
     examples: dict[int, dict] = {}
     for index, item in enumerate(items):
+        where = jsonsafety.non_finite_path(item)
+        if where is not None:
+            rejected.append({"index": index, "errors": {where or "non_field_errors": [jsonsafety.NOT_FINITE]}})
+            continue
         exposure, errors = _validate(item, now)
         if errors:
             rejected.append({"index": index, "errors": errors})
@@ -277,4 +282,7 @@ class ExposureBatchView(APIView):
         if len(items) > MAX_BATCH:
             return Response({"exposures": [f"At most {MAX_BATCH} exposures per batch."]},
                             status=status.HTTP_400_BAD_REQUEST)
+        # Numbers beyond a double: outside the list the whole body is refused; inside, the
+        # exposure holding one is (by index, in check_and_record).
+        refuse_non_finite({k: v for k, v in body.items() if k != "exposures"})
         return Response(check_and_record(items), status=status.HTTP_202_ACCEPTED)

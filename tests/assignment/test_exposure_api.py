@@ -215,4 +215,15 @@ def test_non_finite_attribute_rejects_that_exposure_only(client_api, checkout):
     assert response.status_code == 202, response.content
     body = response.json()
     assert body["accepted"] == 1
-    assert [(r["index"], sorted(r["errors"])) for r in body["rejected"]] == [(1, ["attributes"])]
+    assert [(r["index"], sorted(r["errors"])) for r in body["rejected"]] == [(1, ["attributes.age"])]
+
+
+def test_non_finite_number_outside_the_list_is_400(client_api, checkout):
+    response = client_api.post(URL, data=b'{"x": 1e400, "exposures": []}', content_type="application/json")
+    assert response.status_code == 400 and "x" in response.json()
+
+
+def test_non_finite_number_in_an_ignored_assignment_member_is_400(client_api, checkout):
+    response = client_api.post("/api/v1/assignments", data=b'{"": 1e400, "unit_id": "u"}',
+                               content_type="application/json")
+    assert response.status_code == 400, response.content

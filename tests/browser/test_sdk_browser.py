@@ -12,9 +12,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.browser.conftest import _allow_orm_next_to_playwright, chromium, page  # noqa: F401
-
-from .conftest import SDK_JS
+# The live server of the SDK round-trip tests (imported: this test needs the browser fixtures
+# of this folder, which must stay the one Playwright instance of the session).
+from tests.sdk.conftest import SDK_JS, sdk_server  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,7 +42,7 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def static_site(sdk_server, tmp_path_factory):
+def static_site(sdk_server, tmp_path_factory):  # noqa: F811
     """The page and the SDK sources on the origin the server allows (another port)."""
     root = tmp_path_factory.mktemp("site")
     (root / "index.html").write_text(PAGE, encoding="utf-8")
@@ -55,7 +55,7 @@ def static_site(sdk_server, tmp_path_factory):
     httpd.server_close()
 
 
-def open_page(page, origin, server, unit, mode, **extra):  # noqa: F811
+def open_page(page, origin, server, unit, mode, **extra):
     query = "&".join(f"{k}={v}" for k, v in {"server": server.url, "key": server.keys["client"],
                                               "unit": unit, "mode": mode, **extra}.items())
     page.goto(f"{origin}/index.html?{query}")
