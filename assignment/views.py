@@ -112,9 +112,14 @@ def _json_body(request):
     if not raw:
         return {}
     data = parse_json(raw)
-    # A number beyond a double in a member the view ignores is refused too (a 400 naming it).
-    refuse_non_finite(data)
+    if isinstance(data, dict) and not _KNOWN_MEMBERS.issuperset(data):
+        # A number beyond a double in a member the view ignores is refused too (a 400 naming
+        # it); the known members are validated, with their names, by the serializer.
+        refuse_non_finite({k: v for k, v in data.items() if k not in _KNOWN_MEMBERS})
     return data
+
+
+_KNOWN_MEMBERS = frozenset({"unit_id", "attributes", "experiments"})
 
 
 class _HotView(APIView):

@@ -215,7 +215,14 @@ def test_non_finite_attribute_rejects_that_exposure_only(client_api, checkout):
     assert response.status_code == 202, response.content
     body = response.json()
     assert body["accepted"] == 1
-    assert [(r["index"], sorted(r["errors"])) for r in body["rejected"]] == [(1, ["attributes.age"])]
+    assert [(r["index"], sorted(r["errors"])) for r in body["rejected"]] == [(1, ["attributes"])]
+
+
+def test_non_finite_number_in_an_ignored_field_rejects_that_exposure(client_api, checkout):
+    good = exposure(local(client_api), "u-1")
+    raw = json.dumps({"exposures": [dict(good, extra=1)]}).replace('"extra": 1', '"extra": 1e400')
+    body = client_api.post(URL, data=raw, content_type="application/json").json()
+    assert body["accepted"] == 0 and list(body["rejected"][0]["errors"]) == ["extra"]
 
 
 def test_non_finite_number_outside_the_list_is_400(client_api, checkout):
