@@ -234,3 +234,25 @@ def test_non_finite_number_in_an_ignored_assignment_member_is_400(client_api, ch
     response = client_api.post("/api/v1/assignments", data=b'{"": 1e400, "unit_id": "u"}',
                                content_type="application/json")
     assert response.status_code == 400, response.content
+
+
+def test_sdk_exposures_count_in_the_phase_of_the_configuration_they_name(client_api, checkout):
+    """Phase 1 exposures stay phase 1 even when reported after phase 2 began (the version they
+    name is still known); exposures from the new configuration are phase 2, re-randomised."""
+    from django.db import transaction
+
+    from experiments.phases import start_new_phase
+
+    phase1 = local(client_api)
+    early = exposure(phase1, "u-1")
+    with transaction.atomic():
+        start_new_phase(checkout, {}, rerandomize=True, reason="re-randomise")
+    runtime._checked_at = 0.0
+    phase2 = local(client_api)
+    assert phase2.version != phase1.version
+    late = exposure(phase2, "u-1")
+    body = post(client_api, {"exposures": [early, late]}).json()
+    assert (body["accepted"], body["rejected"]) == (2, []), body
+    services.flush_exposures()
+    rows = {e.phase: e.variant.key for e in Exposure.objects.filter(unit_id="u-1").select_related("variant")}
+    assert rows == {1: early["variant"], 2: late["variant"]}
