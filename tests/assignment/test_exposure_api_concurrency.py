@@ -27,7 +27,7 @@ def running(transactional_db, settings):
     settings.ASSIGNMENT_REDIS_PREFIX = f"{{test-{uuid.uuid4().hex[:8]}}}"
     Metric.objects.create(key="purchase", name="Purchase", event="purchase", kind="conversion")
     experiment = experiment_services.start_experiment(experiment_services.create_experiment({
-        "key": "race", "name": "race", "traffic_allocation": 100,
+        "key": "race", "name": "race", "traffic_allocation": 100, "planned_sample_size": 1000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "b", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
     }))
