@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from assignment.selectors import sdk_exposure_checks
 from experiments.models import Experiment, ExperimentMetric, Metric, Phase
 
 from .models import ReportSnapshot
@@ -267,6 +268,8 @@ def build_payload(
         phase=number or 1,
         phase_started_at=_iso(phase.started_at) if phase else None,
         phase_ended_at=_iso(phase.ended_at) if phase else None,
+        # Data quality: SDK exposures the server refused (never counted above).
+        sdk_exposures=sdk_exposure_checks(experiment.pk, until=until),
     )
     if notes:
         body["notes"] = notes

@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .clientdoc import override_hash
 from .hashing import (
     BUCKETS,
     EXPERIMENT_NAMESPACE,
@@ -129,6 +130,7 @@ class _Experiment:
     __slots__ = (
         "key", "status", "running", "bucketer", "ranges", "control", "variants", "checks",
         "layer", "layer_start", "layer_end", "overrides", "fixed", "spec",
+        "override_salt", "hashed_overrides",
     )
 
     def __init__(self, spec: Mapping[str, Any], layers: Mapping[str, _Layer]):
@@ -168,6 +170,13 @@ class _Experiment:
             for unit, variant in (spec.get("overrides") or {}).items()
             if str(variant) in self.variants
         }
+        # The client-safe document names QA units by hash (assignment.clientdoc, section 7a).
+        self.override_salt = str(spec.get("override_salt") or "")
+        self.hashed_overrides = {
+            str(h): str(variant)
+            for h, variant in (spec.get("hashed_overrides") or {}).items()
+            if str(variant) in self.variants
+        }
         # Answers that do not depend on the unit are built once.
         self.fixed = None
         shipped = spec.get("shipped_variant")
@@ -190,10 +199,14 @@ class _Experiment:
         self, unit_id: str, attributes: Mapping[str, Any], layer_buckets: dict | None = None
     ) -> Assignment:
         fixed = self.fixed
-        if fixed is not None and (self.status not in OVERRIDABLE or not self.overrides):
+        if fixed is not None and (
+            self.status not in OVERRIDABLE or not (self.overrides or self.hashed_overrides)
+        ):
             return fixed
-        if self.overrides:
+        if self.overrides or self.hashed_overrides:
             forced = self.overrides.get(unit_id)
+            if forced is None and self.hashed_overrides:
+                forced = self.hashed_overrides.get(override_hash(self.override_salt, unit_id))
             if forced is not None:
                 return Assignment(
                     self.key, forced, self.running, OVERRIDE,

@@ -70,3 +70,31 @@ class RejectedExposure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reason} ({self.rejected_at:%Y-%m-%d %H:%M})"
+
+class ExposureCheck(models.Model):
+    """SDK exposures the server did not record because its own evaluation disagreed.
+
+    ``POST /api/v1/exposures`` re-evaluates every exposure an SDK reports. One row per
+    experiment per request that had disagreements (append-only: no read-modify-write, so
+    concurrent requests need no lock); the report sums them into a data-quality warning.
+    """
+
+    experiment = models.ForeignKey(
+        "experiments.Experiment", on_delete=models.CASCADE, related_name="exposure_checks"
+    )
+    mismatched = models.PositiveIntegerField(
+        default=0,
+        help_text="The configuration version the SDK named gives another answer (a broken SDK).",
+    )
+    stale = models.PositiveIntegerField(
+        default=0,
+        help_text="Version unknown to the server and the current configuration disagrees.",
+    )
+    example = models.JSONField(default=dict, blank=True, help_text="One disagreement, for debugging.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["experiment", "created_at"], name="exposurecheck_exp_created")]
+
+    def __str__(self) -> str:
+        return f"{self.experiment_id}: {self.mismatched} mismatched, {self.stale} stale"

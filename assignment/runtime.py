@@ -12,11 +12,13 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
 
+from .clientdoc import client_document, secret_override_salt
 from .document import Ids, build_document, canonical_json
 from .evaluator import Evaluator
 
@@ -32,10 +34,20 @@ class State:
     body: bytes  # the document rendered once, served as is by GET /config
     etag: str
     ids: Ids
+    #: The client-safe document (assignment.clientdoc) rendered once, and its ETag.
+    client_body: bytes = b""
+    client_etag: str = ""
+    client_version: str = ""
 
     @property
     def version(self) -> str:
         return self.document["version"]
+
+
+#: How many past configurations each process keeps to check SDK exposures against the
+#: version they name (POST /api/v1/exposures).
+RECENT_VERSIONS = 32
+_recent: OrderedDict[str, State] = OrderedDict()
 
 
 _lock = threading.Lock()
@@ -74,7 +86,27 @@ def _build() -> State:
     if previous is not None and previous.version == document["version"]:
         return previous  # nothing that matters changed: keep the compiled evaluator
     body = canonical_json(document)
-    return State(Evaluator(document), document, body, f'"{document["version"]}"', ids)
+    client = client_document(document, secret_override_salt(settings.SECRET_KEY))
+    return State(
+        Evaluator(document), document, body, f'"{document["version"]}"', ids,
+        canonical_json(client), f'"{client["version"]}"', client["version"],
+    )
+
+
+def _remember(state: State) -> None:
+    """Index ``state`` by both its versions (called under ``_lock``)."""
+    for version in (state.version, state.client_version):
+        _recent[version] = state
+        _recent.move_to_end(version)
+    while len(_recent) > 2 * RECENT_VERSIONS:
+        _recent.popitem(last=False)
+
+
+def for_version(version: str | None) -> State | None:
+    """The configuration this process served as ``version`` (full or client), if still known."""
+    if not version:
+        return None
+    return _recent.get(version)
 
 
 def current() -> State:
@@ -101,6 +133,7 @@ def current() -> State:
                 _checked_at = now
                 return state
             _state, _stamp, _built_at = state, stamp, now
+            _remember(state)
         _checked_at = now
         return state
 
@@ -110,3 +143,4 @@ def reset() -> None:
     global _state, _stamp, _checked_at, _built_at
     with _lock:
         _state, _stamp, _checked_at, _built_at = None, None, 0.0, 0.0
+        _recent.clear()

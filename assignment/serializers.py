@@ -192,7 +192,9 @@ class AssignmentSerializer(serializers.Serializer):
     in_experiment = serializers.BooleanField(
         help_text="True only when the unit is enrolled in a running experiment."
     )
-    reason = serializers.ChoiceField(choices=REASONS, help_text="Stable machine-readable code.")
+    reason = serializers.ChoiceField(
+        choices=(*REASONS, "unknown_experiment"), help_text="Stable machine-readable code."
+    )
     detail = serializers.CharField(help_text="Human explanation; its wording may change.")
     payload = serializers.JSONField(help_text="The variant's JSON payload.")
 
@@ -248,6 +250,11 @@ class _ExperimentSerializer(serializers.Serializer):
     targeting = _RuleSerializer(many=True)
     overrides = serializers.DictField(child=serializers.CharField())
     shipped_variant = serializers.CharField(allow_null=True)
+    override_salt = serializers.CharField(required=False, help_text="Client document only.")
+    hashed_overrides = serializers.DictField(
+        child=serializers.CharField(), required=False,
+        help_text="Client document only: SHA-256 of override:<override_salt>:<unit_id> -> variant.",
+    )
 
 
 class ConfigDocumentSerializer(serializers.Serializer):
@@ -257,6 +264,7 @@ class ConfigDocumentSerializer(serializers.Serializer):
     hash = _HashSerializer()
     layers = serializers.DictField(child=_LayerSerializer())
     experiments = _ExperimentSerializer(many=True)
+    scope = serializers.CharField(required=False, help_text="'client' in the client-safe document.")
 
 
 class SingleAssignmentResponseSerializer(AssignmentSerializer):

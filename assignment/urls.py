@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import exposure_api, views
 
 urlpatterns = [
     path("assignments", views.AssignmentsView.as_view(), name="assignments"),
@@ -10,4 +10,5 @@ urlpatterns = [
         name="experiment-assignment",
     ),
     path("config", views.ConfigView.as_view(), name="assignment-config"),
+    path("exposures", exposure_api.ExposureBatchView.as_view(), name="exposures"),
 ]

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .clientdoc import client_document, override_hash
 from .evaluator import Evaluator, variant_ranges
 from .hashing import BUCKETS, experiment_bucket, hash_input, layer_bucket
 from .targeting import matches
@@ -239,6 +240,43 @@ def build() -> dict[str, Any]:
             {"rule": rule, "attributes": attributes, "passes": matches([rule], attributes)}
             for rule, attributes in targeting_cases()
         ],
+        **client_vectors(),
+    }
+
+
+def _vector_override_salt(key: str) -> str:
+    return f"vector-override-salt-{key}"  # the server derives it from SECRET_KEY instead
+
+
+OVERRIDE_CASES = [("s", "qa-user-1"), ("vector-override-salt-checkout-button", "qa-user-1"),
+                  ("", ""), ("ß", "用户-42")]
+
+
+def client_vectors() -> dict[str, Any]:
+    """Section 7a: the client-safe document of ``DOCUMENT`` and its answers (hashed overrides).
+
+    ``client_cases`` cover every experiment of the client document: each answer equals the
+    full document's answer (tests/assignment/test_clientdoc.py checks it)."""
+    client = client_document(DOCUMENT, _vector_override_salt)
+    client["generated_at"] = DOCUMENT["generated_at"]
+    evaluator = Evaluator(client)
+    cases = []
+    for spec in client["experiments"]:
+        for i, unit in enumerate(UNIT_IDS):
+            attributes = ATTRIBUTE_SETS[i % len(ATTRIBUTE_SETS)]
+            answer = evaluator.evaluate(spec["key"], unit, attributes)
+            cases.append({
+                "experiment": spec["key"], "unit_id": unit, "attributes": attributes,
+                "variant": answer.variant, "in_experiment": answer.in_experiment,
+                "reason": answer.reason,
+            })
+    return {
+        "overrides": [
+            {"override_salt": salt, "unit_id": unit, "hash": override_hash(salt, unit)}
+            for salt, unit in OVERRIDE_CASES
+        ],
+        "client_document": client,
+        "client_cases": cases,
     }
 
 

@@ -9,17 +9,19 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.limits import body_too_large
-from access.parsers import parse_json
+from access.models import Scope
+from access.parsers import parse_json, refuse_non_finite
 from access.permissions import IsClient
 
 from . import exposures, runtime
+from .evaluator import Assignment
 from .serializers import (
     MAX_ATTRIBUTE_STRING,
     MAX_ATTRIBUTES,
@@ -34,6 +36,8 @@ from .serializers import (
 )
 
 DEGRADED_HEADER = "X-Degraded"
+#: The reason given for a key the configuration does not hold (never recorded as an exposure).
+UNKNOWN_EXPERIMENT = "unknown_experiment"
 
 #: 401, 403 and 429 are documented for every operation by ``access.schema``.
 _ERRORS = {
@@ -107,7 +111,15 @@ def _json_body(request):
     raw = request._request.body
     if not raw:
         return {}
-    return parse_json(raw)
+    data = parse_json(raw)
+    if isinstance(data, dict) and not _KNOWN_MEMBERS.issuperset(data):
+        # A number beyond a double in a member the view ignores is refused too (a 400 naming
+        # it); the known members are validated, with their names, by the serializer.
+        refuse_non_finite({k: v for k, v in data.items() if k not in _KNOWN_MEMBERS})
+    return data
+
+
+_KNOWN_MEMBERS = frozenset({"unit_id", "attributes", "experiments"})
 
 
 class _HotView(APIView):
@@ -155,15 +167,24 @@ class AssignmentsView(_HotView):
         evaluator = state.evaluator
         if keys is not None:
             keys = list(dict.fromkeys(keys))
-            unknown = [k for k in keys if k not in evaluator]
-            if unknown:
-                raise ValidationError({"experiments": [
-                    "Unknown experiment key(s): " + ", ".join(repr(k) for k in unknown[:20])
-                ]})
-        answers = evaluator.evaluate_many(unit_id, attributes, keys)
+        if keys is not None and any(k not in evaluator for k in keys):
+            answers = _with_unknown(evaluator, unit_id, attributes, keys)
+        else:
+            answers = evaluator.evaluate_many(unit_id, attributes, keys)
         degraded = _record(state, unit_id, attributes, answers)
         body = {"unit_id": unit_id, "assignments": [a.as_dict() for a in answers]}
         return _finish(body, state, degraded)
+
+
+def _with_unknown(evaluator, unit_id: str, attributes: dict, keys: list[str]) -> list[Assignment]:
+    """Answers in request order; a key the configuration lacks gets ``unknown_experiment``
+    (no variant, no payload) instead of failing the whole request."""
+    known = [k for k in keys if k in evaluator]
+    answers = dict(zip(known, evaluator.evaluate_many(unit_id, attributes, known), strict=True))
+    return [
+        answers.get(k) or Assignment(k, None, False, UNKNOWN_EXPERIMENT, "no experiment with this key", {})
+        for k in keys
+    ]
 
 
 class ExperimentAssignmentView(_HotView):
@@ -216,6 +237,20 @@ class ExperimentAssignmentView(_HotView):
         return _finish({"unit_id": unit_id, **answer.as_dict()}, state, degraded)
 
 
+def _wants_full(request) -> bool:
+    """``?full=true`` asks for the full document (drafts, raw override unit ids): admin keys only."""
+    raw = request.query_params.get("full")
+    if raw is None:
+        return False
+    if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValidationError({"full": ["Must be true or false."]})
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    if getattr(request.user, "scope", None) != Scope.ADMIN:
+        raise PermissionDenied("Only admin keys may read the full configuration document.")
+    return True
+
+
 def _etag_matches(header: str, etag: str) -> bool:
     if header.strip() == "*":
         return True
@@ -230,13 +265,21 @@ class ConfigView(_HotView):
         summary="Configuration document for local (SDK) assignment",
         description=(
             "Everything needed to assign locally: experiments, salts, weights, allocation, "
-            "layers, holdouts, targeting and overrides (see docs/assignment.md). Send the "
-            "ETag back in `If-None-Match` to get 304 when nothing changed."
+            "layers, holdouts, targeting and overrides (see docs/assignment.md). Client-safe by "
+            "default: running and paused experiments, shipped variants, hashed QA overrides. "
+            "Send the ETag back in `If-None-Match` to get 304 when nothing changed."
         ),
         parameters=[
             OpenApiParameter(
                 "If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
                 description="ETag of the copy the client holds.",
+            ),
+            OpenApiParameter(
+                "full", OpenApiTypes.BOOL, OpenApiParameter.QUERY, required=False,
+                description=(
+                    "Admin keys only: the full document (drafts, raw override unit ids) instead "
+                    "of the client-safe one (section 7a)."
+                ),
             ),
         ],
         responses={
@@ -248,11 +291,15 @@ class ConfigView(_HotView):
     )
     def get(self, request):
         state = runtime.current()
+        if _wants_full(request):
+            body, etag = state.body, state.etag
+        else:
+            body, etag = state.client_body, state.client_etag
         header = request.META.get("HTTP_IF_NONE_MATCH")
-        if header and _etag_matches(header, state.etag):
+        if header and _etag_matches(header, etag):
             response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
         else:
-            response = HttpResponse(state.body, content_type="application/json")
-        response["ETag"] = state.etag
+            response = HttpResponse(body, content_type="application/json")
+        response["ETag"] = etag
         response["Cache-Control"] = "no-cache"
         return response

@@ -28,6 +28,17 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # (e.g. put a running experiment back to draft), so it is off.
 SIMPLE_HISTORY_REVERT_DISABLED = True
 
+# CORS (django-cors-headers), for browsers using the JavaScript SDK: only the API, only the
+# listed origins (none by default), no cookies (the API authenticates with keys). Preflight
+# OPTIONS requests are answered by the middleware, before authentication.
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/v1/"
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "if-none-match")
+CORS_EXPOSE_HEADERS = ("ETag", "X-Config-Version", "X-Degraded")
+CORS_PREFLIGHT_MAX_AGE = 86400
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -40,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
+    "corsheaders",
     "access",
     "experiments",
     "assignment",
@@ -47,6 +59,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "corsheaders.middleware.CorsMiddleware",  # first: preflights are answered without a key
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -50,8 +50,8 @@ def vector_config(primary_metric):
                 services.archive_experiment(experiment)
 
 
-def test_config_document_equals_the_vector_document(client_api, vector_config):
-    served = client_api.get("/api/v1/config").json()
+def test_config_document_equals_the_vector_document(admin_api, vector_config):
+    served = admin_api.get("/api/v1/config?full=true").json()
     for field in ("schema_version", "hash", "layers"):
         assert served[field] == DOCUMENT[field]
     expected = {e["key"]: e for e in DOCUMENT["experiments"]}
@@ -66,3 +66,33 @@ def test_api_answers_reproduce_every_vector_case(client_api, vector_config):
         assert (answer["variant"], answer["in_experiment"], answer["reason"]) == (
             case["variant"], case["in_experiment"], case["reason"]
         ), case
+
+
+def test_client_document_is_the_safe_view_and_answers_every_case(client_api, admin_api, vector_config, settings):
+    """A client key gets the client-safe document (section 7a); evaluated locally it answers
+    every vector case of the experiments it holds exactly as the full document does."""
+    from assignment.clientdoc import client_document, secret_override_salt
+    from assignment.evaluator import Evaluator
+
+    served = client_api.get("/api/v1/config").json()
+    full = admin_api.get("/api/v1/config?full=true").json()
+    assert served == client_document(full, secret_override_salt(settings.SECRET_KEY))
+    assert served["scope"] == "client"
+    assert "draft-test" not in {e["key"] for e in served["experiments"]}
+    assert "qa-user-1" not in json.dumps(served)
+    local = Evaluator(served)
+    checked = 0
+    for case in VECTORS["cases"]:
+        if case["experiment"] in local:
+            answer = local.evaluate(case["experiment"], case["unit_id"], case["attributes"])
+            assert (answer.variant, answer.in_experiment, answer.reason) == (
+                case["variant"], case["in_experiment"], case["reason"]), case
+            checked += 1
+    assert checked > 200
+
+
+def test_full_document_needs_an_admin_key(api_client_for, vector_config):
+    for scope in ("client", "analyst"):
+        assert api_client_for(scope).get("/api/v1/config?full=true").status_code == 403
+    assert api_client_for("client").get("/api/v1/config?full=false").status_code == 200
+    assert api_client_for("admin").get("/api/v1/config?full=maybe").status_code == 400

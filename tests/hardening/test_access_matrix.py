@@ -28,6 +28,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/experiments/{key}/assignment"): "client",
     ("GET", "/api/v1/config"): "client",
     ("POST", "/api/v1/events"): "client",
+    ("POST", "/api/v1/exposures"): "client",
     ("GET", "/api/v1/sample-size"): "client",
     # analysts: read definitions and results, recompute a report
     ("GET", "/api/v1/experiments"): "analyst",
