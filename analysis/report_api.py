@@ -22,7 +22,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from access.permissions import IsAnalyst, IsClient
-from experiments.models import Experiment
+from experiments.models import Experiment, ExperimentMetric
 
 from . import csv_export, selectors, tasks
 from .models import ReportSnapshot
@@ -82,7 +82,7 @@ class MetricResultSerializer(serializers.Serializer):
     metric = serializers.CharField()
     name = serializers.CharField()
     kind = serializers.CharField()
-    role = serializers.ChoiceField(choices=["primary", "secondary", "guardrail"])
+    role = serializers.ChoiceField(choices=ExperimentMetric.Role.choices)
     direction = serializers.CharField()
     status = serializers.CharField()
     variants = VariantResultSerializer(many=True)
