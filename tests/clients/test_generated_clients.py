@@ -140,7 +140,9 @@ def test_typescript_types_generate_without_warnings_and_compile(schema, schema_f
     if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
         run = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True,
                              text=True, timeout=600)
-        assert run.returncode == 0, run.stdout + run.stderr
+        if run.returncode:  # e.g. no registry on a laptop offline; CI (.ci/run) installs it first
+            message = "npm ci failed in tests/clients:\n" + run.stdout + run.stderr
+            pytest.fail(message, pytrace=False) if CI else pytest.skip(message)
     out = tmp_path / "api.d.ts"
     run = subprocess.run([str(tools / "openapi-typescript"), str(schema_file), "-o", str(out)],
                          capture_output=True, text=True, timeout=300)
