@@ -118,6 +118,7 @@ class DecisionSerializer(serializers.Serializer):
     reasons = serializers.ListField(child=serializers.CharField())
     variant = serializers.CharField(required=False, allow_null=True)
     variants = serializers.ListField(child=serializers.CharField(), required=False)
+    early_look = serializers.BooleanField(required=False, help_text="True while nothing may be called yet.")
 
 
 class PowerSerializer(serializers.Serializer):

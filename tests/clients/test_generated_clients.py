@@ -203,7 +203,7 @@ def tour_data(transactional_db):
 
     Metric.objects.create(key="purchase", name="Purchase", event="purchase", kind="conversion")
     experiment = services.create_experiment({
-        "key": "checkout-button", "name": "Checkout button", "traffic_allocation": 100,
+        "key": "checkout-button", "name": "Checkout button", "traffic_allocation": 100, "planned_sample_size": 1000,
         "variants": [{"key": "control", "weight": 50, "is_control": True}, {"key": "green", "weight": 50}],
         "metrics": [{"metric": "purchase", "role": "primary"}],
     })
