@@ -106,6 +106,8 @@ def _response_model(response: dict) -> str | None:
 
 def test_component_names_are_unique_and_meaningful(schema):
     names = list(schema["components"]["schemas"])
+    # ``_Foo`` (from ``_FooSerializer``) becomes ``Foo`` in generated code, clashing with a real Foo:
+    # name the serializer ``SomethingFooSerializer`` or use extend_schema_serializer(component_name=...).
     assert [n for n in names if not n[:1].isupper() or not n.isidentifier()] == []
     # Case-insensitive clashes become the same Python module / class name.
     lowered = [n.lower() for n in names]
@@ -191,7 +193,7 @@ def _parsed(response, model, status: int = 200):
     items = parsed if isinstance(parsed, list) else [parsed]
     assert all(isinstance(item, model) for item in items), (type(parsed), response.content[:500])
     undeclared = _fully_parsed(parsed)
-    assert undeclared == [], "fields the schema does not declare:\n" + "\n".join(undeclared)
+    assert undeclared == [], "fields the schema does not declare (add them to the serializer):\n" + "\n".join(undeclared)
     return parsed
 
 
