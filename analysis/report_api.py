@@ -80,8 +80,6 @@ class VariantResultSerializer(serializers.Serializer):
     credible_interval_relative = _interval(required=False)
     estimator = serializers.CharField(required=False, help_text="cuped or unadjusted.")
     inference = serializers.CharField(required=False, help_text="sequential or fixed_horizon.")
-    test = serializers.CharField(required=False, help_text="The test behind p_value.")
-    warnings = serializers.ListField(child=serializers.CharField(), required=False)
     fixed_horizon = serializers.DictField(required=False, help_text="The fixed-horizon estimate.")
     unadjusted = serializers.DictField(required=False, help_text="The estimate without CUPED.")
     bayesian = serializers.DictField(required=False, help_text="Model, prior and credible level.")
