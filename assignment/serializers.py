@@ -238,6 +238,7 @@ class ConfigRuleSerializer(serializers.Serializer):
 class ConfigExperimentSerializer(serializers.Serializer):
     key = serializers.CharField()
     status = serializers.ChoiceField(choices=Experiment.Status.choices)
+    phase = serializers.IntegerField(help_text="The current phase (docs/assignment.md, section 10a).")
     salt = serializers.CharField()
     traffic_allocation = serializers.FloatField()
     layer = serializers.CharField(allow_null=True)
