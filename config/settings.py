@@ -187,7 +187,20 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"AggregationEnum": "experiments.models.Metric.Aggregation"},
+    # One named enum per set of choices, named for what it means: generated clients (see
+    # tests/clients) get one type each instead of look-alikes such as a config and a definition
+    # copy of the experiment status or a "role" enum per serializer.
+    "ENUM_NAME_OVERRIDES": {
+        "AggregationEnum": "experiments.models.Metric.Aggregation",
+        "MetricKindEnum": "experiments.models.Metric.Kind",
+        "MetricDirectionEnum": "experiments.models.Metric.Direction",
+        "MetricRoleEnum": "experiments.models.ExperimentMetric.Role",
+        "ExperimentStatusEnum": "experiments.models.Experiment.Status",
+        "TargetingOperatorEnum": "experiments.models.TargetingRule.Operator",
+        "ApprovalActionEnum": "experiments.models.ApprovalRequest.Action",
+        "ApprovalStatusEnum": "experiments.models.ApprovalRequest.Status",
+        "AssignmentReasonEnum": "assignment.serializers.ANSWER_REASONS",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "access.schema.document_error_responses",
