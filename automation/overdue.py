@@ -11,6 +11,7 @@ from analysis.models import ReportSnapshot
 from experiments.models import Experiment
 
 from .alerts import alert_payload, fire, set_condition
+from .models import AlertState
 
 logger = logging.getLogger(__name__)
 DECIDED = {"ship", "do_not_ship"}
@@ -37,4 +38,7 @@ def check_overdue(now: datetime | None = None) -> list[str]:
                     fired.append(experiment.key)
         except Exception:
             logger.exception("overdue check failed for %s", experiment.key)
+    stopped = AlertState.objects.filter(key="overdue", active=True).exclude(experiment__status=Experiment.Status.RUNNING)
+    for state in stopped.select_related("experiment"):
+        set_condition(state.experiment, "overdue", False)  # paused or finished: no longer overdue
     return fired

@@ -16,6 +16,7 @@ from automation import channels, conditions, receivers, signing
 from automation.models import AlertState, AlertSubscription, Delivery, ExperimentAutomation
 from automation.overdue import check_overdue
 from automation.tasks import backoff_seconds
+from experiments import services
 from experiments.models import Experiment
 from tests.analysis.reporting import make_experiment, populate
 
@@ -250,6 +251,9 @@ def test_overdue_fires_once_for_an_undecided_experiment_past_its_duration(commit
         assert check_overdue() == ["late"]
         assert check_overdue() == []
     assert len(mail.outbox) == 1 and "Experiment overdue" in mail.outbox[0].subject
+    services.complete_experiment(experiment, actor="pm")
+    check_overdue()
+    assert not AlertState.objects.get(experiment=experiment, key="overdue").active
 
 
 def test_decision_fires_but_a_guardrail_dont_ship_is_not_a_second_alert():
