@@ -75,8 +75,13 @@ def evaluate(experiment: Experiment, payload: dict[str, Any], *, snapshot_id: in
 
 
 def on_report_computed(sender: Any = None, experiment: Experiment | None = None, snapshot: Any = None,
-                       **kwargs: Any) -> None:
-    """``analysis.signals.report_computed``: reset the failure count, evaluate the snapshot."""
+                       phase: int | None = None, **kwargs: Any) -> None:
+    """``analysis.signals.report_computed``: reset the failure count, evaluate the snapshot.
+
+    The final report of an earlier phase (``phase`` given) says nothing about what runs now.
+    """
+    if phase is not None:
+        return
     try:
         experiment = Experiment.objects.get(pk=experiment.pk)
         ExperimentAutomation.objects.filter(experiment=experiment).update(report_failures=0)
@@ -88,8 +93,10 @@ def on_report_computed(sender: Any = None, experiment: Experiment | None = None,
 
 
 def on_report_failed(sender: Any = None, experiment: Experiment | None = None, error: str = "",
-                     **kwargs: Any) -> None:
-    """``analysis.signals.report_failed``: alert after N consecutive failures."""
+                     phase: int | None = None, **kwargs: Any) -> None:
+    """``analysis.signals.report_failed``: alert after N consecutive failures (current phase)."""
+    if phase is not None:
+        return
     try:
         experiment = Experiment.objects.get(pk=experiment.pk)
         settings_row, _ = ExperimentAutomation.objects.get_or_create(experiment=experiment)
