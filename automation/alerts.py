@@ -10,7 +10,7 @@ import logging
 import uuid
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -37,10 +37,14 @@ def set_condition(experiment: Experiment, key: str, active: bool, message: str =
         if state is None:
             if not active:
                 return False
-            # A concurrent first insert loses on the unique constraint instead of firing twice.
-            with transaction.atomic():
-                AlertState.objects.create(experiment=experiment, key=key, active=True,
-                                          fired_at=timezone.now(), message=message)
+            # No row to lock yet: of two concurrent first inserts, the unique constraint lets one
+            # win; the loser (it waited for the winner's commit) reports "already fired".
+            try:
+                with transaction.atomic():
+                    AlertState.objects.create(experiment=experiment, key=key, active=True,
+                                              fired_at=timezone.now(), message=message)
+            except IntegrityError:
+                return False
             return True
         if state.active == active:
             return False
