@@ -134,6 +134,10 @@ class ScheduledAction(models.Model):
                                    related_name="+")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
     reason = models.TextField(blank=True)
+    phase = models.PositiveSmallIntegerField(
+        null=True, blank=True, editable=False,
+        help_text="The experiment's phase when this was scheduled: a traffic step of an older phase is skipped.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     executed_at = models.DateTimeField(null=True, blank=True)
 
@@ -143,6 +147,11 @@ class ScheduledAction(models.Model):
     def __str__(self) -> str:
         value = f" {self.value}%" if self.value is not None else ""
         return f"{self.action}{value} at {self.run_at:%Y-%m-%d %H:%M} ({self.status})"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.phase is None and self.experiment_id:
+            self.phase = Experiment.objects.filter(pk=self.experiment_id).values_list("current_phase", flat=True).first()
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         if self.action == self.Action.SET_TRAFFIC:

@@ -35,7 +35,7 @@ def schedule_ramp(experiment: Experiment, steps: Iterable[tuple[datetime, Decima
     actions = []
     for run_at, value in zip((s[0] for s in steps), values, strict=True):
         action = ScheduledAction(experiment=experiment, action=Action.SET_TRAFFIC, value=value, run_at=run_at,
-                                 created_by=user)
+                                 created_by=user, phase=experiment.current_phase)
         action.full_clean()
         actions.append(action)
     return ScheduledAction.objects.bulk_create(actions)
@@ -49,6 +49,9 @@ def _skip_reason(action: ScheduledAction, experiment: Experiment) -> str | None:
     """Why this step no longer makes sense (None: go ahead)."""
     status = experiment.status
     if action.action == Action.SET_TRAFFIC:
+        if action.phase is not None and action.phase != experiment.current_phase:
+            return (f"the plan changed: phase {experiment.current_phase} began after this step was "
+                    f"scheduled in phase {action.phase}")
         if status == Experiment.Status.PAUSED:
             return "the experiment is paused"
         if status not in (Experiment.Status.DRAFT, Experiment.Status.RUNNING):

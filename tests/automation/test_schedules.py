@@ -80,6 +80,20 @@ def test_a_step_that_would_shrink_traffic_is_skipped():
 
 
 @pytest.mark.django_db
+def test_a_step_scheduled_before_a_new_phase_is_skipped(alice):
+    from experiments.phases import start_new_phase
+
+    experiment = make_experiment("rephased", traffic_allocation=10)
+    step = _action(experiment, "set_traffic", value=50, user=alice)
+    start_new_phase(experiment, {}, rerandomize=True, reason="fix the bucketing", actor="pm")
+    run_scheduled_actions()
+    step.refresh_from_db()
+    experiment.refresh_from_db()
+    assert step.status == "skipped" and "the plan changed: phase 2 began" in step.reason
+    assert experiment.traffic_allocation == Decimal("10")
+
+
+@pytest.mark.django_db
 def test_start_pause_resume_complete_on_schedule(alice):
     experiment = make_experiment("timed", start=False)
     _action(experiment, "start", minutes=-4, user=alice)
