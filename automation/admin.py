@@ -3,6 +3,7 @@ guards and scheduled actions."""
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
 from .models import AlertState, AlertSubscription, Delivery, ExperimentAutomation, ScheduledAction
 
@@ -56,12 +57,33 @@ class ExperimentAutomationAdmin(admin.ModelAdmin):
     autocomplete_fields = ("experiment",)
 
 
+#: The permission a person needs to schedule each action (the same as doing it now).
+ACTION_PERMISSIONS = {
+    "start": "experiments.start_experiment", "pause": "experiments.start_experiment",
+    "resume": "experiments.start_experiment", "complete": "experiments.complete_experiment",
+    "set_traffic": "experiments.change_experiment",
+}
+
+
 @admin.register(ScheduledAction)
 class ScheduledActionAdmin(admin.ModelAdmin):
     list_display = ("experiment", "action", "value", "run_at", "status", "reason", "created_by")
     list_filter = ("status", "action")
     autocomplete_fields = ("experiment",)
-    readonly_fields = ("status", "reason", "executed_at", "created_by")
+    readonly_fields = ("status", "reason", "executed_at", "created_by", "phase")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        base = super().get_form(request, obj, change=change, **kwargs)
+
+        class Form(base):
+            def clean(self):
+                data = super().clean()
+                needed = ACTION_PERMISSIONS.get(data.get("action") or "")
+                if needed and not request.user.has_perm(needed):
+                    raise ValidationError({"action": "You may not do this action yourself, so you may not schedule it."})
+                return data
+
+        return Form
 
     def save_model(self, request, obj, form, change) -> None:
         if not change:

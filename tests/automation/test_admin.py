@@ -50,3 +50,26 @@ def test_a_file_url_is_refused_with_a_readable_message(admin_client):
                                  {"channel": "webhook", "target": "file:///etc/passwd", "active": "on"})
     assert response.status_code == 200 and "Enter an http:// or https:// URL." in response.content.decode()
     assert not AlertSubscription.objects.exists()
+
+
+def test_scheduling_needs_the_permission_to_do_the_action(client):
+    from django.contrib.auth.models import Group
+
+    from tests.analysis.reporting import make_experiment
+
+    experiment = make_experiment("perm-sched")
+    user = get_user_model().objects.create_user("viewer2", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="automation",
+                                                         codename__endswith="scheduledaction"))
+    client.force_login(user)
+    data = {"experiment": experiment.pk, "action": "complete", "run_at_0": "2030-01-01", "run_at_1": "10:00:00"}
+    response = client.post("/admin/automation/scheduledaction/add/", data)
+    assert response.status_code == 200 and "you may not schedule it" in response.content.decode()
+    pm = get_user_model().objects.create_user("pm2", password="pw", is_staff=True)
+    pm.groups.add(Group.objects.get(name="Product manager"))
+    client.force_login(pm)
+    response = client.post("/admin/automation/scheduledaction/add/", data)
+    assert response.status_code == 302
+    from automation.models import ScheduledAction
+
+    assert ScheduledAction.objects.get().created_by == pm
