@@ -156,3 +156,18 @@ def test_two_runners_at_once_run_every_action_exactly_once(monkeypatch):
     assert set(ScheduledAction.objects.values_list("status", flat=True)) == {"done"}
     for e in experiments:
         assert e.history.filter(history_change_reason__contains="scheduled by").count() == 1
+
+
+@pytest.mark.django_db
+def test_run_automation_command_runs_due_actions_once():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    experiment = make_experiment("cmd", traffic_allocation=10)
+    _action(experiment, "set_traffic", value=30)
+    out = StringIO()
+    call_command("run_automation", stdout=out)
+    assert out.getvalue().strip() == "1 scheduled action(s) run; 0 overdue alert(s) fired"
+    experiment.refresh_from_db()
+    assert experiment.traffic_allocation == Decimal("30")
