@@ -44,3 +44,23 @@ def test_guardrail_breach_pauses_a_guarded_experiment_and_sends_one_signed_alert
     assert (alert["condition"], alert["action"], alert["experiment"]) == ("guardrail:refund:green", "paused", "e2e-guard")
     delivery = Delivery.objects.get()
     assert (delivery.status, delivery.attempts, delivery.response_code) == ("delivered", 1, 200)
+
+
+def test_the_worker_retries_a_failing_endpoint_with_backoff(workers):
+    from automation import receivers
+
+    experiment = make_experiment("e2e-retry")
+    with Receiver([500, 503]) as hook:
+        AlertSubscription.objects.create(channel="webhook", target=hook.url)
+        workers(pool="solo", ALERT_RETRY_BASE_SECONDS="0.5")
+        started = time.monotonic()
+        payload = {"srm": {"checked": True, "passed": False, "message": "split is off"}, "metrics": []}
+        assert receivers.evaluate(experiment, payload) == ["srm"]
+        wait_for(lambda: Delivery.objects.filter(status="delivered").exists(), timeout=60, what="the delivery")
+        elapsed = time.monotonic() - started
+        assert len(hook.requests) == 3
+    delivery = Delivery.objects.get()
+    assert (delivery.attempts, delivery.response_code) == (3, 200)
+    assert elapsed >= 1.5  # waited 0.5 s, then 1 s (exponential), before the third attempt
+    bodies = {body for _, body in hook.requests}
+    assert len(bodies) == 1  # the same alert (same id) each time
