@@ -26,7 +26,8 @@ def check_overdue(now: datetime | None = None) -> list[str]:
                                                 planned_duration_days__isnull=False):
         try:
             due = experiment.started_at + timedelta(days=experiment.planned_duration_days)
-            latest = (ReportSnapshot.objects.filter(experiment=experiment).order_by("-computed_at")
+            latest = (ReportSnapshot.objects.filter(experiment=experiment, phase=experiment.current_phase)
+                      .order_by("-computed_at")
                       .values_list("payload", flat=True).first()) or {}
             decided = (latest.get("decision") or {}).get("recommendation") in DECIDED
             overdue = now > due and not decided
