@@ -31,7 +31,12 @@ TITLES = {
 
 
 def set_condition(experiment: Experiment, key: str, active: bool, message: str = "") -> bool:
-    """Record whether ``key`` holds now; True if it just became active (the alert should fire)."""
+    """Record whether ``key`` holds now; True if it just became active (the alert should fire).
+
+    A new phase (re-randomised, plan changed) starts clean: a condition still active from the
+    previous phase fires again if it holds in the new one.
+    """
+    phase = getattr(experiment, "current_phase", 1) or 1
     with transaction.atomic():
         state = AlertState.objects.select_for_update().filter(experiment=experiment, key=key).first()
         if state is None:
@@ -41,20 +46,22 @@ def set_condition(experiment: Experiment, key: str, active: bool, message: str =
             # win; the loser (it waited for the winner's commit) reports "already fired".
             try:
                 with transaction.atomic():
-                    AlertState.objects.create(experiment=experiment, key=key, active=True,
+                    AlertState.objects.create(experiment=experiment, key=key, active=True, phase=phase,
                                               fired_at=timezone.now(), message=message)
             except IntegrityError:
                 return False
             return True
-        if state.active == active:
+        was_active = state.active and state.phase == phase
+        if was_active == active and state.phase == phase:
             return False
-        state.active = active
-        if active:
-            state.fired_at, state.message = timezone.now(), message
-        else:
-            state.cleared_at = timezone.now()
-        state.save(update_fields=["active", "fired_at", "cleared_at", "message"])
-        return active
+        now = timezone.now()
+        if state.active and not active:
+            state.cleared_at = now
+        if active and not was_active:
+            state.fired_at, state.message = now, message
+        state.active, state.phase = active, phase
+        state.save(update_fields=["active", "phase", "fired_at", "cleared_at", "message"])
+        return active and not was_active
 
 
 def clear_others(experiment: Experiment, prefix: str, keep: set[str]) -> None:

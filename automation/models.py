@@ -52,6 +52,7 @@ class AlertState(models.Model):
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=200)
     active = models.BooleanField(default=False)
+    phase = models.PositiveSmallIntegerField(default=1, help_text="The experiment phase it was last evaluated in.")
     fired_at = models.DateTimeField(null=True, blank=True)
     cleared_at = models.DateTimeField(null=True, blank=True)
     message = models.TextField(blank=True)

@@ -263,3 +263,21 @@ def test_decision_fires_but_a_guardrail_dont_ship_is_not_a_second_alert():
     ship = {**_payload(), "decision": {"recommendation": "ship", "headline": "Ship green"}}
     assert receivers.evaluate(experiment, ship) == ["decision:ship"]
     assert conditions.data_quality({"data_quality": ["exposures without events"]}) == "exposures without events"
+
+
+def test_a_new_phase_starts_clean_so_a_persisting_condition_fires_again(commit, settings):
+    from experiments.phases import start_new_phase
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    experiment = make_experiment("phased-alert")
+    AlertSubscription.objects.create(channel="email", target="pm@example.com")
+    with commit():
+        assert receivers.evaluate(experiment, _payload(srm_passed=False)) == ["srm"]
+        assert receivers.evaluate(experiment, _payload(srm_passed=False)) == []
+    start_new_phase(experiment, {}, rerandomize=True, reason="fix the split", actor="pm")
+    experiment.refresh_from_db()
+    with commit():
+        assert receivers.evaluate(experiment, _payload(srm_passed=False)) == ["srm"]  # still broken
+        assert receivers.evaluate(experiment, _payload(srm_passed=False)) == []
+    assert len(mail.outbox) == 2
+    assert AlertState.objects.get(experiment=experiment, key="srm").phase == 2
