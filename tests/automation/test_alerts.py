@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from analysis import reports, tasks
+from analysis.models import ReportSnapshot
 from automation import channels, conditions, receivers, signing
 from automation.models import AlertState, AlertSubscription, Delivery, ExperimentAutomation
 from automation.overdue import check_overdue
@@ -246,6 +247,10 @@ def test_overdue_fires_once_for_an_undecided_experiment_past_its_duration(commit
     experiment = make_experiment("late", planned_duration_days=7)
     Experiment.objects.filter(pk=experiment.pk).update(started_at=timezone.now() - timedelta(days=8))
     make_experiment("on-time", planned_duration_days=7)
+    decided = make_experiment("decided", planned_duration_days=7)
+    Experiment.objects.filter(pk=decided.pk).update(started_at=timezone.now() - timedelta(days=8))
+    ReportSnapshot.objects.create(experiment=decided, computed_at=timezone.now(),
+                                  payload={"decision": {"recommendation": "ship"}})
     AlertSubscription.objects.create(channel="email", target="pm@example.com")
     with commit():
         assert check_overdue() == ["late"]
