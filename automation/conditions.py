@@ -46,4 +46,12 @@ def data_quality(payload: dict[str, Any]) -> str | None:
         warnings = warnings.get("warnings") or []
     if isinstance(warnings, str):
         warnings = [warnings]
-    return "; ".join(str(w) for w in warnings) or None
+    warnings = [str(w) for w in warnings]
+    sdk = payload.get("sdk_exposures") or {}
+    refused = int(sdk.get("mismatched") or 0) + int(sdk.get("stale") or 0)
+    if refused:  # SDK exposures the server's own evaluation disagreed with (POST /exposures)
+        warnings.append(
+            f"{refused} SDK exposures refused ({int(sdk.get('mismatched') or 0)} mismatched, "
+            f"{int(sdk.get('stale') or 0)} stale configuration): a broken or outdated SDK"
+        )
+    return "; ".join(warnings) or None

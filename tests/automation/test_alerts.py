@@ -286,3 +286,9 @@ def test_a_new_phase_starts_clean_so_a_persisting_condition_fires_again(commit, 
         assert receivers.evaluate(experiment, _payload(srm_passed=False)) == []
     assert len(mail.outbox) == 2
     assert AlertState.objects.get(experiment=experiment, key="srm").phase == 2
+
+
+def test_sdk_exposures_the_server_refused_are_a_data_quality_condition():
+    assert conditions.data_quality({"sdk_exposures": {"mismatched": 0, "stale": 0, "example": {}}}) is None
+    message = conditions.data_quality({"sdk_exposures": {"mismatched": 3, "stale": 2, "example": {}}})
+    assert message is not None and "5 SDK exposures refused (3 mismatched, 2 stale" in message
