@@ -126,7 +126,10 @@ class Command(BaseCommand):
                     reject(item_lines[r["index"]], r["errors"])
                 bar.update(len(chunk))
             bar.close()
+        if accepted:
+            from analysis.maintenance import refresh_planner_statistics
 
+            refresh_planner_statistics()  # reports right after a big import plan with fresh statistics
         self.stdout.write(
             f"Imported {path.name}: {accepted} accepted, {duplicates} duplicates, {rejected} rejected."
         )

@@ -189,6 +189,9 @@ def simulate(
         Experiment.objects.filter(pk=experiment.pk).update(started_at=start)
         experiment.started_at = start
         experiment.phases.filter(number=1, started_at__gt=start).update(started_at=start)
+    from analysis.maintenance import refresh_planner_statistics
+
+    refresh_planner_statistics()  # the reports that follow a bulk load need fresh statistics
     return SimulationResult(int(keep.sum()), exposures_written, events_generated, events_written, start, end)
 
 
