@@ -34,7 +34,16 @@ from django.views.decorators.http import require_GET, require_POST
 from experiments.models import Experiment
 
 from . import charts, selectors, tasks
-from .report_api import csv_response, find_snapshot, parse_phase, results_body
+from .report_api import (
+    RESULTS_PARAMS,
+    csv_response,
+    find_snapshot,
+    parse_phase,
+    results_body,
+    results_for,
+    unknown_params,
+    window_csv_response,
+)
 
 RECOMMENDATIONS = {
     "ship": ("Ship", "ship"),
@@ -360,24 +369,27 @@ def report_refresh(request: HttpRequest, key: str) -> HttpResponse:
 @require_GET
 def export_csv(request: HttpRequest, key: str) -> HttpResponse:
     _require(request, "experiments.export_report")
+    if error := unknown_params(request.GET, RESULTS_PARAMS):
+        return JsonResponse(error, status=400)
     experiment = get_object_or_404(Experiment, key=key)
-    snapshot, error, code = find_snapshot(experiment, request.GET.get("at"), request.GET.get("phase"))
-    if snapshot is None:
+    found, error, code = results_for(experiment, request.GET)
+    if found is None:
         return JsonResponse(error, status=code)
-    return csv_response(snapshot)
+    return window_csv_response(experiment, found) if isinstance(found, dict) else csv_response(found)
 
 
 @login_required
 @require_GET
 def export_json(request: HttpRequest, key: str) -> HttpResponse:
     _require(request, "experiments.export_report")
+    if error := unknown_params(request.GET, RESULTS_PARAMS):
+        return JsonResponse(error, status=400)
     experiment = get_object_or_404(Experiment, key=key)
-    snapshot, error, code = find_snapshot(experiment, request.GET.get("at"), request.GET.get("phase"))
-    if snapshot is None:
+    found, error, code = results_for(experiment, request.GET)
+    if found is None:
         return JsonResponse(error, status=code)
-    response = HttpResponse(
-        json.dumps(results_body(snapshot), indent=2, allow_nan=False), content_type="application/json"
-    )
+    body = found if isinstance(found, dict) else results_body(found)
+    response = HttpResponse(json.dumps(body, indent=2, allow_nan=False), content_type="application/json")
     response["Content-Disposition"] = f'inline; filename="{experiment.key}-results.json"'
     return response
 
