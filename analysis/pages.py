@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -176,12 +176,38 @@ def present_metrics(payload: dict[str, Any], history: list[dict[str, Any]],
             "reason": m.get("reason"),
             "rows": [_variant_row(v, kind) for v in m.get("variants") or []],
             "interval_svg": mark_safe(charts.metric_interval_chart(m)),  # noqa: S308 - escaped in charts
+            "interval_table": mark_safe(charts.interval_table(m)),  # noqa: S308 - escaped in charts
             "history_svg": mark_safe(charts.cumulative_lift_chart(history, m.get("metric")))  # noqa: S308
+            if len(history) > 1 and _charted(history, m.get("metric")) else "",
+            "history_table": mark_safe(charts.lift_history_table(  # noqa: S308 - escaped in charts
+                history, m.get("metric"), distinct_labels([h["computed_at"] for h in history])))
             if len(history) > 1 and _charted(history, m.get("metric")) else "",
             "mean_label": "Rate" if kind == "conversion" else "Mean",
             "alert": any(v.get("guardrail_alert") for v in m.get("variants") or []),
         })
     return out
+
+
+def distinct_labels(times: list[datetime]) -> list[str]:
+    """Short labels for snapshot times ("Dec 2 01:04"), with seconds where two share a minute and
+    a number where they share a second too, so no two recomputations look the same."""
+    minute = [f"{t:%b} {t.day} {t:%H:%M}" for t in times]
+    labels = [f"{m}:{t:%S}" if minute.count(m) > 1 else m for m, t in zip(minute, times, strict=True)]
+    out, seen = [], {}
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if labels.count(label) == 1 else f"{label} (#{seen[label]})")
+    return out
+
+
+def partial_day(data_to: datetime | None):
+    """The UTC day the data stops in when it stops before that day's end (else None)."""
+    if data_to is None:
+        return None
+    end = data_to.astimezone(UTC)
+    if (end.hour, end.minute, end.second, end.microsecond) == (0, 0, 0, 0):
+        return None
+    return end.date()
 
 
 def _charted(history: list[dict[str, Any]], key: Any) -> bool:
@@ -291,7 +317,7 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
         "targeting": list(experiment.targeting_rules.all()),
         "days_running": fmt_days(_days_running(experiment)),
         "snapshot": snapshot,
-        "times": selectors.snapshot_times(experiment, limit=30, phase=phase),
+        "times": _time_links(selectors.snapshot_times(experiment, limit=30, phase=phase)),
         "at": raw_at if snapshot is not None and raw_at else "",
         "pending": _pending(experiment),
     }
@@ -310,6 +336,7 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
         params = {**({"phase": raw_phase} if raw_phase else {}), **({"at": raw_at} if raw_at else {})}
         query = f"?{urlencode(params)}" if params else ""
         variant_keys = [v.key for v in context["variants"]]
+        today = partial_day(snapshot.data_to)
         context.update(
             payload=payload,
             decision={**decision, "label": label, "css": css},
@@ -319,7 +346,10 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
             all_metrics_url=f"?{urlencode({**({'at': raw_at} if raw_at else {}), 'metrics': 'all'})}",
             segments=present_segments(payload, kinds),
             exposures_svg=mark_safe(charts.daily_exposures_chart(  # noqa: S308 - escaped in charts
-                payload.get("daily_exposures") or [], variants=variant_keys, width=820)),
+                payload.get("daily_exposures") or [], variants=variant_keys, width=820, partial_day=today,
+                partial_label=f"partial day (data until {snapshot.data_to:%H:%M} UTC)" if today else "")),
+            exposures_table=mark_safe(charts.daily_exposures_table(  # noqa: S308 - escaped in charts
+                payload.get("daily_exposures") or [], variants=variant_keys, partial_day=today)),
             history_count=len(history),
             ci_level=f"{1 - payload['alpha']:.0%}" if _ok(payload.get("alpha")) else "",
             csv_url=reverse("report-export-csv", args=[experiment.key]) + query,
@@ -328,6 +358,10 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
             stale=(snapshot.computed_at < timezone.now() - timedelta(hours=1)) and not raw_at,
         )
     return render(request, "analysis/report_detail.html", context)
+
+
+def _time_links(times: list[datetime]) -> list[dict[str, Any]]:
+    return [{"at": t, "label": label} for t, label in zip(times, distinct_labels(times), strict=True)]
 
 
 def _pending(experiment: Experiment) -> str | None:

@@ -53,6 +53,11 @@ def test_demo_report_in_chromium(live_server, page, demo, artifacts):
 
     page.screenshot(path=str(artifacts / "report-checkout-button.png"), full_page=True)
     assert_accessible(page, "report-detail", artifacts)
+    # Every chart has its numbers as a table (its text alternative), checked by axe-core when open.
+    assert page.locator("figure.chart-box details.chart-data table").count() == page.locator("svg.chart").count()
+    page.eval_on_selector_all("details.chart-data", "els => els.forEach(e => e.open = true)")
+    assert page.locator("#exposures details.chart-data table").is_visible()
+    assert_accessible(page, "report-detail-tables", artifacts)
 
     with page.expect_download() as download:
         page.click("#export-csv")
