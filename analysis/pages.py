@@ -22,18 +22,19 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from experiments.models import Experiment
 
-from . import charts, selectors, tasks
+from . import charts, conclusions, selectors, tasks
+from .models import Conclusion
 from .report_api import (
     RESULTS_PARAMS,
     csv_response,
@@ -320,6 +321,9 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
         "times": _time_links(selectors.snapshot_times(experiment, limit=30, phase=phase)),
         "at": raw_at if snapshot is not None and raw_at else "",
         "pending": _pending(experiment),
+        "conclusion": Conclusion.objects.filter(experiment=experiment).first(),
+        "can_conclude": experiment.status in conclusions.CONCLUDABLE
+        and request.user.has_perm("analysis.change_conclusion"),
     }
     if snapshot is not None:
         payload = snapshot.payload
@@ -428,6 +432,71 @@ def export_json(request: HttpRequest, key: str) -> HttpResponse:
     return response
 
 
+@login_required
+@require_http_methods(["GET", "POST"])
+def conclusion_edit(request: HttpRequest, key: str) -> HttpResponse:
+    """Write or edit the conclusion of a completed experiment (analysts and PMs)."""
+    _require(request, "analysis.change_conclusion")
+    experiment = get_object_or_404(Experiment, key=key)
+    current = Conclusion.objects.filter(experiment=experiment).first()
+    errors: dict[str, list[str]] = {}
+    values = {
+        "outcome": current.outcome if current else "",
+        "summary": current.summary if current else "",
+        "tags": ", ".join(current.tag_list) if current else "",
+        "links": "\n".join(current.links) if current else "",
+    }
+    if request.method == "POST":
+        values = {name: request.POST.get(name, "") for name in values}
+        try:
+            conclusions.save_conclusion(experiment, user=request.user, **values)
+        except ValidationError as exc:
+            errors = exc.message_dict
+        else:
+            messages.success(request, "The conclusion was saved.")
+            return redirect(reverse("report-detail", args=[experiment.key]) + "#conclusion")
+    elif experiment.status not in conclusions.CONCLUDABLE:
+        errors = {"outcome": [f"'{experiment.key}' is {experiment.status}: only a completed experiment "
+                              "gets a conclusion."]}
+    return render(request, "analysis/conclusion_form.html", {
+        "experiment": experiment, "values": values, "errors": errors,
+        "outcomes": Conclusion.Outcome.choices,
+    }, status=400 if errors and request.method == "POST" else 200)
+
+
+LIBRARY_PAGE = 100
+
+
+@login_required
+@require_GET
+def library(request: HttpRequest) -> HttpResponse:
+    """Past experiments and what they taught: filters, rows, win rate and measured impact."""
+    _require(request, "experiments.view_report")
+    filters, errors = conclusions.parse_filters(request.GET)
+    for name, message in errors.items():
+        messages.error(request, f"{name}: {message}")
+    experiments = list(conclusions.library_queryset(filters)[:LIBRARY_PAGE])
+    rows = conclusions.library_rows(experiments)
+    for row in rows:
+        label, css = RECOMMENDATIONS.get(row["decision"].get("recommendation"), ("No report", "none"))
+        row.update(label=label, css=css)
+        lift = row["lift"]
+        if lift:
+            row["lift_text"] = f"{fmt_rel(lift['relative'])} ({fmt_ci([lift['low'], lift['high']], fmt_rel)})"
+    summary = conclusions.library_summary(rows)
+    for m in summary["impact"]:
+        m["text"] = fmt_rel(m["relative"])
+        m["ci"] = fmt_ci([m["low"], m["high"]], fmt_rel) if m["low"] is not None else "n/a"
+    return render(request, "analysis/library.html", {
+        "rows": rows, "summary": summary, "filters": filters, "outcomes": Conclusion.Outcome.choices,
+        "win_rate": fmt_prob(summary["win_rate"]) if summary["win_rate"] is not None else "n/a",
+        "truncated": len(experiments) == LIBRARY_PAGE,
+        "metrics": list(Experiment.objects.filter(status__in=conclusions.CONCLUDABLE)
+                        .values_list("experiment_metrics__metric__key", flat=True).distinct().order_by(
+                            "experiment_metrics__metric__key")),
+    })
+
+
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("report-list")
 
@@ -436,6 +505,8 @@ urlpatterns = [
     path("", home, name="home"),
     path("login/", auth_views.LoginView.as_view(template_name="analysis/login.html"), name="login"),
     path("reports/", report_list, name="report-list"),
+    path("reports/library/", library, name="report-library"),  # before <slug:key>: "library" is a slug
+    path("reports/<slug:key>/conclusion/", conclusion_edit, name="report-conclusion"),
     path("reports/<slug:key>/", report_detail, name="report-detail"),
     path("reports/<slug:key>/refresh/", report_refresh, name="report-refresh"),
     path("reports/<slug:key>/export.csv", export_csv, name="report-export-csv"),
