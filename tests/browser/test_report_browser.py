@@ -74,3 +74,7 @@ def test_demo_report_in_chromium(live_server, page, demo, artifacts):
     row = page.locator("#experiment-list tbody tr", has_text=demo)
     assert row.count() == 1 and "Running" in row.inner_text()
     assert_accessible(page, "report-list", artifacts)
+
+    page.goto(f"{live_server.url}/reports/library/?outcome=won")
+    assert page.locator("#library-summary").is_visible() and "Win rate" in page.locator("#win-rate").inner_text()
+    assert_accessible(page, "report-library", artifacts)
