@@ -26,7 +26,7 @@ from experiments.admin import ExperimentAdmin, MetricAdmin
 from experiments.models import Experiment, Metric
 
 from . import selectors, tasks
-from .models import Conclusion, Event, ReportSnapshot
+from .models import Conclusion, Event, ReportSnapshot, ShareLink
 from .stats import StatsInputError, sample_size
 
 RECOMMENDATION_LABELS = {
@@ -349,6 +349,22 @@ class ConclusionAdmin(SimpleHistoryAdmin):
     def edit_link(self, obj: Conclusion) -> str:
         return format_html('<a href="{}">Edit on the report page</a>',
                            reverse("report-conclusion", args=[obj.experiment.key]))
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    """Share links, read-only (created and revoked on the report page)."""
+
+    list_display = ("experiment", "created_by", "created_at", "expires_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    readonly_fields = ("experiment", "created_by", "created_at", "expires_at", "revoked_at", "revoked_by")
+    exclude = ("token",)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -98,3 +98,31 @@ class Conclusion(models.Model):
     @property
     def tag_list(self) -> list[str]:
         return [t for t in self.tags.split(",") if t]
+
+
+class ShareLink(models.Model):
+    """A signed, expiring, revocable read-only link to one experiment's report (no account needed).
+
+    The URL carries ``django.core.signing`` of ``{"t": token, "e": expiry}``: it cannot be forged
+    or have its expiry extended; revoking sets ``revoked_at`` and the token stops working.
+    """
+
+    token = models.CharField(max_length=43, unique=True, editable=False)
+    experiment = models.ForeignKey(
+        "experiments.Experiment", on_delete=models.PROTECT, related_name="share_links"
+    )
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"share link of {self.experiment_id} until {self.expires_at:%Y-%m-%d %H:%M}"

@@ -33,8 +33,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from experiments.models import Experiment
 
-from . import charts, conclusions, selectors, tasks
-from .models import Conclusion
+from . import charts, conclusions, selectors, sharing, tasks
+from .models import Conclusion, ShareLink
 from .report_api import (
     RESULTS_PARAMS,
     csv_response,
@@ -297,6 +297,16 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
     experiment = get_object_or_404(
         Experiment.objects.select_related("layer", "owner").prefetch_related("variants", "targeting_rules"), key=key
     )
+    context = _detail_context(request, experiment)
+    if request.user.has_perm(sharing.SHARE_PERMISSION):
+        context["share_links"] = sharing.active_links(experiment)
+        context["can_share"] = True
+    return render(request, "analysis/report_detail.html", context)
+
+
+def _detail_context(request: HttpRequest, experiment: Experiment, *, shared: bool = False) -> dict[str, Any]:
+    """The report page's context (also for a shared read-only link, ``shared=True``: no actions,
+    no exports, no conclusion editing)."""
     raw_at = request.GET.get("at")
     try:
         phase = parse_phase(experiment, request.GET.get("phase"))
@@ -322,8 +332,9 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
         "at": raw_at if snapshot is not None and raw_at else "",
         "pending": _pending(experiment),
         "conclusion": Conclusion.objects.filter(experiment=experiment).first(),
-        "can_conclude": experiment.status in conclusions.CONCLUDABLE
+        "can_conclude": experiment.status in conclusions.CONCLUDABLE and not shared
         and request.user.has_perm("analysis.change_conclusion"),
+        "shared": shared,
     }
     if snapshot is not None:
         payload = snapshot.payload
@@ -361,7 +372,52 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
             api_url=reverse("experiment-results", args=[experiment.key]) + (f"?phase={phase}" if raw_phase else ""),
             stale=(snapshot.computed_at < timezone.now() - timedelta(hours=1)) and not raw_at,
         )
-    return render(request, "analysis/report_detail.html", context)
+    return context
+
+
+@login_required
+@require_POST
+def share_create(request: HttpRequest, key: str) -> HttpResponse:
+    _require(request, sharing.SHARE_PERMISSION)
+    experiment = get_object_or_404(Experiment, key=key)
+    try:
+        link = sharing.create_link(experiment, days=request.POST.get("days", "7"), user=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        url = request.build_absolute_uri(sharing.url_of(link))
+        messages.success(request, f"Read-only link, valid until {link.expires_at:%b %d, %Y %H:%M} UTC: {url}")
+    return redirect(reverse("report-detail", args=[experiment.key]) + "#sharing")
+
+
+@login_required
+@require_POST
+def share_revoke(request: HttpRequest, key: str, link_id: int) -> HttpResponse:
+    _require(request, sharing.SHARE_PERMISSION)
+    link = get_object_or_404(ShareLink, pk=link_id, experiment__key=key)
+    sharing.revoke(link, user=request.user)
+    messages.success(request, "The link was revoked: it no longer opens the report.")
+    return redirect(reverse("report-detail", args=[key]) + "#sharing")
+
+
+@require_GET
+def shared_report(request: HttpRequest, signed: str) -> HttpResponse:
+    """The report, read-only, for whoever holds a live link (no account)."""
+    try:
+        link = sharing.resolve(signed)
+    except sharing.LinkInvalid as exc:
+        response = render(request, "analysis/share_invalid.html", {"reason": str(exc)}, status=410
+                          if "expired" in str(exc) or "revoked" in str(exc) else 404)
+    else:
+        experiment = (Experiment.objects.select_related("layer", "owner")
+                      .prefetch_related("variants", "targeting_rules").get(pk=link.experiment_id))
+        context = _detail_context(request, experiment, shared=True)
+        context["share_expires"] = link.expires_at
+        response = render(request, "analysis/report_detail.html", context)
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"  # the token must not leak through links followed
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _time_links(times: list[datetime]) -> list[dict[str, Any]]:
@@ -507,6 +563,9 @@ urlpatterns = [
     path("reports/", report_list, name="report-list"),
     path("reports/library/", library, name="report-library"),  # before <slug:key>: "library" is a slug
     path("reports/<slug:key>/conclusion/", conclusion_edit, name="report-conclusion"),
+    path("reports/<slug:key>/share/", share_create, name="report-share"),
+    path("reports/<slug:key>/share/<int:link_id>/revoke/", share_revoke, name="report-share-revoke"),
+    path("share/<str:signed>/", shared_report, name="report-shared"),
     path("reports/<slug:key>/", report_detail, name="report-detail"),
     path("reports/<slug:key>/refresh/", report_refresh, name="report-refresh"),
     path("reports/<slug:key>/export.csv", export_csv, name="report-export-csv"),

@@ -78,3 +78,19 @@ def test_demo_report_in_chromium(live_server, page, demo, artifacts):
     page.goto(f"{live_server.url}/reports/library/?outcome=won")
     assert page.locator("#library-summary").is_visible() and "Win rate" in page.locator("#win-rate").inner_text()
     assert_accessible(page, "report-library", artifacts)
+
+
+def test_shared_link_in_chromium_without_an_account(live_server, page, demo, artifacts):
+    from analysis import sharing
+    from experiments.models import Experiment
+
+    link = sharing.create_link(Experiment.objects.get(key=demo), days=1)
+    page.goto(f"{live_server.url}{sharing.url_of(link)}")
+    assert "/login/" not in page.url
+    assert page.locator("#shared-banner").is_visible() and page.locator("#decision").is_visible()
+    assert page.locator("#export-csv").count() == 0 and page.locator("#recompute").count() == 0
+    assert page.locator("svg.chart").count() >= 6
+    assert_accessible(page, "report-shared", artifacts)
+    sharing.revoke(link)
+    response = page.goto(f"{live_server.url}{sharing.url_of(link)}")
+    assert response.status == 410 and page.locator("#share-invalid").is_visible()
