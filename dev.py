@@ -72,7 +72,10 @@ def test(pytest_args: list[str]) -> None:
     base_env.setdefault("TEST_DATABASE_URL", PG_URL)
     run(PY, "-m", "ruff", "check", ".")
     run(PY, "manage.py", "makemigrations", "--check", "--dry-run", env=base_env)
-    status = run(PY, "-m", "pytest", "-m", "not postgres", *pytest_args, env=base_env, check=False)
+    # The embedded pass runs on both cores (each xdist worker has its own in-memory SQLite);
+    # the production pass stays serial: its tests share one PostgreSQL server and Redis database.
+    parallel = [] if any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in pytest_args) else ["-n", "2"]
+    status = run(PY, "-m", "pytest", "-m", "not postgres", *parallel, *pytest_args, env=base_env, check=False)
     pg_env = dict(base_env, DATABASE_URL=PG_URL, REDIS_URL=REDIS_TEST_URL, CELERY_TASK_ALWAYS_EAGER="true")
     print("\n=== The same database tests on PostgreSQL and Redis (production mode) ===", flush=True)
     pg_status = run(PY, "-m", "pytest", "-m", "db or postgres", *pytest_args, env=pg_env, check=False)

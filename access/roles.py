@@ -42,12 +42,16 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         | _perms("analysis", ["add", "change", "view"], ["conclusion"])  # learnings of completed experiments
         | {f"experiments.{codename}" for codename in (
             "start_experiment", "complete_experiment", "approve_experiment", "view_report", "export_report")}
+        | _perms("automation", ["add", "change", "view", "delete"],
+                 ["alertsubscription", "experimentautomation", "scheduledaction"])
+        | _perms("automation", ["view"], ["delivery", "alertstate"])
     ),
     ANALYST: (
         _perms("experiments", ["view"], [*_DEFINITION_MODELS, "approvalrequest"])
         | _perms("assignment", ["view"], ["exposure"])
         | _perms("analysis", ["view"], ["event", "reportsnapshot"])
         | _perms("analysis", ["add", "change", "view"], ["conclusion"])
+        | _perms("automation", ["view"], ["alertsubscription", "delivery", "alertstate", "scheduledaction"])
         | {f"experiments.{codename}" for codename in (
             "approve_experiment", "view_report", "export_report", "recompute_report")}
     ),
@@ -85,7 +89,7 @@ def sync_roles(group_model=None, permission_model=None) -> dict[str, int]:
 
 def sync_on_migrate(sender, using="default", **kwargs) -> None:
     """post_migrate: re-apply the sets after the apps whose permissions the roles use."""
-    if getattr(sender, "label", None) in ("access", "experiments", "assignment", "analysis"):
+    if getattr(sender, "label", None) in ("access", "experiments", "assignment", "analysis", "automation"):
         sync_roles()
 
 

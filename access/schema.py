@@ -35,11 +35,14 @@ def document_error_responses(result, generator, request, public):
     schemas.setdefault("Error", {
         "type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"],
     })
-    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    invalid = {"application/json": {"schema": {
+    # A named component, not an inline object: generated clients get one ValidationError type
+    # rather than a model per operation (``V1MetricsCreateResponse400``, ...).
+    schemas.setdefault("ValidationError", {
         "type": "object", "additionalProperties": {},
         "description": "Each key names a field (or `detail` / `non_field_errors`) with its errors.",
-    }}}
+    })
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    invalid = {"application/json": {"schema": {"$ref": "#/components/schemas/ValidationError"}}}
     for name, component in schemas.items():
         if name.endswith("Request"):
             _accept_numbers_for_decimals(component)
@@ -60,12 +63,22 @@ def document_error_responses(result, generator, request, public):
                 extra["413"] = "The body is over `API_MAX_BODY_BYTES` (2 MiB)."
             for status, description in extra.items():
                 if status in responses:
+                    if status == "400":
+                        _name_free_form_errors(responses[status], invalid["application/json"]["schema"])
                     continue
                 body = {"description": description, "content": invalid if status == "400" else error}
                 if status in ("429", "503"):
                     body["headers"] = _RETRY_AFTER
                 responses[status] = body
     return result
+
+
+def _name_free_form_errors(response: dict, ref: dict) -> None:
+    """A 400 an operation documents as a bare ``OpenApiTypes.OBJECT`` is the same field -> errors
+    map: point it at ``ValidationError`` too (keeping the operation's own description)."""
+    media = (response.get("content") or {}).get("application/json") or {}
+    if media.get("schema") in ({"type": "object", "additionalProperties": {}}, {"type": "object"}):
+        media["schema"] = dict(ref)
 
 
 def _accept_numbers_for_decimals(component: dict) -> None:

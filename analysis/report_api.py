@@ -22,7 +22,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from access.permissions import IsAnalyst, IsClient
-from experiments.models import Experiment
+from experiments.models import Experiment, ExperimentMetric
 
 from . import csv_export, selectors, tasks
 from .models import ReportSnapshot
@@ -77,15 +77,24 @@ class VariantResultSerializer(serializers.Serializer):
     sequential = serializers.DictField(required=False, help_text="Always-valid p-value and intervals (mSPRT).")
     cuped = serializers.DictField(required=False, help_text="Variance reduction with pre-exposure data.")
     reason = serializers.CharField(required=False, allow_null=True)
+    sd = _float(required=False)
+    credible_interval_relative = _interval(required=False)
+    estimator = serializers.CharField(required=False, help_text="cuped or unadjusted.")
+    inference = serializers.CharField(required=False, help_text="sequential or fixed_horizon.")
+    fixed_horizon = serializers.DictField(required=False, help_text="The fixed-horizon estimate.")
+    unadjusted = serializers.DictField(required=False, help_text="The estimate without CUPED.")
+    bayesian = serializers.DictField(required=False, help_text="Model, prior and credible level.")
 
 
 class MetricResultSerializer(serializers.Serializer):
     metric = serializers.CharField()
     name = serializers.CharField()
     kind = serializers.CharField()
-    role = serializers.ChoiceField(choices=["primary", "secondary", "guardrail"])
+    role = serializers.ChoiceField(choices=ExperimentMetric.Role.choices)
     direction = serializers.CharField()
+    family = serializers.CharField(required=False, help_text="The multiple-comparisons family.")
     status = serializers.CharField()
+    reason = serializers.CharField(required=False, allow_null=True)
     variants = VariantResultSerializer(many=True)
 
 
@@ -94,6 +103,12 @@ class SrmSerializer(serializers.Serializer):
     passed = serializers.BooleanField()
     counts = serializers.DictField(child=serializers.IntegerField())
     message = serializers.CharField(required=False)
+    expected = serializers.DictField(child=serializers.FloatField(), required=False)
+    threshold = serializers.FloatField(required=False)
+    test = serializers.CharField(required=False)
+    chi2 = _float(required=False)
+    df = serializers.IntegerField(required=False, allow_null=True)
+    checked = serializers.BooleanField(required=False, help_text="False until there are exposures.")
 
 
 class DecisionSerializer(serializers.Serializer):
@@ -101,6 +116,8 @@ class DecisionSerializer(serializers.Serializer):
     headline = serializers.CharField()
     reasons = serializers.ListField(child=serializers.CharField())
     variant = serializers.CharField(required=False, allow_null=True)
+    variants = serializers.ListField(child=serializers.CharField(), required=False)
+    early_look = serializers.BooleanField(required=False, help_text="True while nothing may be called yet.")
 
 
 class PowerSerializer(serializers.Serializer):
@@ -110,19 +127,33 @@ class PowerSerializer(serializers.Serializer):
     days_left = _float(required=False)
     power_reached = _float(required=False)
     mde_reached_relative = _float(required=False)
+    daily_units = _float(required=False)
+    target_power = _float(required=False)
+    alpha_per_comparison = _float(required=False)
+    metric = serializers.CharField(required=False, allow_null=True)
+    mde_reached_absolute = _float(required=False)
+    mde_planned_relative = _float(required=False)
 
 
 class SegmentVariantSerializer(serializers.Serializer):
     variant = serializers.CharField()
+    is_control = serializers.BooleanField(required=False)
     units = serializers.IntegerField()
     mean = _float()
+    status = serializers.CharField(required=False)
     lift = LiftSerializer(required=False, allow_null=True)
     p_value = _float(required=False)
+    p_value_adjusted = _float(required=False)
+    significant = serializers.BooleanField(required=False, allow_null=True)
     chance_to_beat_control = _float(required=False)
 
 
 class SegmentMetricSerializer(serializers.Serializer):
     metric = serializers.CharField()
+    name = serializers.CharField(required=False)
+    kind = serializers.CharField(required=False)
+    role = serializers.ChoiceField(choices=ExperimentMetric.Role.choices, required=False)
+    direction = serializers.CharField(required=False)
     status = serializers.CharField()
     variants = SegmentVariantSerializer(many=True)
 
@@ -133,9 +164,38 @@ class DailyExposureSerializer(serializers.Serializer):
     units = serializers.IntegerField()
 
 
+class ResultsVariantSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    weight = serializers.FloatField()
+    is_control = serializers.BooleanField()
+
+
+class ComparisonFamilySerializer(serializers.Serializer):
+    roles = serializers.ListField(child=serializers.CharField())
+    tests = serializers.IntegerField()
+
+
+class MultipleComparisonsSerializer(serializers.Serializer):
+    method = serializers.CharField()
+    families = serializers.DictField(child=ComparisonFamilySerializer())
+
+
+class SdkExposuresSerializer(serializers.Serializer):
+    mismatched = serializers.IntegerField(help_text="SDK exposures refused: the server's evaluation of that config version disagreed.")
+    stale = serializers.IntegerField(help_text="SDK exposures refused: unknown config version and the current one disagrees.")
+    example = serializers.DictField(help_text="The latest refused exposure (no unit id).")
+
+
 class ResultsSerializer(serializers.Serializer):
     experiment = serializers.CharField()
     experiment_name = serializers.CharField(required=False)
+    status = serializers.CharField(required=False, help_text="The experiment's status when computed.")
+    variants = ResultsVariantSerializer(many=True, required=False)
+    correction = serializers.CharField(required=False, help_text="holm or bh.")
+    sequential = serializers.BooleanField(required=False, help_text="Whether always-valid inference is on.")
+    cuped = serializers.BooleanField(required=False, help_text="Whether CUPED variance reduction is on.")
+    multiple_comparisons = MultipleComparisonsSerializer(required=False)
     snapshot_id = serializers.IntegerField(
         allow_null=True, help_text="Null for a date range (?from=/?to=): computed on demand, not stored.")
     computed_at = serializers.DateTimeField()
@@ -161,6 +221,8 @@ class ResultsSerializer(serializers.Serializer):
     notes = serializers.ListField(child=serializers.CharField(), required=False)
     window = serializers.DictField(
         required=False, help_text="With ?from=/?to=: the range analysed, {from, to} (RFC 3339, to exclusive).")
+    sdk_exposures = SdkExposuresSerializer(
+        required=False, help_text="Data quality: SDK exposures refused (never part of the analysis).")
 
 
 class RefreshSerializer(serializers.Serializer):

@@ -5,6 +5,7 @@ import logging
 
 from django.db import transaction
 from django.db.models.signals import post_save
+from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +33,13 @@ def connect() -> None:
 
     post_save.connect(_final_report_of_previous_phase, sender=Phase, weak=False,
                       dispatch_uid="analysis-final-phase-report")
+
+
+# --- report pipeline signals --------------------------------------------------------------------
+# For apps above analysis (``automation``) to react without analysis importing them. Sent with
+# ``send_robust`` by ``analysis.tasks.compute_report``: a receiver's error is logged, never raised.
+
+#: A snapshot was stored: ``experiment``, ``snapshot``, ``phase`` (None: the current phase).
+report_computed = Signal()
+#: The computation failed (not retried): ``experiment``, ``error``, ``phase``.
+report_failed = Signal()

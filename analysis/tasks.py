@@ -37,7 +37,7 @@ from django.db import InterfaceError, OperationalError
 
 from experiments.models import Experiment
 
-from . import reports
+from . import reports, signals
 from .models import ReportSnapshot
 
 logger = logging.getLogger(__name__)
@@ -221,12 +221,19 @@ def compute_report(self, experiment_key: str, phase: int | None = None) -> dict[
     try:
         with Heartbeat(token, [key, *([alive_key(task_id)] if task_id else [])]):
             snapshot = reports.compute_report(experiment_key, task_id=task_id, phase=phase)
-    except reports.ReportError:
+    except reports.ReportError as exc:
         if task_id:
             release_lock(pending_key(experiment.pk, phase), task_id)
+        _notify(signals.report_failed, experiment=experiment, error=str(exc), phase=phase)
+        raise
+    except RETRYABLE:
+        raise
+    except Exception as exc:
+        _notify(signals.report_failed, experiment=experiment, error=str(exc) or type(exc).__name__, phase=phase)
         raise
     finally:
         release_lock(key, token)
+    _notify(signals.report_computed, experiment=experiment, snapshot=snapshot, phase=phase)
     if task_id:
         release_lock(pending_key(experiment.pk, phase), task_id)
     result = {
@@ -240,6 +247,13 @@ def compute_report(self, experiment_key: str, phase: int | None = None) -> dict[
         _record(task_id, experiment_key, state=states.SUCCESS, outcome="computed", snapshot_id=snapshot.pk,
                 lost=False, error=None)
     return result
+
+
+def _notify(signal, **kwargs: Any) -> None:
+    """Tell other apps (alerts); their failures are logged, never raised into the report task."""
+    for receiver, response in signal.send_robust(sender=compute_report, **kwargs):
+        if isinstance(response, Exception):
+            logger.error("report signal receiver %r failed", receiver, exc_info=response)
 
 
 @task_prerun.connect(dispatch_uid="analysis.tasks.mark_alive")

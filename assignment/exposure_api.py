@@ -104,14 +104,14 @@ class ExposureBatchSerializer(serializers.Serializer):
     )
 
 
-class _RejectedSerializer(serializers.Serializer):
+class ExposureRejectedSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
 
 
 class ExposureResultSerializer(serializers.Serializer):
     accepted = serializers.IntegerField(help_text="Exposures queued for recording.")
-    rejected = _RejectedSerializer(many=True)
+    rejected = ExposureRejectedSerializer(many=True)
     mismatched = serializers.IntegerField(
         help_text="Rejected because the server's evaluation under the named version disagrees."
     )

@@ -8,9 +8,12 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from access import jsonsafety
+from experiments.models import Experiment, TargetingRule
 
 from .evaluator import REASONS
-from .targeting import OPERATORS
+
+#: Every reason an answer can carry: the evaluator's, plus an experiment the server doesn't know.
+ANSWER_REASONS = (*REASONS, "unknown_experiment")
 
 MAX_UNIT_ID = 256
 MAX_ATTRIBUTES = 100
@@ -193,7 +196,7 @@ class AssignmentSerializer(serializers.Serializer):
         help_text="True only when the unit is enrolled in a running experiment."
     )
     reason = serializers.ChoiceField(
-        choices=(*REASONS, "unknown_experiment"), help_text="Stable machine-readable code."
+        choices=ANSWER_REASONS, help_text="Stable machine-readable code."
     )
     detail = serializers.CharField(help_text="Human explanation; its wording may change.")
     payload = serializers.JSONField(help_text="The variant's JSON payload.")
@@ -214,40 +217,41 @@ class ErrorSerializer(serializers.Serializer):
 
 # --- the configuration document (documentation only; the document is built as a dict) -----------
 
-class _HashSerializer(serializers.Serializer):
+class ConfigHashSerializer(serializers.Serializer):
     algorithm = serializers.CharField()
     buckets = serializers.IntegerField()
 
 
-class _LayerSerializer(serializers.Serializer):
+class ConfigLayerSerializer(serializers.Serializer):
     salt = serializers.CharField()
     holdout_percent = serializers.FloatField()
 
 
-class _VariantSerializer(serializers.Serializer):
+class ConfigVariantSerializer(serializers.Serializer):
     key = serializers.CharField()
     weight = serializers.FloatField()
     is_control = serializers.BooleanField()
     payload = serializers.JSONField()
 
 
-class _RuleSerializer(serializers.Serializer):
+class ConfigRuleSerializer(serializers.Serializer):
     attribute = serializers.CharField()
-    operator = serializers.ChoiceField(choices=OPERATORS)
+    operator = serializers.ChoiceField(choices=TargetingRule.Operator.choices)
     values = serializers.ListField(child=serializers.JSONField())
 
 
-class _ExperimentSerializer(serializers.Serializer):
+class ConfigExperimentSerializer(serializers.Serializer):
     key = serializers.CharField()
-    status = serializers.ChoiceField(choices=["draft", "running", "paused", "completed", "archived"])
+    status = serializers.ChoiceField(choices=Experiment.Status.choices)
+    phase = serializers.IntegerField(help_text="The current phase (docs/assignment.md, section 10a).")
     salt = serializers.CharField()
     traffic_allocation = serializers.FloatField()
     layer = serializers.CharField(allow_null=True)
     layer_range = serializers.ListField(
         child=serializers.IntegerField(), min_length=2, max_length=2, allow_null=True
     )
-    variants = _VariantSerializer(many=True)
-    targeting = _RuleSerializer(many=True)
+    variants = ConfigVariantSerializer(many=True)
+    targeting = ConfigRuleSerializer(many=True)
     overrides = serializers.DictField(child=serializers.CharField())
     shipped_variant = serializers.CharField(allow_null=True)
     override_salt = serializers.CharField(required=False, help_text="Client document only.")
@@ -261,9 +265,9 @@ class ConfigDocumentSerializer(serializers.Serializer):
     schema_version = serializers.IntegerField()
     version = serializers.CharField(help_text="Content hash; also the ETag.")
     generated_at = serializers.DateTimeField()
-    hash = _HashSerializer()
-    layers = serializers.DictField(child=_LayerSerializer())
-    experiments = _ExperimentSerializer(many=True)
+    hash = ConfigHashSerializer()
+    layers = serializers.DictField(child=ConfigLayerSerializer())
+    experiments = ConfigExperimentSerializer(many=True)
     scope = serializers.CharField(required=False, help_text="'client' in the client-safe document.")
 
 

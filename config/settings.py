@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "experiments",
     "assignment",
     "analysis",
+    "automation",
 ]
 
 MIDDLEWARE = [
@@ -156,7 +157,25 @@ CELERY_BEAT_SCHEDULE = {
         "task": "assignment.tasks.flush_exposures",
         "schedule": timedelta(seconds=EXPOSURE_FLUSH_SECONDS),
     },
+    "run-scheduled-actions": {
+        "task": "automation.tasks.run_scheduled_actions",
+        "schedule": timedelta(minutes=1),
+    },
+    "check-overdue-experiments": {
+        "task": "automation.tasks.check_overdue_experiments",
+        "schedule": timedelta(minutes=REPORT_REFRESH_MINUTES),
+    },
 }
+# --- alerts (automation) ----------------------------------------------------------------------
+# Console backend by default (embedded mode prints the mail); set e.g.
+# EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST in production.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="experiments@localhost")
+ALERT_MAX_ATTEMPTS = env.int("ALERT_MAX_ATTEMPTS", default=6)
+ALERT_RETRY_BASE_SECONDS = env.float("ALERT_RETRY_BASE_SECONDS", default=10)
+ALERT_REPORT_FAILURES = env.int("ALERT_REPORT_FAILURES", default=3)
 
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -187,7 +206,20 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"AggregationEnum": "experiments.models.Metric.Aggregation"},
+    # One named enum per set of choices, named for what it means: generated clients (see
+    # tests/clients) get one type each instead of look-alikes such as a config and a definition
+    # copy of the experiment status or a "role" enum per serializer.
+    "ENUM_NAME_OVERRIDES": {
+        "AggregationEnum": "experiments.models.Metric.Aggregation",
+        "MetricKindEnum": "experiments.models.Metric.Kind",
+        "MetricDirectionEnum": "experiments.models.Metric.Direction",
+        "MetricRoleEnum": "experiments.models.ExperimentMetric.Role",
+        "ExperimentStatusEnum": "experiments.models.Experiment.Status",
+        "TargetingOperatorEnum": "experiments.models.TargetingRule.Operator",
+        "ApprovalActionEnum": "experiments.models.ApprovalRequest.Action",
+        "ApprovalStatusEnum": "experiments.models.ApprovalRequest.Status",
+        "AssignmentReasonEnum": "assignment.serializers.ANSWER_REASONS",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "access.schema.document_error_responses",

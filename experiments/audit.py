@@ -11,7 +11,7 @@ consecutive records of one row are compared field by field. Entries are plain di
 Values are display strings; an empty value is ``"none"``, foreign keys show the key they
 pointed at (``shipped_variant: none -> green``), never a raw representation.
 
-Approval requests are included. Other apps add entries (phases, ...) with :func:`register_source`: a source is a
+Approval requests and phases are included. Other apps add entries (phases, ...) with :func:`register_source`: a source is a
 function ``experiment -> iterable of entries`` in the shape above.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ from .models import (
     Layer,
     Metric,
     Override,
+    Phase,
     TargetingRule,
     Variant,
 )
@@ -202,11 +203,33 @@ def _layer_entries(experiment: Experiment, names: _Names) -> list[Entry]:
     return entries
 
 
+def _phase_entries(experiment: Experiment) -> list[Entry]:
+    """Each phase's start (with its salt, the re-randomisation choice and the reason) and end."""
+    entries: list[Entry] = []
+    for phase in Phase.objects.filter(experiment=experiment).order_by("number"):
+        label = f"phase {phase.number}"
+        entries.append({
+            "at": phase.started_at, "who": phase.created_by or None, "object_type": "phase",
+            "object": label, "action": "started", "reason": phase.reason or "",
+            "changes": [
+                {"field": "salt", "old": NONE, "new": show(phase.salt)},
+                {"field": "re-randomised", "old": NONE, "new": show(phase.rerandomized)},
+            ],
+        })
+        if phase.ended_at is not None:
+            entries.append({
+                "at": phase.ended_at, "who": None, "object_type": "phase", "object": label,
+                "action": "ended", "reason": "", "changes": [],
+            })
+    return entries
+
+
 def experiment_history(experiment: Experiment) -> list[Entry]:
     """The experiment's whole trail, newest first, from every registered source."""
     names = _Names()
     entries = _experiment_entries(experiment, names) + _children_entries(experiment, names)
     entries += _layer_entries(experiment, names)
+    entries += _phase_entries(experiment)
     for source in SOURCES:
         entries += list(source(experiment))
     entries.sort(key=lambda e: e["at"], reverse=True)

@@ -406,3 +406,16 @@ def test_backfill_migration_gives_started_experiments_their_phase_one(running, m
         running.pk, 1, running.started_at, "checkout-button")
     assert phase.plan == {**phases.plan.freeze_plan(running), "segment_attributes": running.segment_attributes}
     assert not draft.phases.exists()
+
+
+def test_the_audit_trail_shows_each_phase_with_its_salt_choice_and_reason(admin_api, running):
+    phases.start_new_phase(
+        running, {"significance_level": 0.01}, rerandomize=True, reason="stricter alpha", actor="alice"
+    )
+    body = admin_api.get(f"/api/v1/experiments/{running.key}/history").json()
+    rows = [(e["object"], e["action"]) for e in body if e["object_type"] == "phase"]
+    assert ("phase 1", "started") in rows and ("phase 1", "ended") in rows and ("phase 2", "started") in rows
+    second = next(e for e in body if e["object"] == "phase 2")
+    assert second["reason"] == "stricter alpha"
+    assert {"field": "re-randomised", "old": "none", "new": "yes"} in second["changes"]
+    assert {"field": "salt", "old": "none", "new": f"{running.key}.phase2"} in second["changes"]
