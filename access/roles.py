@@ -39,6 +39,7 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         _perms("experiments", ["add", "change", "view"], _DEFINITION_MODELS)
         | _perms("experiments", ["delete"], [*_CHILD_MODELS, "experiment"])  # drafts only (the admin checks)
         | _perms("experiments", ["view", "add"], ["approvalrequest"])
+        | _perms("analysis", ["add", "change", "view"], ["conclusion"])  # learnings of completed experiments
         | {f"experiments.{codename}" for codename in (
             "start_experiment", "complete_experiment", "approve_experiment", "view_report", "export_report")}
         | _perms("automation", ["add", "change", "view", "delete"],
@@ -49,6 +50,7 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         _perms("experiments", ["view"], [*_DEFINITION_MODELS, "approvalrequest"])
         | _perms("assignment", ["view"], ["exposure"])
         | _perms("analysis", ["view"], ["event", "reportsnapshot"])
+        | _perms("analysis", ["add", "change", "view"], ["conclusion"])
         | _perms("automation", ["view"], ["alertsubscription", "delivery", "alertstate", "scheduledaction"])
         | {f"experiments.{codename}" for codename in (
             "approve_experiment", "view_report", "export_report", "recompute_report")}

@@ -19,13 +19,14 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
 
 from access.adminsafety import SafeAdminMixin
 from experiments.admin import ExperimentAdmin, MetricAdmin
 from experiments.models import Experiment, Metric
 
 from . import selectors, tasks
-from .models import Event, ReportSnapshot
+from .models import Conclusion, Event, ReportSnapshot, ShareLink
 from .stats import StatsInputError, sample_size
 
 RECOMMENDATION_LABELS = {
@@ -330,4 +331,43 @@ class EventAdmin(SafeAdminMixin, admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Conclusion)
+class ConclusionAdmin(SimpleHistoryAdmin):
+    """Conclusions, read-only with their history: they are written on the report page
+    (``/reports/<key>/conclusion/``), through ``analysis.conclusions.save_conclusion``."""
+
+    list_display = ("experiment", "outcome", "tags", "updated_at", "updated_by")
+    list_filter = ("outcome",)
+    search_fields = ("experiment__key", "summary", "tags")
+    readonly_fields = ("experiment", "outcome", "summary", "tags", "links", "updated_by", "created_at",
+                       "updated_at", "edit_link")
+
+    @admin.display(description="Edit")
+    def edit_link(self, obj: Conclusion) -> str:
+        return format_html('<a href="{}">Edit on the report page</a>',
+                           reverse("report-conclusion", args=[obj.experiment.key]))
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    """Share links, read-only (created and revoked on the report page)."""
+
+    list_display = ("experiment", "created_by", "created_at", "expires_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    readonly_fields = ("experiment", "created_by", "created_at", "expires_at", "revoked_at", "revoked_by")
+    exclude = ("token",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

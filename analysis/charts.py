@@ -181,8 +181,14 @@ def _date_label(value: datetime | date) -> str:
 
 
 def line_chart(series: Sequence[Series], *, title: str, percent: bool = False, zero_line: bool = False,
-               width: int = 560, height: int = 240) -> str:
-    """Lines over time (optionally with a shaded interval band), a legend and date ticks."""
+               width: int = 560, height: int = 240, partial_from: datetime | date | None = None,
+               partial_label: str = "partial day") -> str:
+    """Lines over time (optionally with a shaded interval band), a legend and date ticks.
+
+    Points at or after ``partial_from`` (an incomplete period, e.g. today so far) are not joined
+    to the line, which would read as a drop: they get a hatched column, a label and hollow
+    markers. Bands cut off by the axis get a triangle at the cut (class ``clip``).
+    """
     drawn = [s for s in series if any(_finite(y) for _, y in s.points)]
     if not drawn:
         return _empty(f"{title}: no data yet", width)
@@ -195,6 +201,12 @@ def line_chart(series: Sequence[Series], *, title: str, percent: bool = False, z
 
     def clamp(v: float) -> float:
         return min(ceiling, max(floor, v))
+
+    clipped = [  # (series label, time, edge value, true value) of every band end cut off
+        (s.label, t, edge, v)
+        for s in drawn for t, lo, hi in s.band if _finite(lo, hi)
+        for v, edge in ((lo, floor), (hi, ceiling)) if (v < floor if edge == floor else v > ceiling)
+    ]
 
     series = [
         Series(s.label, s.points, [(t, clamp(lo), clamp(hi)) for t, lo, hi in s.band if _finite(lo, hi)], s.colour,
@@ -263,6 +275,20 @@ def line_chart(series: Sequence[Series], *, title: str, percent: bool = False, z
                 f'<text x="{_f(px(t))}" y="{height - 10}" font-size="11" fill="#64748b" text-anchor="{anchor}" {FONT}>'
                 f"{_e(_date_label(t))}</text>"
             )
+    cut = _ts(partial_from) if partial_from is not None else None
+    if cut is not None and any(_ts(t) >= cut for t in times):
+        before = [t for t in times if _ts(t) < cut]
+        x0 = (px(before[-1]) + px(next(t for t in times if _ts(t) >= cut))) / 2 if before else left
+        parts.append(
+            f'<defs><pattern id="partial-hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+            f'patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#94a3b8" '
+            f'stroke-width="2"/></pattern></defs>'
+            f'<g class="partial"><title>{_e(partial_label)}: incomplete, not a drop</title>'
+            f'<rect x="{_f(x0)}" y="{top}" width="{_f(width - right - x0)}" height="{plot_h}" '
+            f'fill="url(#partial-hatch)" fill-opacity="0.35"/>'
+            f'<text x="{width - right - 2}" y="{top + 12}" font-size="10" fill="#475569" text-anchor="end" '
+            f'{FONT}>{_e(partial_label)}</text></g>'
+        )
     for i, s in enumerate(drawn):
         c = s.colour or colour(i)
         band = [(t, lo, hi) for t, lo, hi in s.band if _finite(lo, hi)]
@@ -271,6 +297,14 @@ def line_chart(series: Sequence[Series], *, title: str, percent: bool = False, z
             lower = " ".join(f"{_f(px(t))},{_f(py(lo))}" for t, lo, _ in reversed(band))
             parts.append(f'<polygon class="band" points="{upper} {lower}" fill="{c}" fill-opacity="0.12"/>')
         pts = [(t, y) for t, y in s.points if _finite(y)]
+        if cut is not None:
+            for t, y in (p for p in pts if _ts(p[0]) >= cut):
+                parts.append(
+                    f'<circle class="partial-point" cx="{_f(px(t))}" cy="{_f(py(y))}" r="3.5" fill="#fff" '
+                    f'stroke="{c}" stroke-width="2"><title>{_e(s.label)}: {_e(fmt_value(y, percent))} so far '
+                    f'({_e(_date_label(t))}, {_e(partial_label)})</title></circle>'
+                )
+            pts = [(t, y) for t, y in pts if _ts(t) < cut]
         early = [(t, y) for t, y in pts if _ts(t) in s.early]
         if early:  # early looks: one dashed line up to the first conclusive point
             rest = pts[len(early):]
@@ -288,6 +322,20 @@ def line_chart(series: Sequence[Series], *, title: str, percent: bool = False, z
                 f'<circle cx="{_f(px(t))}" cy="{_f(py(y))}" r="3.5" fill="{c}">'
                 f"<title>{_e(s.label)}: {_e(fmt_value(y, percent))} ({_e(_date_label(t))})</title></circle>"
             )
+    for label, t, edge, value in clipped:
+        up = edge == ceiling
+        y0 = py(edge)
+        tip, base = (y0 - 6, y0) if up else (y0 + 6, y0)
+        parts.append(
+            f'<path class="clip" d="M{_f(px(t) - 4)},{_f(base)} L{_f(px(t) + 4)},{_f(base)} L{_f(px(t))},{_f(tip)} Z" '
+            f'fill="#0f172a"><title>{_e(label)} ({_e(_date_label(t))}): the interval reaches '
+            f'{_e(fmt_value(value, percent))}, beyond the axis</title></path>'
+        )
+    if clipped:
+        parts.append(
+            f'<text class="clip-note" x="{width - right}" y="{height - 10}" font-size="10" fill="#475569" '
+            f'text-anchor="end" {FONT}>triangles: interval cut off by the axis</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -329,8 +377,10 @@ def cumulative_lift_chart(history: Sequence[dict], metric_key: str, *, width: in
     return svg
 
 
-def daily_exposures_chart(rows: Sequence[dict], *, variants: Sequence[str] = (), width: int = 560) -> str:
-    """New units a day per variant from ``[{"date", "variant", "units"}]``."""
+def daily_exposures_chart(rows: Sequence[dict], *, variants: Sequence[str] = (), width: int = 560,
+                          partial_day: date | None = None, partial_label: str = "partial day") -> str:
+    """New units a day per variant from ``[{"date", "variant", "units"}]``; ``partial_day`` (the
+    day the data stops in, when it stops before midnight) is marked as partial, not a drop."""
     order = list(dict.fromkeys([*variants, *(str(r["variant"]) for r in rows)]))
     series = {k: Series(k, colour=colour(i)) for i, k in enumerate(order)}
     for r in sorted(rows, key=lambda r: str(r["date"])):
@@ -341,4 +391,65 @@ def daily_exposures_chart(rows: Sequence[dict], *, variants: Sequence[str] = (),
             except ValueError:
                 continue
         series[str(r["variant"])].points.append((d, float(r["units"])))
-    return line_chart(list(series.values()), title="New units per day", width=width)
+    return line_chart(list(series.values()), title="New units per day", width=width,
+                      partial_from=partial_day, partial_label=partial_label)
+
+
+# --- text alternatives ----------------------------------------------------------------------------
+
+def data_table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """The numbers of a chart as an HTML table in a closed ``<details>`` (its text alternative:
+    screen readers and people who want the figures read them here)."""
+    if not rows:
+        return ""
+    head = "".join(f'<th scope="col">{_e(h)}</th>' for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return (f'<details class="chart-data"><summary>Numbers: {_e(caption)}</summary>'
+            f'<table class="chart-table"><caption>{_e(caption)}</caption><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></details>")
+
+
+def _num(x: object, percent: bool) -> str:
+    return fmt_value(x, percent) if _finite(x) else "n/a"  # type: ignore[arg-type]
+
+
+def interval_table(metric: dict) -> str:
+    """Text alternative of ``metric_interval_chart``."""
+    name = metric.get("name") or metric.get("metric") or "metric"
+    rows = []
+    for v in metric.get("variants") or []:
+        if v.get("is_control"):
+            continue
+        lift = v.get("lift") or {}
+        ci = lift.get("ci_relative") or [None, None]
+        rows.append([v.get("variant"), _num(lift.get("relative"), True), _num(ci[0], True), _num(ci[1], True)])
+    return data_table(f"Relative lift of {name} vs control", ["Variant", "Lift", "Low", "High"], rows)
+
+
+def lift_history_table(history: Sequence[dict], metric_key: str, labels: Sequence[str] | None = None) -> str:
+    """Text alternative of ``cumulative_lift_chart`` (one row per snapshot and variant)."""
+    rows = []
+    name = metric_key
+    for i, snap in enumerate(history):
+        m = ((snap.get("series") or {}).get("metrics") or {}).get(metric_key)
+        if not m:
+            continue
+        name = m.get("name") or name
+        when = labels[i] if labels else f"{snap['computed_at']:%b %d %H:%M:%S}"
+        for key, (rel, lo, hi) in (m.get("variants") or {}).items():
+            rows.append([when, key, _num(rel, True), _num(lo, True), _num(hi, True)])
+    return data_table(f"Relative lift of {name} over time", ["Snapshot", "Variant", "Lift", "Low", "High"], rows)
+
+
+def daily_exposures_table(rows: Sequence[dict], *, variants: Sequence[str] = (),
+                          partial_day: date | None = None) -> str:
+    """Text alternative of ``daily_exposures_chart`` (one row per day, one column per variant)."""
+    order = list(dict.fromkeys([*variants, *(str(r["variant"]) for r in rows)]))
+    days: dict[str, dict[str, object]] = {}
+    for r in rows:
+        days.setdefault(str(r["date"])[:10], {})[str(r["variant"])] = r["units"]
+    partial = partial_day.isoformat() if partial_day else None
+    body = [[f"{d} (partial)" if d == partial else d, *(days[d].get(k, 0) for k in order)] for d in sorted(days)]
+    return data_table("New units per day", ["Day", *order], body)

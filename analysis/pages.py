@@ -15,26 +15,36 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from experiments.models import Experiment
 
-from . import charts, selectors, tasks
-from .report_api import csv_response, find_snapshot, parse_phase, results_body
+from . import charts, conclusions, selectors, sharing, tasks
+from .models import Conclusion, ShareLink
+from .report_api import (
+    RESULTS_PARAMS,
+    csv_response,
+    find_snapshot,
+    parse_phase,
+    results_body,
+    results_for,
+    unknown_params,
+    window_csv_response,
+)
 
 RECOMMENDATIONS = {
     "ship": ("Ship", "ship"),
@@ -167,12 +177,38 @@ def present_metrics(payload: dict[str, Any], history: list[dict[str, Any]],
             "reason": m.get("reason"),
             "rows": [_variant_row(v, kind) for v in m.get("variants") or []],
             "interval_svg": mark_safe(charts.metric_interval_chart(m)),  # noqa: S308 - escaped in charts
+            "interval_table": mark_safe(charts.interval_table(m)),  # noqa: S308 - escaped in charts
             "history_svg": mark_safe(charts.cumulative_lift_chart(history, m.get("metric")))  # noqa: S308
+            if len(history) > 1 and _charted(history, m.get("metric")) else "",
+            "history_table": mark_safe(charts.lift_history_table(  # noqa: S308 - escaped in charts
+                history, m.get("metric"), distinct_labels([h["computed_at"] for h in history])))
             if len(history) > 1 and _charted(history, m.get("metric")) else "",
             "mean_label": "Rate" if kind == "conversion" else "Mean",
             "alert": any(v.get("guardrail_alert") for v in m.get("variants") or []),
         })
     return out
+
+
+def distinct_labels(times: list[datetime]) -> list[str]:
+    """Short labels for snapshot times ("Dec 2 01:04"), with seconds where two share a minute and
+    a number where they share a second too, so no two recomputations look the same."""
+    minute = [f"{t:%b} {t.day} {t:%H:%M}" for t in times]
+    labels = [f"{m}:{t:%S}" if minute.count(m) > 1 else m for m, t in zip(minute, times, strict=True)]
+    out, seen = [], {}
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if labels.count(label) == 1 else f"{label} (#{seen[label]})")
+    return out
+
+
+def partial_day(data_to: datetime | None):
+    """The UTC day the data stops in when it stops before that day's end (else None)."""
+    if data_to is None:
+        return None
+    end = data_to.astimezone(UTC)
+    if (end.hour, end.minute, end.second, end.microsecond) == (0, 0, 0, 0):
+        return None
+    return end.date()
 
 
 def _charted(history: list[dict[str, Any]], key: Any) -> bool:
@@ -261,6 +297,16 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
     experiment = get_object_or_404(
         Experiment.objects.select_related("layer", "owner").prefetch_related("variants", "targeting_rules"), key=key
     )
+    context = _detail_context(request, experiment)
+    if request.user.has_perm(sharing.SHARE_PERMISSION):
+        context["share_links"] = sharing.active_links(experiment)
+        context["can_share"] = True
+    return render(request, "analysis/report_detail.html", context)
+
+
+def _detail_context(request: HttpRequest, experiment: Experiment, *, shared: bool = False) -> dict[str, Any]:
+    """The report page's context (also for a shared read-only link, ``shared=True``: no actions,
+    no exports, no conclusion editing)."""
     raw_at = request.GET.get("at")
     try:
         phase = parse_phase(experiment, request.GET.get("phase"))
@@ -282,9 +328,13 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
         "targeting": list(experiment.targeting_rules.all()),
         "days_running": fmt_days(_days_running(experiment)),
         "snapshot": snapshot,
-        "times": selectors.snapshot_times(experiment, limit=30, phase=phase),
+        "times": _time_links(selectors.snapshot_times(experiment, limit=30, phase=phase)),
         "at": raw_at if snapshot is not None and raw_at else "",
         "pending": _pending(experiment),
+        "conclusion": Conclusion.objects.filter(experiment=experiment).first(),
+        "can_conclude": experiment.status in conclusions.CONCLUDABLE and not shared
+        and request.user.has_perm("analysis.change_conclusion"),
+        "shared": shared,
     }
     if snapshot is not None:
         payload = snapshot.payload
@@ -301,6 +351,7 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
         params = {**({"phase": raw_phase} if raw_phase else {}), **({"at": raw_at} if raw_at else {})}
         query = f"?{urlencode(params)}" if params else ""
         variant_keys = [v.key for v in context["variants"]]
+        today = partial_day(snapshot.data_to)
         context.update(
             payload=payload,
             decision={**decision, "label": label, "css": css},
@@ -310,7 +361,10 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
             all_metrics_url=f"?{urlencode({**({'at': raw_at} if raw_at else {}), 'metrics': 'all'})}",
             segments=present_segments(payload, kinds),
             exposures_svg=mark_safe(charts.daily_exposures_chart(  # noqa: S308 - escaped in charts
-                payload.get("daily_exposures") or [], variants=variant_keys, width=820)),
+                payload.get("daily_exposures") or [], variants=variant_keys, width=820, partial_day=today,
+                partial_label=f"partial day (data until {snapshot.data_to:%H:%M} UTC)" if today else "")),
+            exposures_table=mark_safe(charts.daily_exposures_table(  # noqa: S308 - escaped in charts
+                payload.get("daily_exposures") or [], variants=variant_keys, partial_day=today)),
             history_count=len(history),
             ci_level=f"{1 - payload['alpha']:.0%}" if _ok(payload.get("alpha")) else "",
             csv_url=reverse("report-export-csv", args=[experiment.key]) + query,
@@ -318,7 +372,56 @@ def report_detail(request: HttpRequest, key: str) -> HttpResponse:
             api_url=reverse("experiment-results", args=[experiment.key]) + (f"?phase={phase}" if raw_phase else ""),
             stale=(snapshot.computed_at < timezone.now() - timedelta(hours=1)) and not raw_at,
         )
-    return render(request, "analysis/report_detail.html", context)
+    return context
+
+
+@login_required
+@require_POST
+def share_create(request: HttpRequest, key: str) -> HttpResponse:
+    _require(request, sharing.SHARE_PERMISSION)
+    experiment = get_object_or_404(Experiment, key=key)
+    try:
+        link = sharing.create_link(experiment, days=request.POST.get("days", "7"), user=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        url = request.build_absolute_uri(sharing.url_of(link))
+        messages.success(request, f"Read-only link, valid until {link.expires_at:%b %d, %Y %H:%M} UTC: {url}")
+    return redirect(reverse("report-detail", args=[experiment.key]) + "#sharing")
+
+
+@login_required
+@require_POST
+def share_revoke(request: HttpRequest, key: str, link_id: int) -> HttpResponse:
+    _require(request, sharing.SHARE_PERMISSION)
+    link = get_object_or_404(ShareLink, pk=link_id, experiment__key=key)
+    sharing.revoke(link, user=request.user)
+    messages.success(request, "The link was revoked: it no longer opens the report.")
+    return redirect(reverse("report-detail", args=[key]) + "#sharing")
+
+
+@require_GET
+def shared_report(request: HttpRequest, signed: str) -> HttpResponse:
+    """The report, read-only, for whoever holds a live link (no account)."""
+    try:
+        link = sharing.resolve(signed)
+    except sharing.LinkInvalid as exc:
+        response = render(request, "analysis/share_invalid.html", {"reason": str(exc)}, status=410
+                          if "expired" in str(exc) or "revoked" in str(exc) else 404)
+    else:
+        experiment = (Experiment.objects.select_related("layer", "owner")
+                      .prefetch_related("variants", "targeting_rules").get(pk=link.experiment_id))
+        context = _detail_context(request, experiment, shared=True)
+        context["share_expires"] = link.expires_at
+        response = render(request, "analysis/report_detail.html", context)
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"  # the token must not leak through links followed
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _time_links(times: list[datetime]) -> list[dict[str, Any]]:
+    return [{"at": t, "label": label} for t, label in zip(times, distinct_labels(times), strict=True)]
 
 
 def _pending(experiment: Experiment) -> str | None:
@@ -360,26 +463,94 @@ def report_refresh(request: HttpRequest, key: str) -> HttpResponse:
 @require_GET
 def export_csv(request: HttpRequest, key: str) -> HttpResponse:
     _require(request, "experiments.export_report")
+    if error := unknown_params(request.GET, RESULTS_PARAMS):
+        return JsonResponse(error, status=400)
     experiment = get_object_or_404(Experiment, key=key)
-    snapshot, error, code = find_snapshot(experiment, request.GET.get("at"), request.GET.get("phase"))
-    if snapshot is None:
+    found, error, code = results_for(experiment, request.GET)
+    if found is None:
         return JsonResponse(error, status=code)
-    return csv_response(snapshot)
+    return window_csv_response(experiment, found) if isinstance(found, dict) else csv_response(found)
 
 
 @login_required
 @require_GET
 def export_json(request: HttpRequest, key: str) -> HttpResponse:
     _require(request, "experiments.export_report")
+    if error := unknown_params(request.GET, RESULTS_PARAMS):
+        return JsonResponse(error, status=400)
     experiment = get_object_or_404(Experiment, key=key)
-    snapshot, error, code = find_snapshot(experiment, request.GET.get("at"), request.GET.get("phase"))
-    if snapshot is None:
+    found, error, code = results_for(experiment, request.GET)
+    if found is None:
         return JsonResponse(error, status=code)
-    response = HttpResponse(
-        json.dumps(results_body(snapshot), indent=2, allow_nan=False), content_type="application/json"
-    )
+    body = found if isinstance(found, dict) else results_body(found)
+    response = HttpResponse(json.dumps(body, indent=2, allow_nan=False), content_type="application/json")
     response["Content-Disposition"] = f'inline; filename="{experiment.key}-results.json"'
     return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conclusion_edit(request: HttpRequest, key: str) -> HttpResponse:
+    """Write or edit the conclusion of a completed experiment (analysts and PMs)."""
+    _require(request, "analysis.change_conclusion")
+    experiment = get_object_or_404(Experiment, key=key)
+    current = Conclusion.objects.filter(experiment=experiment).first()
+    errors: dict[str, list[str]] = {}
+    values = {
+        "outcome": current.outcome if current else "",
+        "summary": current.summary if current else "",
+        "tags": ", ".join(current.tag_list) if current else "",
+        "links": "\n".join(current.links) if current else "",
+    }
+    if request.method == "POST":
+        values = {name: request.POST.get(name, "") for name in values}
+        try:
+            conclusions.save_conclusion(experiment, user=request.user, **values)
+        except ValidationError as exc:
+            errors = exc.message_dict
+        else:
+            messages.success(request, "The conclusion was saved.")
+            return redirect(reverse("report-detail", args=[experiment.key]) + "#conclusion")
+    elif experiment.status not in conclusions.CONCLUDABLE:
+        errors = {"outcome": [f"'{experiment.key}' is {experiment.status}: only a completed experiment "
+                              "gets a conclusion."]}
+    return render(request, "analysis/conclusion_form.html", {
+        "experiment": experiment, "values": values, "errors": errors,
+        "outcomes": Conclusion.Outcome.choices,
+    }, status=400 if errors and request.method == "POST" else 200)
+
+
+LIBRARY_PAGE = 100
+
+
+@login_required
+@require_GET
+def library(request: HttpRequest) -> HttpResponse:
+    """Past experiments and what they taught: filters, rows, win rate and measured impact."""
+    _require(request, "experiments.view_report")
+    filters, errors = conclusions.parse_filters(request.GET)
+    for name, message in errors.items():
+        messages.error(request, f"{name}: {message}")
+    experiments = list(conclusions.library_queryset(filters)[:LIBRARY_PAGE])
+    rows = conclusions.library_rows(experiments)
+    for row in rows:
+        label, css = RECOMMENDATIONS.get(row["decision"].get("recommendation"), ("No report", "none"))
+        row.update(label=label, css=css)
+        lift = row["lift"]
+        if lift:
+            row["lift_text"] = f"{fmt_rel(lift['relative'])} ({fmt_ci([lift['low'], lift['high']], fmt_rel)})"
+    summary = conclusions.library_summary(rows)
+    for m in summary["impact"]:
+        m["text"] = fmt_rel(m["relative"])
+        m["ci"] = fmt_ci([m["low"], m["high"]], fmt_rel) if m["low"] is not None else "n/a"
+    return render(request, "analysis/library.html", {
+        "rows": rows, "summary": summary, "filters": filters, "outcomes": Conclusion.Outcome.choices,
+        "win_rate": fmt_prob(summary["win_rate"]) if summary["win_rate"] is not None else "n/a",
+        "truncated": len(experiments) == LIBRARY_PAGE,
+        "metrics": list(Experiment.objects.filter(status__in=conclusions.CONCLUDABLE)
+                        .values_list("experiment_metrics__metric__key", flat=True).distinct().order_by(
+                            "experiment_metrics__metric__key")),
+    })
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -390,6 +561,11 @@ urlpatterns = [
     path("", home, name="home"),
     path("login/", auth_views.LoginView.as_view(template_name="analysis/login.html"), name="login"),
     path("reports/", report_list, name="report-list"),
+    path("reports/library/", library, name="report-library"),  # before <slug:key>: "library" is a slug
+    path("reports/<slug:key>/conclusion/", conclusion_edit, name="report-conclusion"),
+    path("reports/<slug:key>/share/", share_create, name="report-share"),
+    path("reports/<slug:key>/share/<int:link_id>/revoke/", share_revoke, name="report-share-revoke"),
+    path("share/<str:signed>/", shared_report, name="report-shared"),
     path("reports/<slug:key>/", report_detail, name="report-detail"),
     path("reports/<slug:key>/refresh/", report_refresh, name="report-refresh"),
     path("reports/<slug:key>/export.csv", export_csv, name="report-export-csv"),

@@ -25,6 +25,9 @@ Rules (what a report counts):
   contribute 0.
 * ``until`` ("as of" reports): only exposures with ``first_seen < until`` and events with
   ``timestamp < until``.
+* ``since`` (date ranges, ``?from=`` of the results API): only exposures with
+  ``first_seen >= since``; their post-exposure events are then at or after ``since`` too. The
+  CUPED pre-period is a covariate and may reach before ``since`` (it is never treatment data).
 * ``phase`` (phases, see ``experiments.phases``): only the exposures recorded in that phase. A
   phase's events then start at its units' first exposures in it (so never before the phase
   began); the caller passes the phase's end as ``until``.
@@ -73,7 +76,7 @@ _LIMIT_SQL = f"CAST({VALUE_LIMIT!r} AS {_FLOAT})"
 
 def metric_statistics(
     experiment, *, until: datetime | None = None, metrics: Collection[str] | None = None,
-    phase: int | None = None,
+    phase: int | None = None, since: datetime | None = None,
 ) -> dict[str, dict[str, VariantStats]]:
     """``{metric_key: {variant_key: VariantStats}}`` for every metric of the experiment (or only
     those whose keys are in ``metrics``).
@@ -81,12 +84,13 @@ def metric_statistics(
     Every variant is present (``n = 0`` when it has no units). One aggregation query for all
     metrics, plus one for the unit counts.
     """
-    return _statistics(experiment, until=until, segment=None, only=metrics, phase=phase)[None]
+    return _statistics(experiment, until=until, segment=None, only=metrics, phase=phase, since=since)[None]
 
 
 def segment_statistics(
     experiment, attribute: str, *, until: datetime | None = None, max_segments: int = 20,
     metrics: Collection[str] | None = None, min_units: int = 1, phase: int | None = None,
+    since: datetime | None = None,
 ) -> dict[str, dict[str, dict[str, VariantStats]]]:
     """``{segment: {metric_key: {variant_key: VariantStats}}}`` split by a unit attribute.
 
@@ -102,14 +106,15 @@ def segment_statistics(
     if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
         raise ValueError("max_segments must be a positive integer")
     return _statistics(experiment, until=until, segment=(attribute, max_segments, max(1, int(min_units))),
-                       only=metrics, phase=phase)
+                       only=metrics, phase=phase, since=since)
 
 
-def exposure_counts(experiment, *, until: datetime | None = None, phase: int | None = None) -> dict[str, int]:
+def exposure_counts(experiment, *, until: datetime | None = None, phase: int | None = None,
+                    since: datetime | None = None) -> dict[str, int]:
     """Units per variant (``{variant_key: n}``, every variant present)."""
     variants = _variant_keys(experiment)
     counts = {key: 0 for key in variants.values()}
-    x = _Exposures(experiment, _aware(until), phase)
+    x = _Exposures(experiment, _aware(until), phase, _aware(since))
     rows = _fetch(f"SELECT {x.variant}, COUNT(*) FROM {x.table} WHERE {x.where} GROUP BY {x.variant}", x.params)
     for variant_id, n in rows:
         if variant_id in variants:
@@ -117,11 +122,12 @@ def exposure_counts(experiment, *, until: datetime | None = None, phase: int | N
     return counts
 
 
-def daily_exposures(experiment, *, phase: int | None = None) -> list[dict[str, Any]]:
+def daily_exposures(experiment, *, phase: int | None = None, since: datetime | None = None,
+                    until: datetime | None = None) -> list[dict[str, Any]]:
     """New units per UTC day and variant by first exposure, every day from the first to the last
     one with exposures and every variant (0 when none): ``[{"date", "variant", "units"}]``."""
     variants = _variant_keys(experiment)
-    x = _Exposures(experiment, None, phase)
+    x = _Exposures(experiment, _aware(until), phase, _aware(since))
     day = _day_sql(x.first_seen)
     rows = _fetch(
         f"SELECT {day} AS d, {x.variant}, COUNT(*) FROM {x.table} WHERE {x.where} "
@@ -246,7 +252,8 @@ class _Exposures:
     """The exposure rows of one experiment (optionally as of ``until``, of one ``phase``) as SQL
     fragments."""
 
-    def __init__(self, experiment, until: datetime | None, phase: int | None = None):
+    def __init__(self, experiment, until: datetime | None, phase: int | None = None,
+                 since: datetime | None = None):
         meta = Exposure._meta
         self.table = _q(meta.db_table)
         col = lambda name: _q(meta.get_field(name).column)  # noqa: E731
@@ -257,6 +264,9 @@ class _Exposures:
         if until is not None:
             self.where += f" AND {self.first_seen} < %s"
             self.params.append(_adapt(until))
+        if since is not None:
+            self.where += f" AND {self.first_seen} >= %s"
+            self.params.append(_adapt(since))
         if phase is not None:
             self.where += f" AND {col('phase')} = %s"
             self.params.append(int(phase))
@@ -275,7 +285,7 @@ def _segment_key_sql(attributes: str, attribute: str) -> tuple[str, list[Any]]:
     return sql, [path, path, NONE_SEGMENT]
 
 
-def _statistics(experiment, *, until, segment, only=None, phase=None):
+def _statistics(experiment, *, until, segment, only=None, phase=None, since=None):
     until = _aware(until)
     variants = _variant_keys(experiment)
     specs = _specs(experiment)
@@ -284,7 +294,7 @@ def _statistics(experiment, *, until, segment, only=None, phase=None):
             raise TypeError("metrics must be a collection of metric keys, not a string")
         wanted = set(only)
         specs = [s for s in specs if s.key in wanted]
-    x = _Exposures(experiment, until, phase)
+    x = _Exposures(experiment, until, phase, _aware(since))
 
     # Segments: rank them by units, fold the tail into "(other)".
     seg_sql, seg_params = None, []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.http import HttpResponse
@@ -26,6 +26,7 @@ from experiments.models import Experiment, ExperimentMetric
 
 from . import csv_export, selectors, tasks
 from .models import ReportSnapshot
+from .reports import ReportError, compute_window
 from .stats import StatsInputError, sample_size
 
 # --- response shapes (documentation and contract) -----------------------------------------------
@@ -195,7 +196,8 @@ class ResultsSerializer(serializers.Serializer):
     sequential = serializers.BooleanField(required=False, help_text="Whether always-valid inference is on.")
     cuped = serializers.BooleanField(required=False, help_text="Whether CUPED variance reduction is on.")
     multiple_comparisons = MultipleComparisonsSerializer(required=False)
-    snapshot_id = serializers.IntegerField()
+    snapshot_id = serializers.IntegerField(
+        allow_null=True, help_text="Null for a date range (?from=/?to=): computed on demand, not stored.")
     computed_at = serializers.DateTimeField()
     data_from = serializers.DateTimeField(allow_null=True)
     data_to = serializers.DateTimeField(allow_null=True)
@@ -217,6 +219,8 @@ class ResultsSerializer(serializers.Serializer):
     phase_started_at = serializers.DateTimeField(required=False, allow_null=True)
     phase_ended_at = serializers.DateTimeField(required=False, allow_null=True)
     notes = serializers.ListField(child=serializers.CharField(), required=False)
+    window = serializers.DictField(
+        required=False, help_text="With ?from=/?to=: the range analysed, {from, to} (RFC 3339, to exclusive).")
     sdk_exposures = SdkExposuresSerializer(
         required=False, help_text="Data quality: SDK exposures refused (never part of the analysis).")
 
@@ -312,8 +316,19 @@ PHASE_PARAM = OpenApiParameter(
                 "has its own frozen plan, exposures and reports.",
 )
 AT_PARAM = OpenApiParameter(
-    "at", OpenApiTypes.DATETIME, required=False,
-    description="Latest snapshot computed at or before this RFC 3339 timestamp with a time zone, e.g. 2025-01-31T12:00:00Z (default: the latest).",
+    "at", OpenApiTypes.STR, required=False,
+    description="Latest snapshot computed at or before this RFC 3339 timestamp with a time zone, e.g. "
+                "2025-01-31T12:00:00Z, or date (YYYY-MM-DD: the end of that day, UTC) (default: the latest).",
+)
+FROM_PARAM = OpenApiParameter(
+    "from", OpenApiTypes.STR, required=False,
+    description="Analyse a date range on demand (not stored): only units first exposed at or after this "
+                "date (YYYY-MM-DD: 00:00 UTC) or RFC 3339 timestamp, and their events. Not with `at`.",
+)
+TO_PARAM = OpenApiParameter(
+    "to", OpenApiTypes.STR, required=False,
+    description="End of the range (exclusive for a timestamp; a date YYYY-MM-DD includes that whole day, "
+                "UTC): only exposures and events before it. Not with `at`.",
 )
 
 
@@ -322,6 +337,29 @@ AT_PARAM = OpenApiParameter(
 AT_FORMAT = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+
+
+DATE_FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_instant(raw: str | None, *, day_end: bool = False) -> datetime | None:
+    """A date (YYYY-MM-DD, UTC) or an RFC 3339 timestamp; ValueError when present but invalid.
+
+    A date means its start (00:00 UTC), or with ``day_end`` the start of the next day (the caller
+    treats it as exclusive, so the whole day is included).
+    """
+    if raw is not None and DATE_FORMAT.fullmatch(raw):
+        try:
+            day = datetime.combine(datetime.strptime(raw, "%Y-%m-%d").date(), time(), tzinfo=UTC)
+            return day + timedelta(days=1) if day_end else day
+        except (ValueError, OverflowError):
+            raise ValueError("Enter a date YYYY-MM-DD or an RFC 3339 timestamp with a time zone, "
+                             "e.g. 2025-01-31T12:00:00Z.") from None
+    try:
+        return parse_at(raw)
+    except ValueError:
+        raise ValueError("Enter a date YYYY-MM-DD or an RFC 3339 timestamp with a time zone, "
+                         "e.g. 2025-01-31T12:00:00Z.") from None
 
 
 def parse_at(raw: str | None) -> datetime | None:
@@ -373,6 +411,73 @@ def parse_phase(experiment: Experiment, raw: str | None) -> int:
     return int(raw)
 
 
+def unknown_params(query, allowed: set[str]) -> dict | None:
+    """A 400 body naming the query parameters an endpoint does not know (None when all are known):
+    a misspelt ``?form=`` must not silently answer for the whole experiment."""
+    unknown = sorted(set(query) - allowed)
+    if not unknown:
+        return None
+    known = ", ".join(sorted(allowed)) or "none"
+    return {**{name: ["Unknown query parameter."] for name in unknown},
+            "detail": f"Unknown query parameter(s): {', '.join(unknown)}. Known: {known}."}
+
+
+def parse_at_or_date(raw: str | None) -> datetime | None:
+    """``at``: a timestamp, or a date meaning the end of that day (UTC, inclusive)."""
+    if raw is not None and DATE_FORMAT.fullmatch(raw):
+        end = parse_instant(raw, day_end=True)
+        return end - timedelta(microseconds=1)
+    return parse_at(raw)
+
+
+def parse_window(query) -> tuple[datetime | None, datetime | None, bool]:
+    """(from, to, asked) of ``?from=``/``?to=``; ValueError naming the parameter when invalid."""
+    raw_from, raw_to = query.get("from"), query.get("to")
+    if raw_from is None and raw_to is None:
+        return None, None, False
+    if query.get("at") is not None:
+        raise ValueError("at: Use either at (a stored snapshot) or from/to (a range computed on demand), not both.")
+    try:
+        since = parse_instant(raw_from)
+    except ValueError as exc:
+        raise ValueError(f"from: {exc}") from None
+    try:
+        until = parse_instant(raw_to, day_end=True)
+    except ValueError as exc:
+        raise ValueError(f"to: {exc}") from None
+    if since is not None and until is not None and until <= since:
+        raise ValueError("to: The end of the range must be after its start.")
+    return since, until, True
+
+
+def results_for(experiment: Experiment, query) -> tuple[dict | ReportSnapshot | None, dict | None, int]:
+    """The results endpoints' answer: a snapshot, or for ``?from=``/``?to=`` a body computed on
+    demand (nothing stored), else (None, error body, status)."""
+    try:
+        since, until, asked = parse_window(query)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        return None, {field: [message], "detail": str(exc)}, 400
+    if not asked:
+        return find_snapshot(experiment, query.get("at"), query.get("phase"))
+    try:
+        phase = parse_phase(experiment, query.get("phase"))
+    except ValueError as exc:
+        return None, {"phase": [str(exc)], "detail": f"phase: {exc}"}, 400
+    if experiment.started_at is None:
+        return None, {"detail": f"'{experiment.key}' has not started: there is no data to analyse."}, 404
+    started = datetime.now(UTC)
+    try:
+        body = compute_window(experiment, since=since, until=until, phase=phase)
+    except ReportError as exc:
+        return None, {"detail": str(exc)}, 404
+    body.setdefault("segments", {})
+    body.setdefault("daily_exposures", [])
+    body.update(snapshot_id=None, duration_ms=int((datetime.now(UTC) - started).total_seconds() * 1000),
+                window={"from": _dt(since), "to": _dt(until)})
+    return body, None, 200
+
+
 def find_snapshot(
     experiment: Experiment, raw_at: str | None, raw_phase: str | None = None
 ) -> tuple[ReportSnapshot | None, dict | None, int]:
@@ -382,7 +487,7 @@ def find_snapshot(
     except ValueError as exc:
         return None, {"phase": [str(exc)], "detail": f"phase: {exc}"}, 400
     try:
-        at = parse_at(raw_at)
+        at = parse_at_or_date(raw_at)
     except ValueError as exc:
         return None, {"at": [str(exc)], "detail": f"at: {exc}"}, 400
     snapshot = selectors.latest_snapshot(experiment, at=at, phase=phase)
@@ -407,17 +512,18 @@ class ResultsView(_AnalystView):
     @extend_schema(
         operation_id="experiment_results",
         summary="Latest results of an experiment",
-        parameters=[AT_PARAM, PHASE_PARAM],
+        parameters=[AT_PARAM, PHASE_PARAM, FROM_PARAM, TO_PARAM],
         responses={200: ResultsSerializer, **_errors(400, 401, 403, 404, 429)},
         tags=["results"],
     )
     def get(self, request, key: str):
+        if error := unknown_params(request.query_params, RESULTS_PARAMS):
+            return Response(error, status=status.HTTP_400_BAD_REQUEST)
         experiment = get_object_or_404(Experiment, key=key)
-        snapshot, error, code = find_snapshot(
-            experiment, request.query_params.get("at"), request.query_params.get("phase"))
-        if snapshot is None:
+        found, error, code = results_for(experiment, request.query_params)
+        if found is None:
             return Response(error, status=code)
-        return Response(results_body(snapshot))
+        return Response(found if isinstance(found, dict) else results_body(found))
 
 
 class _JSONOnlyNegotiation:
@@ -437,7 +543,7 @@ class ResultsCSVView(_AnalystView):
     @extend_schema(
         operation_id="experiment_results_csv",
         summary="Latest results as CSV (one row per metric x variant, then segment rows)",
-        parameters=[AT_PARAM, PHASE_PARAM],
+        parameters=[AT_PARAM, PHASE_PARAM, FROM_PARAM, TO_PARAM],
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="RFC 4180 CSV with a header row."),
             **_errors(400, 401, 403, 404, 429),
@@ -445,12 +551,19 @@ class ResultsCSVView(_AnalystView):
         tags=["results"],
     )
     def get(self, request, key: str):
+        if error := unknown_params(request.query_params, RESULTS_PARAMS):
+            return Response(error, status=status.HTTP_400_BAD_REQUEST)
         experiment = get_object_or_404(Experiment, key=key)
-        snapshot, error, code = find_snapshot(
-            experiment, request.query_params.get("at"), request.query_params.get("phase"))
-        if snapshot is None:
+        found, error, code = results_for(experiment, request.query_params)
+        if found is None:
             return Response(error, status=code)
-        return csv_response(snapshot)
+        if isinstance(found, dict):
+            return window_csv_response(experiment, found)
+        return csv_response(found)
+
+
+#: The query parameters of the results endpoints (JSON and CSV) and the pages' exports.
+RESULTS_PARAMS = {"at", "phase", "from", "to"}
 
 
 def csv_response(snapshot: ReportSnapshot) -> HttpResponse:
@@ -460,6 +573,17 @@ def csv_response(snapshot: ReportSnapshot) -> HttpResponse:
     if snapshot.phase > 1:
         name = name.replace("-results-", f"-phase{snapshot.phase}-results-")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+def window_csv_response(experiment: Experiment, body: dict[str, Any]) -> HttpResponse:
+    """CSV of a date range computed on demand (its file name says the range)."""
+    text = csv_export.to_csv(body, computed_at=body.get("computed_at"))
+    response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+    window = body.get("window") or {}
+    part = "-".join(re.sub(r"[^0-9]", "", v or "")[:8] or "open" for v in (window.get("from"), window.get("to")))
+    phase = f"-phase{body['phase']}" if body.get("phase", 1) > 1 else ""
+    response["Content-Disposition"] = f'attachment; filename="{experiment.key}{phase}-results-{part}.csv"'
     return response
 
 
@@ -476,6 +600,8 @@ class RefreshView(_AnalystView):
         tags=["results"],
     )
     def post(self, request, key: str):
+        if error := unknown_params(request.query_params, {"phase"}):
+            return Response(error, status=status.HTTP_400_BAD_REQUEST)
         experiment = get_object_or_404(Experiment, key=key)
         try:
             phase = parse_phase(experiment, request.query_params.get("phase"))
@@ -505,6 +631,8 @@ class TaskStatusView(_AnalystView):
         tags=["results"],
     )
     def get(self, request, task_id: str):
+        if error := unknown_params(request.query_params, set()):
+            return Response(error, status=status.HTTP_400_BAD_REQUEST)
         body = tasks.task_status(task_id)
         if body is None:
             return Response({"detail": "Unknown task id."}, status=status.HTTP_404_NOT_FOUND)
@@ -522,6 +650,8 @@ class SampleSizeView(APIView):
         tags=["results"],
     )
     def get(self, request):
+        if error := unknown_params(request.query_params, set(SampleSizeQuerySerializer().fields)):
+            return Response(error, status=status.HTTP_400_BAD_REQUEST)
         # A plain dict: as a QueryDict a missing boolean would read as False, not its default.
         query = SampleSizeQuerySerializer(data=request.query_params.dict())
         if not query.is_valid():

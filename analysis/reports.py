@@ -133,7 +133,7 @@ def _segment_summary(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _segments(
     experiment: Experiment, primary: list[ExperimentMetric], common: dict[str, Any], until: datetime,
-    phase: int | None = None,
+    phase: int | None = None, since: datetime | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Primary metrics only, per value of each segment attribute (kept cheap on purpose)."""
     if not primary:
@@ -145,7 +145,7 @@ def _segments(
             per_value = _queries().segment_statistics(
                 experiment, attribute, until=until, max_segments=max_segments,
                 min_units=getattr(settings, "REPORT_SEGMENT_MIN_UNITS", 20),  # privacy: see analysis.privacy
-                phase=phase,
+                phase=phase, since=since,
             )
         except ValueError:  # a misconfigured attribute name must not cost the whole report
             logger.exception("cannot segment %s by %r", experiment.key, attribute)
@@ -193,11 +193,13 @@ def _phase_of(experiment: Experiment, number: int | None) -> Phase | None:
 
 def build_payload(
     experiment: Experiment, *, until: datetime, include_segments: bool = True, phase: Phase | None = None,
+    since: datetime | None = None,
 ) -> dict[str, Any]:
     """Aggregate and analyse ``experiment`` with data up to ``until``; returns the JSON payload.
 
     With ``phase``, only that phase's exposures count and, for an ended phase, its frozen plan
-    (metrics and roles, alpha, correction, weights, ...) is used.
+    (metrics and roles, alpha, correction, weights, ...) is used. With ``since``, only units first
+    exposed at or after it count (a date range; see ``compute_window``).
     """
     number = phase.number if phase is not None else None
     notes: list[str] = []
@@ -221,8 +223,9 @@ def build_payload(
     if ems is None:
         ems = list(experiment.experiment_metrics.select_related("metric"))
     queries = _queries()
-    stats = queries.metric_statistics(experiment, until=until, phase=number)
-    counts = {str(k): int(v) for k, v in queries.exposure_counts(experiment, until=until, phase=number).items()}
+    stats = queries.metric_statistics(experiment, until=until, phase=number, since=since)
+    counts = {str(k): int(v)
+              for k, v in queries.exposure_counts(experiment, until=until, phase=number, since=since).items()}
     if weights is not None:
         counts = {k: v for k, v in counts.items() if k in weights}
     for v in variants:
@@ -242,7 +245,8 @@ def build_payload(
             metrics=[_metric_input(em, stats.get(em.metric.key, {})) for em in ems],
             exposure_counts=counts,
             planned_sample_size=experiment.planned_sample_size,
-            daily_units=_daily_units(counts, phase.started_at if phase else experiment.started_at, until),
+            daily_units=_daily_units(counts, max(filter(None, [
+                phase.started_at if phase else experiment.started_at, since]), default=None), until),
             **_plan_window(experiment, until, phase.started_at if phase else None),
             **common,
         )
@@ -251,7 +255,7 @@ def build_payload(
     primary = [em for em in ems if em.role == ExperimentMetric.Role.PRIMARY]
     daily = [
         {"date": _day(row["date"]), "variant": str(row["variant"]), "units": int(row["units"])}
-        for row in queries.daily_exposures(experiment, phase=number)
+        for row in queries.daily_exposures(experiment, phase=number, since=since, until=until)
         if weights is None or str(row["variant"]) in weights
     ]
     until_day = until.date().isoformat()
@@ -262,7 +266,7 @@ def build_payload(
             {"key": v.key, "name": v.name, "weight": float(v.weight), "is_control": v.is_control}
             for v in variants
         ],
-        segments=_segments(experiment, primary, common, until, number) if include_segments else {},
+        segments=_segments(experiment, primary, common, until, number, since) if include_segments else {},
         lift_series=lift_series(body),
         daily_exposures=[row for row in daily if row["date"] <= until_day],
         phase=number or 1,
@@ -319,6 +323,31 @@ def compute_report(
         _test_delay()
     logger.info("report of %s computed in %d ms (task %s)", key, snapshot.duration_ms, task_id or "-")
     return snapshot
+
+
+def compute_window(
+    experiment: Experiment | str, *, since: datetime | None, until: datetime | None, phase: int | None = None,
+) -> dict[str, Any]:
+    """Analyse a date range on demand (``?from=``/``?to=``): units first exposed in
+    ``[since, until)`` and their events before ``until``. Nothing is stored: a range is a
+    question, not a snapshot of the experiment, so it never shows up as the latest report.
+    """
+    key = experiment if isinstance(experiment, str) else experiment.key
+    experiment = Experiment.objects.prefetch_related("variants", "targeting_rules").get(key=key)
+    _flush_exposures()
+    now = timezone.now()
+    until = min(until, now) if until else now
+    phase_row = _phase_of(experiment, phase)
+    if phase_row is not None and phase_row.ended_at is not None and until > phase_row.ended_at:
+        until = phase_row.ended_at
+    start = phase_row.started_at if phase_row is not None else experiment.started_at
+    if since is not None and (start is None or since > start):
+        start = since
+    payload = build_payload(experiment, until=until, phase=phase_row, since=since)
+    payload.pop("lift_series", None)
+    payload.update(computed_at=_iso(now), data_from=_iso(start if start and start <= until else None),
+                   data_to=_iso(until))
+    return payload
 
 
 def backfill_daily(experiment: Experiment, *, days: int, end: datetime | None = None) -> int:

@@ -192,3 +192,25 @@ def test_experiment_admin_is_the_reporting_subclass():
     from analysis.admin import ReportingExperimentAdmin
 
     assert isinstance(admin.site._registry[Experiment], ReportingExperimentAdmin)
+
+
+def test_report_page_charts_have_tables_partial_day_and_distinct_snapshot_labels(browser, report):
+    experiment, latest = report
+    # Two more recomputations in the same minute as the latest one.
+    for seconds in (1, 2):
+        reports.compute_report(experiment, until=latest.computed_at + __import__("datetime").timedelta(seconds=seconds),
+                               include_segments=False)
+    page = browser.get("/reports/checkout/").content.decode()
+    assert page.count('<details class="chart-data">') == page.count("<svg") >= 6  # a table per chart
+    newest = ReportSnapshot.objects.filter(experiment=experiment).order_by("-computed_at").first()
+    days = {row["date"] for row in newest.payload["daily_exposures"]}
+    if newest.data_to.date().isoformat() in days:  # traffic today (not just after midnight)
+        assert 'class="partial"' in page and "partial day (data until" in page and "(partial)</td>" in page
+    links = re.findall(r'at=[^"]+">([^<]+)</a>', page)
+    assert len(links) >= 3 and len(set(links)) == len(links), links
+
+
+def test_unknown_query_parameters_on_the_exports(browser, report):
+    for path in ("export.csv", "export.json"):
+        r = browser.get(f"/reports/checkout/{path}?phasee=1")
+        assert r.status_code == 400 and "phasee" in r.json()["detail"]

@@ -141,3 +141,66 @@ def test_non_finite_values_are_skipped():
     svg = charts.metric_interval_chart(metric([CONTROL, treated("green", float("nan"), 0.0, float("inf"))]))
     assert "nan" not in svg.lower() and "inf" not in svg.lower().replace("info", "")
     parse(svg)
+
+
+# --- issue 17: partial day, clip markers, distinct labels, text alternatives ----------------------
+
+def test_partial_last_day_is_marked_not_joined_to_the_line():
+    rows = [{"date": (date(2026, 11, 1) + timedelta(days=d)).isoformat(), "variant": "control",
+             "units": 5 if d == 4 else 100} for d in range(5)]
+    plain = parse(charts.daily_exposures_chart(rows, variants=["control"]))
+    assert len(plain.find(f".//{SVG}polyline[@class='series']").get("points").split()) == 5  # the "drop"
+    assert plain.find(f".//{SVG}g[@class='partial']") is None
+    svg = charts.daily_exposures_chart(rows, variants=["control"], partial_day=date(2026, 11, 5),
+                                       partial_label="partial day (data until 14:00 UTC)")
+    root = parse(svg)
+    line = root.find(f".//{SVG}polyline[@class='series']")
+    assert len(line.get("points").split()) == 4  # the partial day is not joined to the line
+    hatch = root.find(f".//{SVG}g[@class='partial']")
+    assert hatch is not None and "partial day (data until 14:00 UTC)" in "".join(hatch.itertext())
+    point = root.find(f".//{SVG}circle[@class='partial-point']")
+    assert point is not None and point.get("fill") == "#fff" and "so far" in "".join(point.itertext())
+    # The hatched column starts between the last full day and the partial one.
+    xs = [float(p.split(",")[0]) for p in line.get("points").split()]
+    assert xs[-1] < float(hatch.find(f"{SVG}rect").get("x")) < float(point.get("cx"))
+
+
+def test_bands_cut_off_by_the_axis_get_a_clip_marker():
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    history = [_snap(t0 + timedelta(days=i), [CONTROL, _always_valid(treated("green", 0.05, 0.0, 0.1), lo, hi)])
+               for i, (lo, hi) in enumerate([(-3.0, 4.0), (0.01, 0.09), (0.02, 0.08)])]
+    svg = charts.cumulative_lift_chart(history, "purchase")
+    root = parse(svg)
+    clips = root.findall(f".//{SVG}path[@class='clip']")
+    assert len(clips) == 2  # the first band's both ends
+    assert any("400%" in "".join(c.itertext()) for c in clips)
+    assert root.find(f".//{SVG}text[@class='clip-note']") is not None
+    narrow = [_snap(t0 + timedelta(days=i), [CONTROL, _always_valid(treated("green", 0.05, 0.0, 0.1), 0.01, 0.09)])
+              for i in range(2)]
+    assert parse(charts.cumulative_lift_chart(narrow, "purchase")).find(f".//{SVG}path[@class='clip']") is None
+
+
+def test_recomputations_in_the_same_minute_get_distinct_labels():
+    from analysis.pages import distinct_labels
+
+    t = datetime(2026, 12, 2, 1, 4, 10, tzinfo=UTC)
+    times = [t, t + timedelta(seconds=30), t + timedelta(seconds=30), t + timedelta(hours=1)]
+    labels = distinct_labels(times)
+    assert len(set(labels)) == 4
+    assert labels == ["Dec 2 01:04:10", "Dec 2 01:04:40 (#1)", "Dec 2 01:04:40 (#2)", "Dec 2 02:04"]
+
+
+def test_every_chart_has_a_table_of_its_numbers():
+    interval = charts.interval_table(metric([CONTROL, treated("g<b>", 0.1, 0.02, 0.18)]))
+    assert "<table" in interval and "g&lt;b&gt;" in interval and "10%" in interval and "18%" in interval
+    assert interval.startswith("<details") and "<th scope=\"col\">Low</th>" in interval
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    history = [_snap(t0 + timedelta(days=i), [CONTROL, _always_valid(treated("green", 0.1, 0.0, 0.2), -0.1, 0.3)])
+               for i in range(2)]
+    table = charts.lift_history_table(history, "purchase", ["A", "B"])
+    assert table.count("<tr>") == 1 + 2 and ">A<" in table and "30%" in table
+    rows = [{"date": "2026-11-01", "variant": "control", "units": 7}, {"date": "2026-11-02", "variant": "green",
+                                                                        "units": 3}]
+    daily = charts.daily_exposures_table(rows, variants=["control", "green"], partial_day=date(2026, 11, 2))
+    assert "2026-11-02 (partial)" in daily and "<td>7</td>" in daily
+    assert charts.daily_exposures_table([]) == ""

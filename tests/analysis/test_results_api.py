@@ -130,7 +130,7 @@ def test_at_selects_an_earlier_snapshot(analyst, openapi):
     assert plain.json()["snapshot_id"] == first.pk
     before = at((t1 - timedelta(seconds=1)).isoformat())
     assert before.status_code == 404 and "at or before" in before.json()["detail"]
-    for bad in ("yesterday", "2026-13-01T00:00:00Z", "2026-01-01", "2026-01-01T00:00:00", ""):
+    for bad in ("yesterday", "2026-13-01T00:00:00Z", "2026-02-30", "2026-01-01T00:00:00", ""):
         r = at(bad)
         assert r.status_code == 400 and "at" in r.json(), bad
         conforms(openapi, RESULTS, "GET", r)

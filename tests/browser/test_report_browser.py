@@ -53,6 +53,11 @@ def test_demo_report_in_chromium(live_server, page, demo, artifacts):
 
     page.screenshot(path=str(artifacts / "report-checkout-button.png"), full_page=True)
     assert_accessible(page, "report-detail", artifacts)
+    # Every chart has its numbers as a table (its text alternative), checked by axe-core when open.
+    assert page.locator("figure.chart-box details.chart-data table").count() == page.locator("svg.chart").count()
+    page.eval_on_selector_all("details.chart-data", "els => els.forEach(e => e.open = true)")
+    assert page.locator("#exposures details.chart-data table").is_visible()
+    assert_accessible(page, "report-detail-tables", artifacts)
 
     with page.expect_download() as download:
         page.click("#export-csv")
@@ -69,3 +74,23 @@ def test_demo_report_in_chromium(live_server, page, demo, artifacts):
     row = page.locator("#experiment-list tbody tr", has_text=demo)
     assert row.count() == 1 and "Running" in row.inner_text()
     assert_accessible(page, "report-list", artifacts)
+
+    page.goto(f"{live_server.url}/reports/library/?outcome=won")
+    assert page.locator("#library-summary").is_visible() and "Win rate" in page.locator("#win-rate").inner_text()
+    assert_accessible(page, "report-library", artifacts)
+
+
+def test_shared_link_in_chromium_without_an_account(live_server, page, demo, artifacts):
+    from analysis import sharing
+    from experiments.models import Experiment
+
+    link = sharing.create_link(Experiment.objects.get(key=demo), days=1)
+    page.goto(f"{live_server.url}{sharing.url_of(link)}")
+    assert "/login/" not in page.url
+    assert page.locator("#shared-banner").is_visible() and page.locator("#decision").is_visible()
+    assert page.locator("#export-csv").count() == 0 and page.locator("#recompute").count() == 0
+    assert page.locator("svg.chart").count() >= 6
+    assert_accessible(page, "report-shared", artifacts)
+    sharing.revoke(link)
+    response = page.goto(f"{live_server.url}{sharing.url_of(link)}")
+    assert response.status == 410 and page.locator("#share-invalid").is_visible()
