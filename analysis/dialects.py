@@ -40,6 +40,10 @@ class Dialect:
         """Identifier quoting (Django's for SQLite/PostgreSQL; ClickHouse and DuckDB accept it)."""
         return '"' + name.replace('"', '""') + '"'
 
+    def source(self, table: str, alias: str = "") -> str:
+        """A table in FROM/JOIN (with its alias): where the engine deduplicates on read."""
+        return " ".join(part for part in (table, alias) if part)
+
     def shift(self, column: str, hours: int) -> tuple[str, list[Any]]:
         """``column + hours`` (negative: minus) comparable with stored timestamps."""
         return f"({column} + %s * INTERVAL '1 hour')", [int(hours)]
@@ -135,6 +139,11 @@ class ClickHouse(Dialect):
     text_type = "String"
     least = "least"
     materialize_reused = False  # CTEs are inlined; no hint
+
+    def source(self, table: str, alias: str = "") -> str:
+        # ReplacingMergeTree keeps a retried insert until a background merge: FINAL reads each
+        # sorting key (event_id) once, so a redelivered batch never counts twice.
+        return " ".join(part for part in (table, alias, "FINAL") if part)
 
     def shift(self, column: str, hours: int) -> tuple[str, list[Any]]:
         # ClickHouse rejects ``n * INTERVAL``: the count must be a literal (an int: safe).

@@ -81,7 +81,12 @@ def _load(cursor, dialect, marker, events, exposures) -> None:
         (Event, EVENT_FIELDS, events, "event_id"), (Exposure, EXPOSURE_FIELDS, exposures, "id"),
     ):
         cursor.execute(f"DROP TABLE IF EXISTS {dialect.quote(model._meta.db_table)}")
-        cursor.execute(create_table_sql(dialect, model, fields, order_by=key))
+        if dialect.name == "clickhouse":  # the production DDL (analysis.clickhouse)
+            from .clickhouse import ddl
+
+            cursor.execute(ddl()[0 if model is Event else 1])
+        else:
+            cursor.execute(create_table_sql(dialect, model, fields, order_by=key))
         data = [_row(dialect, obj, fields) for obj in rows]
         if data:
             cursor.executemany(_insert_sql(dialect, model, list(fields), marker), data)
@@ -107,9 +112,13 @@ def chdb_engine(events: Iterable[Event], exposures: Iterable[Exposure]) -> diale
     from chdb import dbapi
 
     conn = dbapi.connect()
+    _load(conn.cursor(), dialects.DIALECTS["clickhouse"], "%s", events, exposures)
+    return chdb_connection_engine(conn)
+
+
+def chdb_connection_engine(conn: Any) -> dialects.Engine:
+    """An engine over an open chdb DB-API connection (tables already there)."""
     dialect = dialects.DIALECTS["clickhouse"]
-    cursor = conn.cursor()
-    _load(cursor, dialect, "%s", events, exposures)
 
     def execute(d: dialects.Dialect, sql: str, params: list[Any]) -> list[tuple]:
         cur = conn.cursor()
@@ -117,6 +126,19 @@ def chdb_engine(events: Iterable[Event], exposures: Iterable[Exposure]) -> diale
         return list(cur.fetchall())
 
     return dialects.Engine(dialect, execute)
+
+
+def _load_rows(engine: dialects.Engine, events: Iterable[Event], exposures: Iterable[Exposure], *,
+               batch: int = 10_000) -> None:
+    """Insert rows into an engine's existing tables (ClickHouse: ``clickhouse_init``'s)."""
+    dialect = engine.dialect
+    for model, fields, rows in ((Event, EVENT_FIELDS, events), (Exposure, EXPOSURE_FIELDS, exposures)):
+        head, values = _insert_sql(dialect, model, list(fields), "%s").split(" VALUES ")
+        data = [_row(dialect, obj, fields) for obj in rows]
+        for start in range(0, len(data), batch):  # one INSERT per batch
+            chunk = data[start : start + batch]
+            engine.execute(dialect, f"{head} VALUES {', '.join([values] * len(chunk))}",
+                           [v for row in chunk for v in row])
 
 
 def from_django(factory) -> dialects.Engine:

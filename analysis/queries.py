@@ -255,7 +255,7 @@ class _Exposures:
 
     def __init__(self, experiment, until: datetime | None, phase: int | None = None):
         meta = Exposure._meta
-        self.table = _q(meta.db_table)
+        self.table = _d().source(_q(meta.db_table))
         col = lambda name: _q(meta.get_field(name).column)  # noqa: E731
         self.unit, self.variant, self.first_seen = col("unit_id"), col("variant"), col("first_seen")
         self.attributes = col("attributes")
@@ -403,7 +403,7 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
     u_cte = (
         f"SELECT x.variant_id AS variant_id{', x.s AS s' if seg_sql else ''}, "
         + ", ".join(columns.sql)
-        + f" FROM x JOIN {etable} e ON {e_unit} = x.unit_id WHERE {' AND '.join(where)} GROUP BY {group}"
+        + f" FROM x JOIN {_d().source(etable, 'e')} ON {e_unit} = x.unit_id WHERE {' AND '.join(where)} GROUP BY {group}"
     )
     u_params = [*columns.params, *where_params]
 
@@ -522,9 +522,20 @@ def _variant_stats(spec: _Spec, n: int, sums: tuple | None) -> VariantStats:
 # --- vendor differences and plumbing -----------------------------------------------------------
 
 
-def _d() -> dialects.Dialect:
-    """The dialect of the engine in use (``dialects.using``), else of Django's connection."""
+def _engine() -> dialects.Engine | None:
+    """The engine in use: ``dialects.using``'s, else ClickHouse when ``ANALYTICS_BACKEND`` says
+    so, else None (Django's connection)."""
     engine = dialects.current_engine()
+    if engine is None and getattr(settings, "ANALYTICS_BACKEND", "django") != "django":
+        from .clickhouse import settings_engine
+
+        engine = settings_engine()
+    return engine
+
+
+def _d() -> dialects.Dialect:
+    """The dialect of the engine in use, else of Django's connection."""
+    engine = _engine()
     return engine.dialect if engine is not None else dialects.for_vendor(connection.vendor)
 
 
@@ -564,7 +575,7 @@ def _fetch(sql: str, params: Iterable[Any], *, heavy: bool = False) -> list[tupl
     """Run one query; heavy ones get more ``work_mem`` on PostgreSQL (hash join + aggregate of
     every exposed unit stay in memory instead of spilling to disk)."""
     params = list(params)
-    engine = dialects.current_engine()
+    engine = _engine()
     if engine is not None:
         return [tuple(row) for row in engine.execute(engine.dialect, sql, params)]
     vendor = connection.vendor

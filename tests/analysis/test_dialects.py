@@ -180,3 +180,94 @@ def test_filtered_aggregates_least_and_casts_per_dialect():
 def test_unknown_vendor_is_refused():
     with pytest.raises(ValueError, match="oracle"):
         dialects.for_vendor("oracle")
+
+
+# --- ClickHouse as the analysis store ------------------------------------------------------------
+
+chdb_only = pytest.mark.skipif(not _importable("chdb"), reason="chdb is not installed (clickhouse extra)")
+
+
+@chdb_only
+def test_clickhouse_counts_a_row_inserted_twice_once(generated):
+    """A retried batch: rows inserted again into the ReplacingMergeTrees (separate parts, merges
+    stopped); FINAL reads give Django's statistics unchanged."""
+    from analysis.models import Event
+
+    want = queries.metric_statistics(generated)
+    events, exposures = list(Event.objects.all()), list(Exposure.objects.all())
+    engine = engines.chdb_engine(events, exposures)
+    for table in ("analysis_event", "assignment_exposure"):
+        engine.execute(engine.dialect, f'SYSTEM STOP MERGES "{table}"', [])
+    engines._load_rows(engine, events[:300], exposures[:60])
+    (raw,) = engine.execute(engine.dialect, 'SELECT count() FROM "analysis_event"', [])
+    assert raw[0] == len(events) + 300  # both copies are stored ...
+    with dialects.using(engine):
+        assert_same_tables(queries.metric_statistics(generated), want)  # ... and count once
+
+
+class _ChdbClient:
+    """What the code needs of a ``clickhouse_connect`` client, served by chdb (the same engine)."""
+
+    def __init__(self):
+        from chdb import dbapi
+
+        self.conn = dbapi.connect()
+        self.queries = []
+
+    def query(self, sql, parameters=()):
+        self.queries.append(sql)
+        cur = self.conn.cursor()
+        cur.execute(sql, tuple(parameters))
+        return type("Result", (), {"result_rows": list(cur.fetchall() or [])})()
+
+
+@chdb_only
+def test_analytics_backend_clickhouse_reads_events_from_clickhouse(generated, settings, monkeypatch):
+    from django.core.management import call_command
+
+    from analysis import clickhouse
+    from analysis.models import Event
+
+    want = queries.metric_statistics(generated)
+    client = _ChdbClient()
+    cur = client.conn.cursor()
+    for table in ("analysis_event", "assignment_exposure"):
+        cur.execute(f'DROP TABLE IF EXISTS "{table}"')
+    monkeypatch.setattr(clickhouse, "_client", lambda url: client)
+    settings.ANALYTICS_BACKEND, settings.CLICKHOUSE_URL = "clickhouse", "http://default@ch:8123/default"
+    call_command("clickhouse_init")
+    call_command("clickhouse_init")  # idempotent
+    engine = engines.chdb_connection_engine(client.conn)
+    engines._load_rows(engine, Event.objects.all(), Exposure.objects.all())
+    client.queries.clear()
+    assert_same_tables(queries.metric_statistics(generated), want)
+    assert queries.exposure_counts(generated) == {k: v.n for k, v in want["conv"].items()}
+    assert any("FINAL" in sql and "countIf" in sql for sql in client.queries)  # it ran on ClickHouse
+
+
+def test_analytics_backend_settings_are_checked(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from analysis import clickhouse
+
+    settings.ANALYTICS_BACKEND, settings.CLICKHOUSE_URL = "clickhouse", ""
+    with pytest.raises(ImproperlyConfigured, match="CLICKHOUSE_URL"):
+        clickhouse.settings_engine()
+    settings.ANALYTICS_BACKEND = "bigquery"
+    with pytest.raises(ImproperlyConfigured, match="ANALYTICS_BACKEND"):
+        clickhouse.settings_engine()
+    settings.ANALYTICS_BACKEND = "django"
+    assert clickhouse.settings_engine() is None
+
+
+def test_clickhouse_init_prints_replacing_merge_trees_with_monthly_partitions():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("clickhouse_init", "--print", stdout=out)
+    text = out.getvalue()
+    assert text.count("ENGINE = ReplacingMergeTree") == 2
+    assert 'PARTITION BY toYYYYMM("timestamp") ORDER BY "event_id"' in text
+    assert 'PARTITION BY toYYYYMM("first_seen")' in text
