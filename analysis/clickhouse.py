@@ -56,7 +56,7 @@ def _client(url: str) -> Any:
 
     parts = urlsplit(url)
     return clickhouse_connect.get_client(
-        host=parts.hostname or "localhost", port=parts.port or 8123, username=parts.username or "default",
+        host=parts.hostname or "localhost", port=parts.port or (8443 if parts.scheme == "https" else 8123), username=parts.username or "default",
         password=parts.password or "", database=(parts.path or "/").strip("/") or "default",
         secure=parts.scheme == "https",
     )

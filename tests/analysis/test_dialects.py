@@ -9,6 +9,7 @@ and ``clickhouse`` extras): the engine is skipped when its package is missing.
 from __future__ import annotations
 
 import math
+import os
 import random
 from datetime import timedelta
 
@@ -243,6 +244,26 @@ def test_analytics_backend_clickhouse_reads_events_from_clickhouse(generated, se
     assert_same_tables(queries.metric_statistics(generated), want)
     assert queries.exposure_counts(generated) == {k: v.n for k, v in want["conv"].items()}
     assert any("FINAL" in sql and "countIf" in sql for sql in client.queries)  # it ran on ClickHouse
+
+
+@pytest.mark.clickhouse_server
+@pytest.mark.skipif(not os.environ.get("CLICKHOUSE_TEST_URL"), reason="needs CLICKHOUSE_TEST_URL (a scratch database)")
+def test_a_real_clickhouse_server_gives_the_same_statistics(generated, settings):
+    """The same as above over the network (clickhouse-connect): network, auth and server DDL.
+    Point CLICKHOUSE_TEST_URL at a scratch database: its two tables are dropped."""
+    from django.core.management import call_command
+
+    from analysis import clickhouse
+    from analysis.models import Event
+
+    want = queries.metric_statistics(generated)
+    settings.ANALYTICS_BACKEND, settings.CLICKHOUSE_URL = "clickhouse", os.environ["CLICKHOUSE_TEST_URL"]
+    engine = clickhouse.settings_engine()
+    for table in ("analysis_event", "assignment_exposure"):
+        engine.execute(engine.dialect, f'DROP TABLE IF EXISTS "{table}"', [])
+    call_command("clickhouse_init")
+    engines._load_rows(engine, Event.objects.all(), Exposure.objects.all())
+    assert_same_tables(queries.metric_statistics(generated), want)
 
 
 def test_analytics_backend_settings_are_checked(settings):
