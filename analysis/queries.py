@@ -39,8 +39,11 @@ Rules (what a report counts):
   turned into ``m2``/``m3`` (sums of squared/cubed deviations from the variant mean) here, so a
   tiny spread around a large mean survives (``sum_sq - sum**2/n`` cancels it away).
 
-SQLite and PostgreSQL run the same SQL except for three helpers (time shift, JSON attribute
-extraction, day truncation). Every value, attribute names included, is a query parameter.
+Every engine (SQLite, PostgreSQL, ClickHouse, DuckDB in tests) runs the SQL built here; what
+they spell differently (time shifts, filtered aggregates, LEAST, types, timestamps, JSON
+attributes, day truncation, CTE hints) comes from ``analysis.dialects``. Every value, attribute
+names included, is a query parameter (a literal only where an engine demands one: ClickHouse
+interval counts, validated integers).
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ from django.utils import timezone
 
 from assignment.models import Exposure
 
+from . import dialects
 from .models import Event
 from .stats import VariantStats
 
@@ -64,11 +68,13 @@ NONE_SEGMENT = "(none)"
 OTHER_SEGMENT = "(other)"
 ATTRIBUTE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 _WORK_MEM_RE = re.compile(r"\d{1,7}\s*(kB|MB|GB)?")
-_FLOAT = "DOUBLE PRECISION"
 #: Event values beyond this magnitude are clamped before aggregation (the ingestion limit; only
 #: rows written around the API can exceed it). Any double up to 1.8e308 is thus safe to sum.
 VALUE_LIMIT = 1e15
-_LIMIT_SQL = f"CAST({VALUE_LIMIT!r} AS {_FLOAT})"
+
+
+def _limit_sql() -> str:
+    return f"CAST({VALUE_LIMIT!r} AS {_d().float_type})"
 
 
 # --- public interface ------------------------------------------------------------------------
@@ -128,7 +134,7 @@ def daily_exposures(experiment, *, phase: int | None = None, since: datetime | N
     one with exposures and every variant (0 when none): ``[{"date", "variant", "units"}]``."""
     variants = _variant_keys(experiment)
     x = _Exposures(experiment, _aware(until), phase, _aware(since))
-    day = _day_sql(x.first_seen)
+    day = _d().day(x.first_seen)
     rows = _fetch(
         f"SELECT {day} AS d, {x.variant}, COUNT(*) FROM {x.table} WHERE {x.where} "
         f"GROUP BY {day}, {x.variant}",
@@ -213,20 +219,20 @@ class _Columns:
         else:
             cond = f"{ts} >= x.{shift_col(-hours)} AND {ts} < x.t0"
         value = f"e.{_q(_event_col('value'))}"
-        where = f"FILTER (WHERE e.{_q(_event_col('event'))} = %s AND {cond})"
+        where = f"e.{_q(_event_col('event'))} = %s AND {cond}"
+        d = _d()
         if aggregation == "count":
-            self.sql.append(f"COUNT(*) {where} AS {name}")
+            self.sql.append(f"{d.filtered('COUNT', '*', where)} AS {name}")
             self.params.append(event)
         else:
             # Clamp each value first (NaN/inf stored by hand included: NaN > x is true on
             # PostgreSQL, SQLite stores NaN as NULL), and flag units with such a value.
-            lim = _LIMIT_SQL
+            lim = _limit_sql()
             clamped = f"CASE WHEN {value} > {lim} THEN {lim} WHEN {value} < -{lim} THEN -{lim} ELSE {value} END"
-            self.sql.append(f"SUM({clamped}) {where} AS {name}")
+            self.sql.append(f"{d.filtered('SUM', clamped, where)} AS {name}")
             flag = f"{name}c"
-            self.sql.append(
-                f"MAX(CASE WHEN {value} > {lim} OR {value} < -{lim} THEN 1 ELSE 0 END) {where} AS {flag}"
-            )
+            out_of_range = f"CASE WHEN {value} > {lim} OR {value} < -{lim} THEN 1 ELSE 0 END"
+            self.sql.append(f"{d.filtered('MAX', out_of_range, where)} AS {flag}")
             self.params += [event, event]
             self.flags[name] = flag
         self.index[key] = name
@@ -235,13 +241,14 @@ class _Columns:
 
 def _value_sql(spec: _Spec, column: str, params: list[Any], *, capped: bool = True) -> str:
     """Per-unit metric value from its aggregate column, as DOUBLE PRECISION (cap applied)."""
+    d = _d()
     raw = f"COALESCE({column}, 0)"
     if spec.kind == "conversion":
-        return f"CASE WHEN {raw} > 0 THEN CAST(1 AS {_FLOAT}) ELSE CAST(0 AS {_FLOAT}) END"
-    value = f"CAST({raw} AS {_FLOAT})"
+        return f"CASE WHEN {raw} > 0 THEN {d.cast_float('1')} ELSE {d.cast_float('0')} END"
+    value = d.cast_float(raw)
     if capped and spec.cap is not None:
         params.append(float(spec.cap))
-        return f"{_least()}({value}, %s)"
+        return f"{d.least}({value}, %s)"
     return value
 
 
@@ -255,7 +262,7 @@ class _Exposures:
     def __init__(self, experiment, until: datetime | None, phase: int | None = None,
                  since: datetime | None = None):
         meta = Exposure._meta
-        self.table = _q(meta.db_table)
+        self.table = _d().source(_q(meta.db_table))
         col = lambda name: _q(meta.get_field(name).column)  # noqa: E731
         self.unit, self.variant, self.first_seen = col("unit_id"), col("variant"), col("first_seen")
         self.attributes = col("attributes")
@@ -274,15 +281,8 @@ class _Exposures:
 
 def _segment_key_sql(attributes: str, attribute: str) -> tuple[str, list[Any]]:
     """SQL for the segment value (text, '(none)' when missing or null) and its parameters."""
-    if connection.vendor == "postgresql":
-        return f"COALESCE({attributes} ->> CAST(%s AS TEXT), %s)", [attribute, NONE_SEGMENT]
-    path = f'$."{attribute}"'  # safe: the attribute matched ATTRIBUTE_RE (no quotes)
-    sql = (
-        f"COALESCE(CASE json_type({attributes}, %s) WHEN 'true' THEN 'true' "
-        f"WHEN 'false' THEN 'false' WHEN 'null' THEN NULL "
-        f"ELSE CAST(json_extract({attributes}, %s) AS TEXT) END, %s)"
-    )
-    return sql, [path, path, NONE_SEGMENT]
+    sql, params = _d().json_text(attributes, attribute)  # attribute matched ATTRIBUTE_RE
+    return f"COALESCE({sql}, %s)", [*params, NONE_SEGMENT]
 
 
 def _statistics(experiment, *, until, segment, only=None, phase=None, since=None):
@@ -318,7 +318,7 @@ def _statistics(experiment, *, until, segment, only=None, phase=None, since=None
                 seg_sql = f"CASE WHEN {key_sql} IN ({placeholders}) THEN {key_sql} ELSE %s END"
                 seg_params = [*key_params, *names, *key_params, OTHER_SEGMENT]
             else:  # every value is too small: one "(other)" segment
-                seg_sql, seg_params = "CAST(%s AS TEXT)", [OTHER_SEGMENT]
+                seg_sql, seg_params = f"CAST(%s AS {_d().text_type})", [OTHER_SEGMENT]
             names.append(OTHER_SEGMENT)
         order = names
     else:
@@ -354,7 +354,7 @@ def _statistics(experiment, *, until, segment, only=None, phase=None, since=None
 def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
     """One query: {(segment, variant_id): [per-metric tuple of sums]}."""
     bounds = _fetch(f"SELECT MIN({x.first_seen}), MAX({x.first_seen}) FROM {x.table} WHERE {x.where}", x.params)
-    first, last = (_parse_dt(v) for v in bounds[0])
+    first, last = (_d().parse_timestamp(v) for v in bounds[0])
     if first is None:
         return {}
     windows = {s.window for s in specs if s.window}
@@ -377,7 +377,7 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
     for hours in sorted({*windows, *(-p for p in pres)}):
         name = f"w{hours}" if hours > 0 else f"p{-hours}"
         shift_cols[hours] = name
-        sql, params = _shift_sql(f"x0.{x.first_seen}", hours)
+        sql, params = _d().shift(f"x0.{x.first_seen}", hours)
         shift_select.append(f"{sql} AS {name}")
         shift_params += params
 
@@ -413,7 +413,7 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
     u_cte = (
         f"SELECT x.variant_id AS variant_id{', x.s AS s' if seg_sql else ''}, "
         + ", ".join(columns.sql)
-        + f" FROM x JOIN {etable} e ON {e_unit} = x.unit_id WHERE {' AND '.join(where)} GROUP BY {group}"
+        + f" FROM x JOIN {_d().source(etable, 'e')} ON {e_unit} = x.unit_id WHERE {' AND '.join(where)} GROUP BY {group}"
     )
     u_params = [*columns.params, *where_params]
 
@@ -445,13 +445,13 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
             v_select.append(f"{_value_sql(spec, rest.pop(0), v_params)} AS {p}")
             sums_select += [f"SUM({p})", f"SUM({p} * {p})", f"SUM({p} * {y})"]
     seg_out = ", s" if seg_sql else ""
-    materialized = "MATERIALIZED " if connection.vendor == "sqlite" else ""
+    materialized = _d().cte("exposures")
     v_cte = f"v AS (SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u)"
     if pilots:  # per-metric shift (pilot mean): v is read twice and c once per row, so both are
         # materialised (else, without table statistics, PostgreSQL re-aggregates c for every row)
         v_cte = (
-            f"v AS MATERIALIZED (SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u), "
-            f"c AS MATERIALIZED (SELECT {', '.join(pilots)} FROM v)"
+            f"v AS {_d().cte('reused')}(SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u), "
+            f"c AS {_d().cte('reused')}(SELECT {', '.join(pilots)} FROM v)"
         )
     source = "v CROSS JOIN c" if pilots else "v"
     sql = (
@@ -532,50 +532,36 @@ def _variant_stats(spec: _Spec, n: int, sums: tuple | None) -> VariantStats:
 # --- vendor differences and plumbing -----------------------------------------------------------
 
 
+def _engine() -> dialects.Engine | None:
+    """The engine in use: ``dialects.using``'s, else ClickHouse when ``ANALYTICS_BACKEND`` says
+    so, else None (Django's connection)."""
+    engine = dialects.current_engine()
+    if engine is None and getattr(settings, "ANALYTICS_BACKEND", "django") != "django":
+        from .clickhouse import settings_engine
+
+        engine = settings_engine()
+    return engine
+
+
+def _d() -> dialects.Dialect:
+    """The dialect of the engine in use, else of Django's connection."""
+    engine = _engine()
+    return engine.dialect if engine is not None else dialects.for_vendor(connection.vendor)
+
+
 def _q(name: str) -> str:
-    return connection.ops.quote_name(name)
+    return _d().quote(name)
 
 
 def _event_col(name: str) -> str:
     return Event._meta.get_field(name).column
 
 
-def _least() -> str:
-    return "LEAST" if connection.vendor == "postgresql" else "MIN"
-
-
-def _shift_sql(column: str, hours: int) -> tuple[str, list[Any]]:
-    """``column + hours`` (negative: minus) as SQL comparable with stored datetimes."""
-    if connection.vendor == "postgresql":
-        return f"({column} + %s * INTERVAL '1 hour')", [hours]
-    # SQLite stores datetimes as Django-formatted text, so shift in Python (once per exposure
-    # row) and return the same format: text comparison is then exact to the microsecond.
-    return f"abp_shift_hours({column}, %s)", [hours]
-
-
-def _sqlite_shift_hours(value: str | None, hours: int) -> str | None:
-    if value is None:
-        return None
-    try:
-        return str(datetime.fromisoformat(value) + timedelta(hours=hours))
-    except (ValueError, OverflowError):
-        return None
-
-
-def _day_sql(column: str) -> str:
-    if connection.vendor == "postgresql":
-        return f"CAST(({column} AT TIME ZONE 'UTC') AS DATE)"
-    return f"substr({column}, 1, 10)"
+_sqlite_shift_hours = dialects.sqlite_shift_hours
 
 
 def _adapt(value: datetime) -> Any:
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def _parse_dt(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+    return _d().timestamp(value)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -599,6 +585,9 @@ def _fetch(sql: str, params: Iterable[Any], *, heavy: bool = False) -> list[tupl
     """Run one query; heavy ones get more ``work_mem`` on PostgreSQL (hash join + aggregate of
     every exposed unit stay in memory instead of spilling to disk)."""
     params = list(params)
+    engine = _engine()
+    if engine is not None:
+        return [tuple(row) for row in engine.execute(engine.dialect, sql, params)]
     vendor = connection.vendor
     if vendor == "sqlite":
         connection.ensure_connection()

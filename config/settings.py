@@ -107,6 +107,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Analysis store: "django" (the database above) or "clickhouse" (reports read events and
+# exposures from CLICKHOUSE_URL, http[s]://user:password@host:8123/database; docs/scaling.md).
+ANALYTICS_BACKEND = env.str("ANALYTICS_BACKEND", default="django")
+CLICKHOUSE_URL = env.str("CLICKHOUSE_URL", default="")
+
 # --- Redis: broker and shared cache ------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="") or None
 

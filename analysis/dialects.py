@@ -1,0 +1,228 @@
+"""What differs between the SQL engines the aggregation builder (``analysis.queries``) targets.
+
+One builder writes every query; a ``Dialect`` supplies only the fragments engines spell
+differently (interval shifts, filtered aggregates, LEAST, types, timestamp parameters, JSON
+attribute extraction, day truncation, CTE materialisation hints). There is no per-engine copy
+of a query and no SQL translation at run time: placeholders are ``%s`` (DB-API "format"
+style) for every engine, bound by the driver (Django's SQLite backend and DuckDB's adapter turn
+them into ``?`` the same way).
+
+Engines: SQLite and PostgreSQL (through Django's connection), ClickHouse (``clickhouse-connect``
+for a server, ``chdb`` in-process for tests and benchmarks) and DuckDB (tests only: a fourth
+opinion in the cross-engine equality test).
+
+An ``Engine`` (a dialect plus an ``execute(dialect, sql, params) -> rows`` function) is the
+execution seam: ``with using(engine): queries.metric_statistics(...)`` runs the same builder
+against another store (see ``analysis.engines`` for the DuckDB/chdb adapters).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+class Dialect:
+    """Base: standard SQL as PostgreSQL spells it. Subclasses override what differs."""
+
+    name = "standard"
+    float_type = "DOUBLE PRECISION"
+    text_type = "TEXT"
+    least = "LEAST"
+    #: CTE hints: the exposure CTE (read once per event row) and CTEs read twice (v, c).
+    materialize_exposures = False
+    materialize_reused = True
+
+    def quote(self, name: str) -> str:
+        """Identifier quoting (Django's for SQLite/PostgreSQL; ClickHouse and DuckDB accept it)."""
+        return '"' + name.replace('"', '""') + '"'
+
+    def source(self, table: str, alias: str = "") -> str:
+        """A table in FROM/JOIN (with its alias): where the engine deduplicates on read."""
+        return " ".join(part for part in (table, alias) if part)
+
+    def shift(self, column: str, hours: int) -> tuple[str, list[Any]]:
+        """``column + hours`` (negative: minus) comparable with stored timestamps."""
+        return f"({column} + %s * INTERVAL '1 hour')", [int(hours)]
+
+    def filtered(self, function: str, argument: str, condition: str) -> str:
+        """``function(argument)`` over the rows matching ``condition`` (``*`` for COUNT(*))."""
+        return f"{function}({argument}) FILTER (WHERE {condition})"
+
+    def cast_float(self, expression: str) -> str:
+        """A non-null expression as a double (callers COALESCE first: a nullable CAST fails on
+        ClickHouse)."""
+        return f"CAST({expression} AS {self.float_type})"
+
+    def day(self, column: str) -> str:
+        """The UTC calendar day of a timestamp column."""
+        return f"CAST(({column} AT TIME ZONE 'UTC') AS DATE)"
+
+    def json_text(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        """An attribute of a JSON object column as text (booleans ``true``/``false``; missing or
+        JSON null: SQL NULL). ``attribute`` is a parameter, already validated by the caller."""
+        return f"{column} ->> CAST(%s AS {self.text_type})", [attribute]
+
+    def cte(self, role: str) -> str:
+        """``MATERIALIZED `` where the engine takes (and needs) the hint, else nothing."""
+        wanted = self.materialize_exposures if role == "exposures" else self.materialize_reused
+        return "MATERIALIZED " if wanted else ""
+
+    def timestamp(self, value: datetime) -> Any:
+        """A timestamp parameter (aware UTC datetime) as the driver should get it."""
+        return value
+
+    def parse_timestamp(self, value: Any) -> datetime | None:
+        """A timestamp read back (datetime, naive = UTC, or text) as an aware datetime."""
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(str(value))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    def __repr__(self) -> str:
+        return f"<Dialect {self.name}>"
+
+
+class PostgreSQL(Dialect):
+    name = "postgresql"
+
+
+class SQLite(Dialect):
+    name = "sqlite"
+    least = "MIN"  # scalar MIN(a, b)
+    materialize_exposures = True
+
+    def shift(self, column: str, hours: int) -> tuple[str, list[Any]]:
+        # SQLite stores datetimes as Django-formatted text, so shift in Python (once per exposure
+        # row) and return the same format: text comparison is then exact to the microsecond.
+        return f"abp_shift_hours({column}, %s)", [int(hours)]
+
+    def day(self, column: str) -> str:
+        return f"substr({column}, 1, 10)"
+
+    def json_text(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        path = f'$."{attribute}"'  # safe: the caller validated the name (no quotes)
+        sql = (
+            f"CASE json_type({column}, %s) WHEN 'true' THEN 'true' "
+            f"WHEN 'false' THEN 'false' WHEN 'null' THEN NULL "
+            f"ELSE CAST(json_extract({column}, %s) AS TEXT) END"
+        )
+        return sql, [path, path]
+
+    def timestamp(self, value: datetime) -> Any:
+        from django.db import connection  # the text format Django stores
+
+        return connection.ops.adapt_datetimefield_value(value)
+
+
+def sqlite_shift_hours(value: str | None, hours: int) -> str | None:
+    """``abp_shift_hours``: the SQLite function behind ``SQLite.shift``."""
+    if value is None:
+        return None
+    try:
+        return str(datetime.fromisoformat(value) + timedelta(hours=hours))
+    except (ValueError, OverflowError):
+        return None
+
+
+class ClickHouse(Dialect):
+    """ClickHouse (server or chdb). Timestamps are ``DateTime64(6, 'UTC')``; attributes a JSON
+    ``String``."""
+
+    name = "clickhouse"
+    float_type = "Float64"
+    text_type = "String"
+    least = "least"
+    materialize_reused = False  # CTEs are inlined; no hint
+
+    def source(self, table: str, alias: str = "") -> str:
+        # ReplacingMergeTree keeps a retried insert until a background merge: FINAL reads each
+        # sorting key (event_id) once, so a redelivered batch never counts twice.
+        return " ".join(part for part in (table, alias, "FINAL") if part)
+
+    def shift(self, column: str, hours: int) -> tuple[str, list[Any]]:
+        # ClickHouse rejects ``n * INTERVAL``: the count must be a literal (an int: safe).
+        return f"({column} + INTERVAL {int(hours)} HOUR)", []
+
+    def filtered(self, function: str, argument: str, condition: str) -> str:
+        # The -If combinators are native (FILTER is accepted too and rewritten to them).
+        if argument == "*":
+            return f"{function.lower()}If({condition})"
+        return f"{function.lower()}If({argument}, {condition})"
+
+    def day(self, column: str) -> str:
+        return f"toDate({column}, 'UTC')"
+
+    def json_text(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        sql = (
+            f"multiIf(JSONType({column}, %s) = 'String', JSONExtractString({column}, %s), "
+            f"JSONType({column}, %s) = 'Null', NULL, JSONExtractRaw({column}, %s))"
+        )
+        return sql, [attribute] * 4
+
+    def timestamp(self, value: datetime) -> Any:
+        # Compared with a DateTime64(6, 'UTC') column, the text is read in UTC to the microsecond.
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class DuckDB(Dialect):
+    """DuckDB (tests only). Timestamps are naive UTC ``TIMESTAMP``; attributes JSON text."""
+
+    name = "duckdb"
+
+    def shift(self, column: str, hours: int) -> tuple[str, list[Any]]:
+        return f"({column} + INTERVAL '{int(hours)} hours')", []
+
+    def day(self, column: str) -> str:
+        return f"CAST({column} AS DATE)"
+
+    def json_text(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        return f"json_extract_string({column}, %s)", [f'$."{attribute}"']
+
+    def timestamp(self, value: datetime) -> Any:
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+
+DIALECTS: dict[str, Dialect] = {d.name: d for d in (PostgreSQL(), SQLite(), ClickHouse(), DuckDB())}
+
+
+def for_vendor(vendor: str) -> Dialect:
+    """The dialect of a Django connection vendor (``connection.vendor``)."""
+    try:
+        return DIALECTS[vendor]
+    except KeyError:
+        raise ValueError(f"no SQL dialect for database vendor {vendor!r}") from None
+
+
+Execute = Callable[[Dialect, str, list[Any]], list[tuple]]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A store the builder can run against: its dialect and how to run one query."""
+
+    dialect: Dialect
+    execute: Execute
+
+
+_current: ContextVar[Engine | None] = ContextVar("analysis_engine", default=None)
+
+
+def current_engine() -> Engine | None:
+    """The engine set by ``using`` (None: Django's default connection)."""
+    return _current.get()
+
+
+@contextmanager
+def using(engine: Engine) -> Iterator[Engine]:
+    """Run the query builder against ``engine`` inside the block."""
+    token = _current.set(engine)
+    try:
+        yield engine
+    finally:
+        _current.reset(token)

@@ -1,0 +1,166 @@
+"""Aggregation on PostgreSQL vs ClickHouse (chdb, in-process) through the same query builder.
+
+Builds the ``bench_aggregation`` data set in a throw-away PostgreSQL database (one experiment,
+3 variants, 5 metrics, CUPED on; 10 events per unit), copies the event and exposure tables into
+ClickHouse (chdb, the ``clickhouse_init`` DDL: ReplacingMergeTree, monthly partitions, read with
+FINAL), then times ``metric_statistics`` and ``segment_statistics`` on each engine and checks
+that both give the same per-variant statistics (counts exactly, float sums to 1e-12 relative).
+
+    .venv/bin/python bench/bench_clickhouse.py [--events 1000000]
+
+Needs PostgreSQL at postgres://postgres@127.0.0.1:5432 and the ``clickhouse`` extra (chdb).
+chdb runs ClickHouse's engine in this process on this machine's cores: it measures the query
+engine, not a ClickHouse server (network, replication, distributed tables).
+"""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_aggregation import PYTHON, ROOT, create_database, grow, rss_mb, setup_experiment  # noqa: E402
+
+FLOATS = ("sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross")
+
+
+def export(directory: str) -> dict[str, str]:
+    """The two tables as CSV files (timestamps as UTC text, NULL as \\N)."""
+    import psycopg
+
+    queries = {
+        "events": "SELECT event_id, unit_id, event, value, "
+                  "to_char(\"timestamp\" AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM analysis_event",
+        "exposures": "SELECT id, experiment_id, variant_id, unit_id, "
+                     "to_char(first_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), attributes::text, phase "
+                     "FROM assignment_exposure",
+    }
+    paths = {}
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn, conn.cursor() as cur:
+        for name, sql in queries.items():
+            paths[name] = os.path.join(directory, f"{name}.csv")
+            with open(paths[name], "wb") as f, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, NULL '\\N')") as copy:
+                for chunk in copy:
+                    f.write(chunk)
+    return paths
+
+
+def load_chdb(paths: dict[str, str]):
+    from chdb import dbapi
+
+    from analysis import clickhouse, engines
+
+    conn = dbapi.connect()
+    cur = conn.cursor()
+    for table in ("analysis_event", "assignment_exposure"):
+        cur.execute(f'DROP TABLE IF EXISTS "{table}"')
+    for sql in clickhouse.ddl():
+        cur.execute(sql)
+    cur.execute(
+        'INSERT INTO "analysis_event" (event_id, unit_id, event, value, "timestamp") '
+        "SELECT event_id, unit_id, event, value, parseDateTime64BestEffort(ts, 6, 'UTC') FROM file("
+        f"'{paths['events']}', 'CSV', 'event_id String, unit_id String, event String, value Nullable(Float64), ts String')"
+    )
+    cur.execute(
+        'INSERT INTO "assignment_exposure" (id, experiment_id, variant_id, unit_id, first_seen, attributes, phase) '
+        "SELECT id, e, v, u, parseDateTime64BestEffort(ts, 6, 'UTC'), a, p FROM file("
+        f"'{paths['exposures']}', 'CSV', 'id Int64, e Int64, v Int64, u String, ts String, a String, p UInt16')"
+    )
+    cur.execute('OPTIMIZE TABLE "analysis_event" FINAL')
+    return engines.chdb_connection_engine(conn)
+
+
+def timed(fn):
+    started = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - started
+
+
+def best_of_two(fn):
+    """(result, first run s, best run s): the first run pays caches and (chdb) warm-up."""
+    result, first = timed(fn)
+    _, second = timed(fn)
+    return result, first, min(first, second)
+
+
+def compare(a, b) -> str:
+    worst = 0.0
+    for mkey in a:
+        for vkey in a[mkey]:
+            x, y = a[mkey][vkey], b[mkey][vkey]
+            assert (x.n, x.clamped_units) == (y.n, y.clamped_units), (mkey, vkey)
+            if mkey == "b-purchase":
+                assert x.sum == y.sum, (mkey, vkey)  # conversions exactly
+            for name in FLOATS:
+                u, v = getattr(x, name), getattr(y, name)
+                if v:
+                    worst = max(worst, abs(u - v) / abs(v))
+                    assert math.isclose(u, v, rel_tol=1e-12), (mkey, vkey, name, u, v)
+    return f"identical (counts exactly, worst float relative difference {worst:.1e})"
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--events-per-unit", type=int, default=10)
+    parser.add_argument("--database", default="abp_bench_ch")
+    args = parser.parse_args()
+
+    os.environ["DATABASE_URL"] = create_database(args.database)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.pop("REDIS_URL", None)
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=os.environ, check=True)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from analysis import dialects, queries
+
+    with connection.cursor() as c:  # bench_aggregation's loader predates phases (throw-away database)
+        c.execute("ALTER TABLE assignment_exposure ALTER COLUMN phase SET DEFAULT 1")
+    experiment = setup_experiment()
+    units = max(1, args.events // args.events_per_unit)
+    pg_load = grow(experiment, 0, args.events, units)
+    pg_stats, pg_first, pg_metric = best_of_two(lambda: queries.metric_statistics(experiment))
+    pg_segments, _, pg_seg = best_of_two(lambda: queries.segment_statistics(experiment, "country"))
+    pg_rss = rss_mb()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, export_s = timed(lambda: export(tmp))
+        engine, ch_load = timed(lambda: load_chdb(paths))
+    with dialects.using(engine):
+        ch_stats, ch_first, ch_metric = best_of_two(lambda: queries.metric_statistics(experiment))
+        ch_segments, _, ch_seg = best_of_two(lambda: queries.segment_statistics(experiment, "country"))
+
+    class NoFinal(dialects.ClickHouse):  # what the FINAL (deduplicating) reads cost
+        def source(self, table: str, alias: str = "") -> str:
+            return dialects.Dialect.source(self, table, alias)
+
+    with dialects.using(dialects.Engine(NoFinal(), engine.execute)):
+        _, _, ch_nofinal = best_of_two(lambda: queries.metric_statistics(experiment))
+    verdict = compare(ch_stats, pg_stats)
+    for seg in pg_segments:
+        compare(ch_segments[seg], pg_segments[seg])
+
+    print(f"{args.events:,} events, {units:,} units, 5 metrics, CUPED; peak RSS after PostgreSQL "
+          f"{pg_rss:.0f} MB, after chdb {rss_mb():.0f} MB")
+    print(f"{'engine':<12s} {'load s':>8s} {'metric_statistics s (1st)':>26s} {'segment_statistics s':>21s}")
+    print(f"{'PostgreSQL':<12s} {pg_load:>8.1f} {pg_metric:>20.2f} ({pg_first:.2f}) {pg_seg:>21.2f}")
+    print(f"{'chdb':<12s} {ch_load:>8.1f} {ch_metric:>20.2f} ({ch_first:.2f}) {ch_seg:>21.2f}   "
+          f"(+ {export_s:.1f} s CSV export; without FINAL: {ch_nofinal:.2f} s)")
+    print(f"speed-up metric_statistics x{pg_metric / ch_metric:.1f}, segments x{pg_seg / ch_seg:.1f}; "
+          f"statistics {verdict}")
+
+
+if __name__ == "__main__":
+    main()
