@@ -86,8 +86,8 @@ def grow(experiment, events_before: int, events: int, units: int) -> float:
         # Units enrol over 14 days from 2026-10-01; attributes as assignment records them.
         c.execute(
             """
-            INSERT INTO assignment_exposure (experiment_id, variant_id, unit_id, first_seen, last_seen, attributes)
-            SELECT %s, (%s::bigint[])[1 + i %% 3], 'u-' || i,
+            INSERT INTO assignment_exposure (experiment_id, phase, variant_id, unit_id, first_seen, last_seen, attributes)
+            SELECT %s, 1, (%s::bigint[])[1 + i %% 3], 'u-' || i,
                    TIMESTAMPTZ '2026-10-01' + (i %% 1209600) * INTERVAL '1 second',
                    TIMESTAMPTZ '2026-10-15',
                    jsonb_build_object('country', (ARRAY['CN','US','DE','FR','BR','JP'])[1 + i %% 6],
