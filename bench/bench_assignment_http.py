@@ -73,7 +73,9 @@ end
 """
 
 SCENARIOS = [
-    ("bare Django view (constant JSON)", "POST", "/bench/bare",
+    ("bare Django view, NO middleware", "POST", "/bench/nomw",
+     '{"unit_id":"u-%d","attributes":{"country":"CN","platform":"ios"},"experiments":["exp-0"]}'),
+    ("bare Django view, all middleware", "POST", "/bench/bare",
      '{"unit_id":"u-%d","attributes":{"country":"CN","platform":"ios"},"experiments":["exp-0"]}'),
     ("DRF view, same auth (constant JSON)", "POST", "/bench/drf",
      '{"unit_id":"u-%d","attributes":{"country":"CN","platform":"ios"},"experiments":["exp-0"]}'),
@@ -175,6 +177,8 @@ def bench_mode(mode: str, args, wrk: str) -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.bench_settings",
            "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}", "PYTHONPATH": str(ROOT), "DEBUG": "false"}
     env.pop("REDIS_URL", None)
+    if mode == "redis" and os.environ.get("BENCH_DATABASE_URL"):  # an EMPTY PostgreSQL database
+        env["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
     prefix = f"{{bench-{uuid.uuid4().hex[:8]}}}"
     if mode == "redis":
         env.update(REDIS_URL=REDIS_URL, CACHE_KEY_PREFIX=prefix, BENCH_REDIS_PREFIX=prefix,
@@ -184,7 +188,7 @@ def bench_mode(mode: str, args, wrk: str) -> None:
     ).stdout.strip().splitlines()[-1])["key"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    cmd = [GUNICORN, "config.wsgi:application", "-w", "2", "-b", f"127.0.0.1:{port}",
+    cmd = [GUNICORN, "bench.bench_wsgi:application", "-w", "2", "-b", f"127.0.0.1:{port}",
            "--log-level", "warning", "--worker-class", args.worker_class]
     if args.worker_class == "gthread":
         cmd += ["--threads", "4"]

@@ -1,4 +1,6 @@
-"""URLs for the HTTP benchmark: the real API plus two yardsticks returning constant JSON.
+"""URLs for the HTTP benchmark: the real API plus yardsticks returning constant JSON.
+
+``bench/nomw`` is the bare view served without any middleware (``bench/bench_wsgi.py``);
 
 ``bench/bare`` is a plain Django view; ``bench/drf`` is a DRF view with the same
 authentication and permission as the assignment API, to show the framework's own floor.
@@ -32,4 +34,5 @@ class DRFFloor(APIView):
 
 
 # Last, so resolving them walks the same URL list as the API routes do (a fair yardstick).
-urlpatterns = [*real_urlpatterns, path("bench/bare", bare), path("bench/drf", DRFFloor.as_view())]
+urlpatterns = [*real_urlpatterns, path("bench/bare", bare), path("bench/nomw", bare),
+               path("bench/drf", DRFFloor.as_view())]
