@@ -2,7 +2,8 @@
 
 Production (``settings.REDIS_URL`` set): exposures are ``RPUSH``-ed to one shared Redis list,
 batched per process for at most ``ASSIGNMENT_REDIS_BATCH_SECONDS`` (50 ms; 0 pushes on every
-answer), and ``flush`` drains the list. Draining is at-least-once and the write is idempotent:
+answer), one list element per batch (a JSON array of items; elements holding one item, as
+queued before batches, are still read), and ``flush`` drains the list. Draining is at-least-once and the write is idempotent:
 
 1. the queue is claimed whole with an atomic ``RENAME`` to a processing list whose name is
    registered (with a timestamp) in a sorted set *before* the rename;
@@ -169,13 +170,47 @@ def _encode_all(items: Sequence[Item]) -> list[str]:
     return out
 
 
-def _decode(raw: bytes) -> Item | None:
+def _encode_batch(items: Sequence[Item]) -> str:
+    """One queue element for a whole batch: a JSON array of items (``[[...],[...]]``). One
+    element per push, not one per exposure, is less work for the web worker and for Redis."""
+    return f"[{','.join(_encode_all(items))}]"
+
+
+def _item(value) -> Item | None:
     try:
-        exp, var, unit, ts, attrs, *phase = json.loads(raw)
+        exp, var, unit, ts, attrs, *phase = value
         return (int(exp), int(var), str(unit), float(ts), attrs if isinstance(attrs, dict) else {},
                 int(phase[0]) if phase else 1)
     except (ValueError, TypeError):
         return None  # set aside by the caller (logs carry no unit id, so not the message)
+
+
+def _decode(raw: bytes) -> Item | None:
+    """One item queued one per element (before batches; also what older processes push)."""
+    try:
+        return _item(json.loads(raw))
+    except (ValueError, TypeError):
+        return None
+
+
+def _decode_message(raw: bytes) -> tuple[list[Item], list[tuple[object, str]]]:
+    """-> (items, malformed) of one queue element: a batch (:func:`_encode_batch`) or, as
+    queued before an upgrade, a single item. A malformed item of a batch is set aside alone."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, TypeError):
+        return [], [(raw, "malformed queue message")]
+    if not (isinstance(value, list) and value and all(isinstance(v, list) for v in value)):
+        item = _item(value)
+        return ([item], []) if item is not None else ([], [(raw, "malformed queue message")])
+    items, malformed = [], []
+    for sub in value:
+        item = _item(sub)
+        if item is None:
+            malformed.append((tuple(sub), "malformed queue message"))  # unit hashed for erasure
+        else:
+            items.append(item)
+    return items, malformed
 
 
 # --- hot path -----------------------------------------------------------------------------------
@@ -231,7 +266,7 @@ def _push(client, items: list[Item]) -> bool:
     global _redis_down_until
     leftovers = local_buffer.take() if len(local_buffer) else []
     try:
-        client.rpush(_keys()[0], *_encode_all([*leftovers, *items]))
+        client.rpush(_keys()[0], _encode_batch([*leftovers, *items]))
         return True
     except Exception:
         local_buffer.put_back(leftovers)
@@ -348,22 +383,24 @@ def _claim(client, source: str, registry: str, prefix: str) -> str | None:
 
 
 def _process(client, name: str, chunk: int) -> int:
-    """Upsert a processing list in chunks, then delete it (only after every commit)."""
-    count, start = 0, 0
+    """Upsert a processing list in chunks of about ``chunk`` items (elements hold a batch or,
+    queued before batches, one item), then delete it (only after every commit)."""
+    count, start, step = 0, 0, chunk
     while True:
-        raw = client.lrange(name, start, start + chunk - 1)
+        raw = client.lrange(name, start, start + step - 1)
         if not raw:
             break
         items, malformed = [], []
         for message in raw:
-            item = _decode(message)
-            if item is None:
-                malformed.append((message, "malformed queue message"))
-            else:
-                items.append(item)
-        write(items, rejected=malformed)
-        count += len(raw)
-        start += chunk
+            decoded, bad = _decode_message(message)
+            items.extend(decoded)
+            malformed.extend(bad)
+        for i in range(0, max(len(items), 1), chunk):
+            write(items[i:i + chunk], rejected=malformed if i == 0 else ())
+        read = len(items) + len(malformed)
+        count += read
+        start += len(raw)
+        step = max(1, min(chunk, chunk * len(raw) // max(read, 1)))  # about `chunk` items next
     return count
 
 

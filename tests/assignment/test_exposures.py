@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import unittest.mock
 import uuid
 
 import pytest
@@ -245,7 +246,8 @@ def test_local_buffer_drains_to_redis_when_it_is_back(client_api, redis_mode, se
     exposures.local_buffer.extend([(1, 1, "from-outage", 1.0, {})])
     enrolled_units(client_api, "checkout-button", 1)
     assert len(exposures.local_buffer) == 0
-    assert redis_mode.llen(exposures._keys()[0]) == 2
+    assert redis_mode.llen(exposures._keys()[0]) == 1  # leftovers and the answer: one element
+    assert services.flush_exposures() == 2
 
 
 @pytest.mark.redis
@@ -263,7 +265,7 @@ def test_batched_pushes_share_one_round_trip(client_api, redis_mode, settings):
     enrolled_units(client_api, "checkout-button", 2)
     assert redis_mode.llen(queue) == 0 and len(exposures.outbox) == 2
     enrolled_units(client_api, "checkout-button", 3)  # the 3rd item fills the batch
-    assert redis_mode.llen(queue) == 3 and len(exposures.outbox) == 2
+    assert redis_mode.llen(queue) == 1 and len(exposures.outbox) == 2  # one element per batch
     assert services.flush_exposures() == 5  # the flush pushes the open batch first
     assert Exposure.objects.count() == 3  # u-0.. repeated: 5 answers, 3 distinct units
 
@@ -439,3 +441,54 @@ def test_the_sigterm_flush_leaves_gunicorn_and_celery_handlers_alone():
         assert signal.getsignal(signal.SIGTERM) is exposures._on_sigterm
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_batch_message_round_trip_and_the_single_item_format_is_still_read():
+    """One element per pushed batch; elements queued one item each (before the upgrade) decode too."""
+    shared = {"country": "CN", "n": [1, "ü"]}
+    items = [(1, 2, 'u-"ü', 1234.5, shared, 1), (3, 4, 'u-"ü', 1234.5, shared, 2), (5, 6, "v", 1.0, {}, 1)]
+    batch = exposures._encode_batch(items)
+    assert json.loads(batch) == [list(i) for i in items]
+    assert exposures._decode_message(batch.encode()) == (items, [])
+    assert exposures._decode_message(b'[5,6,"v",1.0,{}]') == ([(5, 6, "v", 1.0, {}, 1)], [])  # old, no phase
+    assert exposures._decode_message(b'[5,6,"v",1.0,{},3]') == ([(5, 6, "v", 1.0, {}, 3)], [])
+    for bad in (b"not json", b"[1,2]", b"[]", b'{"a":1}'):
+        assert exposures._decode_message(bad) == ([], [(bad, "malformed queue message")])
+    # A malformed item inside a batch is set aside alone (as a tuple, so its unit can be hashed).
+    good, poison = exposures._decode_message(b'[[5,6,"v",1.0,{},1],[7,"x","w",2.0,{},1]]')
+    assert good == [(5, 6, "v", 1.0, {}, 1)]
+    assert poison == [((7, "x", "w", 2.0, {}, 1), "malformed queue message")]
+
+
+@pytest.mark.redis
+def test_queue_mixing_old_single_items_and_batches_with_poison_is_flushed(client_api, redis_mode, settings):
+    """After an upgrade the queue holds both formats; poison inside a batch blocks nobody, and
+    large batches are written in chunks of the configured size."""
+    from assignment import erasure
+    from assignment.models import RejectedExposure
+
+    experiment = Exposure._meta.apps.get_model("experiments", "Experiment").objects.get(key="checkout-button")
+    settings.ASSIGNMENT_EXPOSURE_FLUSH_CHUNK = 2
+    written = []
+    real_write = exposures.write
+
+    def counting_write(items, rejected=()):
+        written.append(len(items))
+        return real_write(items, rejected=rejected)
+
+    queue = exposures._keys()[0]
+    old = _items(experiment, "old-1")
+    batch = _items(experiment, "b-1", "b-2", "b-3", "b-4", "b-5")
+    bad = list(_items(experiment, "bad-unit")[0])
+    bad[exposures.VARIANT] = "not-an-id"
+    redis_mode.rpush(queue, *exposures._encode_all(old), exposures._encode_batch(batch),
+                     exposures._encode_batch(_items(experiment, "b-6")),
+                     "[" + exposures._encode_all(_items(experiment, "b-7"))[0] + "," + json.dumps(bad) + "]")
+    with unittest.mock.patch.object(exposures, "write", counting_write):
+        assert services.flush_exposures() == 9
+    assert sorted(Exposure.objects.values_list("unit_id", flat=True)) == [
+        "b-1", "b-2", "b-3", "b-4", "b-5", "b-6", "b-7", "old-1"]
+    assert max(written) <= 2
+    rejected = RejectedExposure.objects.get()
+    assert rejected.unit_hash == erasure.unit_hash("bad-unit")
+    assert _keys(redis_mode, settings) == []
