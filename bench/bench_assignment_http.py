@@ -1,11 +1,13 @@
 """HTTP throughput of the assignment API against a bare Django view, with gunicorn and wrk.
 
 Serves the app with gunicorn (2 workers) on 127.0.0.1 from a throw-away SQLite database with
-10 running experiments, loads it with ``wrk`` at 16 connections and prints req/s, p50 and p99
-for: a bare Django view returning constant JSON (same middleware, same POST body), a DRF
+10 running experiments (in the Redis mode, ``BENCH_DATABASE_URL`` may name an EMPTY PostgreSQL
+database instead), loads it with ``wrk`` at 16 connections and prints req/s, p50 and p99
+for: the yardstick, a bare Django view with NO middleware (``bench/bench_wsgi.py``); the same
+view through all the middleware (same POST body); a DRF
 view with the same authentication returning the same constant (the framework's floor), the batch
 endpoint with one experiment, the batch endpoint with 10 running experiments, and the single
-GET endpoint. Then the ratio to the bare view. Only loopback traffic; bounded in time.
+GET endpoint. Then the ratio to the bare view without middleware. Only loopback traffic; bounded in time.
 
     .venv/bin/python bench/bench_assignment_http.py [--duration 5] [--rounds 3] [--connections 16]
         [--mode embedded|redis|both] [--worker-class sync|gthread]
