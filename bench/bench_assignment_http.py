@@ -13,6 +13,10 @@ GET endpoint. Then the ratio to the bare view without middleware. Only loopback 
         [--mode embedded|redis|both] [--worker-class sync|gthread]
 
 Installs the Debian package ``wrk`` when it is missing (needs root).
+
+Figures (docs/assignment.md, "11. Speed"; Redis + PostgreSQL, 2 shared cores, load 3-5):
+``POST /assignments`` with 1 experiment went from 51 % of the no-middleware view (44 % of its
+CPU per request) to 71 % (65 %) with issue 13's hot-path changes, measured back to back.
 """
 from __future__ import annotations
 
