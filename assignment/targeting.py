@@ -99,27 +99,16 @@ def compile_rule(rule: Mapping[str, Any]) -> Check:
                 return f"{name} {_show(value)} {verb} {shown}"
             return None
         return check
-    if operator in ("gt", "gte", "lt", "lte"):
-        bound = as_number(first)
-        symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[operator]
-        compare = {
-            "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
-            "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
-        }[operator]
-
-        def check(attrs):
-            value = attrs.get(name)
-            if value is None:
-                return missing
-            number = as_number(value)
-            if number is None or bound is None:
-                return f"{name} {_show(value)} is not comparable with {_show(first)}"
-            if compare(number, bound):
-                return None
-            return f"{name} {_show(value)} is not {symbol} {_show(first)}"
-        return check
-    if operator in _ORDERED:
-        key, compare_keys, word = _ORDERED[operator]
+    if operator in ("gt", "gte", "lt", "lte") or operator in _ORDERED:
+        # Numeric operators are ordered comparisons whose key is the number (numeric strings too).
+        if operator in _ORDERED:
+            key, compare_keys, word = _ORDERED[operator]
+        else:
+            key, word = as_number, {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[operator]
+            compare_keys = {
+                "gt": lambda a, b: a > b, "gte": lambda a, b: a >= b,
+                "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+            }[operator]
         bound_key = key(first)
 
         def check(attrs):
