@@ -11,11 +11,12 @@ Results that do not depend on the unit are built once, so a flag costs a few clo
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from .audiences import Audiences
-from .evaluator import BUCKETS, NO_CONFIG, Assignment, _bucketer, override_hash, percent_to_units
+from .evaluator import BUCKETS, NO_CONFIG, Assignment, override_hash, percent_to_units
 
 FORCE, UNITS, ROLLOUT, EXPERIMENT = "force", "units", "rollout", "experiment"
 DEFAULT, DISABLED, UNKNOWN_FLAG = "default", "disabled", "unknown_flag"
@@ -39,6 +40,7 @@ class FlagResult(NamedTuple):
                 "experiment": self.experiment, "variant": self.variant}
 
 
+_EMPTY: Mapping[str, Any] = {}
 Rule = Callable[[str, Mapping[str, Any]], "FlagResult | None"]
 
 
@@ -68,8 +70,14 @@ def _compile_rule(key: str, spec: Mapping[str, Any], unit_salt: str, experiments
             return None
         if threshold >= BUCKETS:
             return _gate(checks, lambda unit_id, attrs: result)
-        bucketer = _bucketer("flag", str(spec.get("salt") or key))
-        return _gate(checks, lambda unit_id, attrs: result if bucketer(unit_id) < threshold else None)
+        prefix = f"flag:{spec.get('salt') or key}:".encode()  # bucket("flag", salt, unit_id), inlined
+        sha256, from_bytes = hashlib.sha256, int.from_bytes
+
+        def rollout(unit_id: str, attrs: Mapping[str, Any]) -> FlagResult | None:
+            if from_bytes(sha256(prefix + unit_id.encode()).digest()[:8], "big") % BUCKETS < threshold:
+                return result
+            return None
+        return _gate(checks, rollout)
     if kind == UNITS:
         listed = {str(u): FlagResult(key, v, UNITS, rule_id) for u, v in (spec.get("units") or {}).items()}
         hashed = {str(h): FlagResult(key, v, UNITS, rule_id)
@@ -145,7 +153,11 @@ class FlagEvaluator:
         flag = self._flags.get(key)
         if flag is None:
             return FlagResult(key, default, UNKNOWN_FLAG)
-        return flag.evaluate(unit_id, attributes or {})
+        for rule in flag.rules:  # _Flag.evaluate inlined: the hot path
+            result = rule(unit_id, attributes if attributes is not None else _EMPTY)
+            if result is not None:
+                return result
+        return flag.otherwise
 
     def evaluate_many(self, unit_id: str, attributes: Mapping[str, Any] | None = None,
                       keys: Iterable[str] | None = None) -> list[FlagResult]:
