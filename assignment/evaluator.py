@@ -278,7 +278,7 @@ class Evaluator:
         try:
             #: The document's feature flags (assignment.flags), sharing the compiled experiments.
             self.flags = FlagEvaluator(document.get("flags"), self._experiments, audiences)
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise DocumentError(f"flag entry is malformed: {exc!r}") from exc
 
     @classmethod

@@ -235,3 +235,14 @@ def test_evaluate_many_keeps_request_order_and_answers_unknown_keys():
     assert [r.key for r in evaluator.flags.evaluate_many("u")] == ["a", "b"]
     assert [(r.key, r.reason) for r in evaluator.flags.evaluate_many("u", {}, ["b", "zz", "a"])] == [
         ("b", "default"), ("zz", "unknown_flag"), ("a", "default")]
+
+
+@pytest.mark.parametrize("bad", [
+    [{"rules": []}], "flags", [3], [{"key": "f", "rules": [rollout("abc")]}],
+    [{"key": "f", "rules": [rollout(float("inf"))]}],
+])
+def test_malformed_flags_make_a_document_error(bad):
+    from assignment.evaluator import DocumentError
+
+    with pytest.raises(DocumentError):
+        Evaluator({**document(), "flags": bad})

@@ -70,3 +70,14 @@ def test_without_configuration_the_default_is_served():
 def test_malformed_flags_are_ignored_not_fatal():
     document = {**DATA["document"], "flags": [None, {"key": "x", "rules": [None, {"type": "bogus"}]}, 3]}
     assert Evaluator(document).flags.evaluate("x", "u").reason == "default"
+
+
+def test_unusable_flag_numbers_refuse_the_document():
+    import pytest
+    from abplatform_sdk import DocumentError
+
+    for percent in ("abc", float("inf")):
+        document = {**DATA["document"], "flags": [{"key": "f", "rules": [
+            {"id": "r", "type": "rollout", "audiences": [], "value": True, "percent": percent}]}]}
+        with pytest.raises(DocumentError):
+            Evaluator(document)

@@ -424,7 +424,7 @@ class Evaluator:
         self.running_keys = tuple(k for k, e in self._experiments.items() if e.running)
         try:
             self.flags = FlagEvaluator(document.get("flags"), self._experiments, audiences)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise DocumentError(f"flag entry is malformed: {exc!r}") from exc
 
     def __contains__(self, key: object) -> bool:
