@@ -246,3 +246,19 @@ def test_malformed_flags_make_a_document_error(bad):
 
     with pytest.raises(DocumentError):
         Evaluator({**document(), "flags": bad})
+
+
+def test_rollout_share_and_independence_from_experiments_are_statistically_sound():
+    """At 30 % the share of units on is binomial(n, 0.3), and being on is independent of the
+    variant an experiment with the same salt gives (namespaces "flag" vs "exp"), alpha 0.001."""
+    from scipy import stats
+
+    units = [f"unit-{i}" for i in range(20_000)]
+    evaluator = Evaluator(document(flags=[flag("f", rollout(30, salt="same"))],
+                                   experiments=[experiment("same")]))
+    on = [evaluator.evaluate_flag("f", u).value is True for u in units]
+    assert stats.binomtest(sum(on), len(units), 0.3).pvalue > 0.001
+    table = [[0, 0], [0, 0]]
+    for unit, is_on in zip(units, on, strict=True):
+        table[int(is_on)][int(evaluator.evaluate("same", unit).variant == "b")] += 1
+    assert stats.chi2_contingency(table).pvalue > 0.001
