@@ -262,3 +262,26 @@ def test_rollout_share_and_independence_from_experiments_are_statistically_sound
     for unit, is_on in zip(units, on, strict=True):
         table[int(is_on)][int(evaluator.evaluate("same", unit).variant == "b")] += 1
     assert stats.chi2_contingency(table).pvalue > 0.001
+
+
+def test_flag_predicates_agree_with_the_explaining_checks():
+    """Flag rules test membership with fast yes/no predicates; experiments use the checks that
+    explain a failure. Over every targeting vector (each rule as a one-condition audience, and
+    pairs in both modes) the two agree."""
+    import json
+    from pathlib import Path
+
+    from assignment import vectors
+
+    cases = json.loads(Path(vectors.PATH).read_text(encoding="utf-8"))["targeting"]
+    extra = [({"attribute": "c", "operator": op, "values": values}, attrs)
+             for op in ("in", "not_in", "equals", "not_equals")
+             for values in (["CN", "US"], ["1", 1], [True], ["true"])
+             for attrs in ({"c": "CN"}, {"c": "1"}, {"c": 1}, {"c": True}, {"c": "true"}, {"c": None}, {})]
+    for rule, attributes in [(c["rule"], c["attributes"]) for c in cases] + extra:
+        for match in ("all", "any"):
+            for conditions in ([rule], [rule, {"attribute": "zz", "operator": "not_exists", "values": []}]):
+                audiences = Audiences({"a": {"match": match, "conditions": conditions}})
+                predicate = audiences.predicates(["a"])
+                fast = predicate[0](attributes) if predicate else True
+                assert fast is audiences.is_member("a", attributes), (match, conditions, attributes)
