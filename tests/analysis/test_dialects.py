@@ -21,8 +21,10 @@ from assignment.models import Exposure
 
 from .test_queries import BOUNDARIES, T0, event, expose, make_experiment, store
 
-EXACT = ("n", "clamped_units")
-FLOATS = ("sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross")
+EXACT = ("n", "clamped_units", "lower_rank", "upper_rank")
+FLOATS = ("sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross",
+          "pre_den_sum", "pre_den_sum_sq", "pre_num_den", "pre_num_x_den", "pre_den_x_num", "pre_den_x_den",
+          "quantile_value", "quantile_lower", "quantile_upper")
 
 
 def _factories():
