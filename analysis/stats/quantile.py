@@ -68,8 +68,8 @@ def interval_ranks(n: int, q: float, z: float) -> tuple[int | None, int | None]:
 
 def units_needed(q: float, z: float, limit: int = 10**7) -> int | None:
     """The smallest n for which both interval ranks exist (None beyond ``limit``)."""
-    # n (1 - q) and n q must each exceed about z^2; start just below and walk up.
-    n = max(1, int(z * z / min(q, 1.0 - q)) - 2)
+    # L >= 1 needs about n >= z^2 (1 - q)/q, U <= n about n >= z^2 q/(1 - q): start below, walk up.
+    n = max(1, int(0.9 * z * z * max(q / (1.0 - q), (1.0 - q) / q)) - 2)
     while n <= limit:
         lo, hi = interval_ranks(n, q, z)
         if lo is not None and hi is not None:
