@@ -183,7 +183,7 @@ def present_metrics(payload: dict[str, Any], history: list[dict[str, Any]],
             "history_table": mark_safe(charts.lift_history_table(  # noqa: S308 - escaped in charts
                 history, m.get("metric"), distinct_labels([h["computed_at"] for h in history])))
             if len(history) > 1 and _charted(history, m.get("metric")) else "",
-            "mean_label": "Rate" if kind == "conversion" else "Mean",
+            "mean_label": "Rate" if kind == "conversion" else (m.get("quantile_label") or "Mean"),
             "alert": any(v.get("guardrail_alert") for v in m.get("variants") or []),
         })
     return out

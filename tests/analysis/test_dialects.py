@@ -119,6 +119,8 @@ def test_every_engine_gives_the_same_statistics(generated, factory):
     assert sum(vs.n for vs in want["all"]["conv"].values()) == 400
     assert sum(vs.clamped_units for vs in want["all"]["revenue"].values()) > 0
     assert any(vs.pre_sum for vs in want["all"]["revenue"].values())
+    assert any(vs.pre_den_sum for vs in want["all"]["rpo"].values())  # CUPED for the ratio
+    assert all(vs.quantile_lower is not None for vs in want["all"]["p90"].values())  # window functions
     assert "(other)" in want["segments"] and "(none)" in want["segments"]
 
     loaded = engines.from_django(factory)
