@@ -15,7 +15,9 @@ Conventions (see docs/statistics.md):
   say at face value) and the always-valid interval is shown alongside under ``sequential``;
 * guardrails carry a ``non_inferiority`` block (one-sided test against a relative margin);
   ``guardrail_alert`` means the harm is shown to exceed the margin;
-* conversions with a 2x2 cell below 10 use Fisher's exact test (``test: "fisher_exact"``).
+* conversions with a 2x2 cell below 10 use Fisher's exact test (``test: "fisher_exact"``);
+* quantile metrics compare order-statistic estimates with a z-test (``test: "quantile_z"``, see
+  ``quantile.py``); ratio metrics get CUPED through ``cuped_ratio.py``.
 """
 
 from __future__ import annotations
