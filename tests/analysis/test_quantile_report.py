@@ -5,6 +5,8 @@ also checks, on PostgreSQL only, that the window-function query is what ran.
 """
 from __future__ import annotations
 
+import csv
+import io
 import random
 from datetime import timedelta
 
@@ -180,3 +182,23 @@ def test_postgresql_ranks_in_the_database():
     assert any("ROW_NUMBER() OVER" in q["sql"] for q in ctx.captured_queries)
     want = order_statistics(values["fast"], 0.9, 0.05)
     assert stats["p90_load"]["fast"].quantile_value == pytest.approx(want.value)
+
+
+def test_results_api_documents_the_quantile_fields(api_client_for):
+    from drf_spectacular.generators import SchemaGenerator
+
+    from .test_results_api import RESULTS, _nullable_to_jsonschema, conforms
+
+    experiment = setup_experiment()
+    populate(experiment)
+    reports.compute_report(experiment)
+    r = api_client_for("analyst").get("/api/v1/experiments/speed/results")
+    assert r.status_code == 200
+    conforms(_nullable_to_jsonschema(SchemaGenerator().get_schema(request=None, public=True)), RESULTS, "GET", r)
+    p90 = next(m for m in r.json()["metrics"] if m["metric"] == "p90_load")
+    assert p90["quantile_label"] == "p90" and all(len(v["ci"]) == 2 for v in p90["variants"])
+    body = api_client_for("analyst").get("/api/v1/experiments/speed/results.csv").content.decode()
+    fast = next(row for row in csv.DictReader(io.StringIO(body))
+                if row["metric"] == "p90_load" and row["variant"] == "fast" and row["section"] == "overall")
+    want = next(v for v in p90["variants"] if v["variant"] == "fast")["mean"]
+    assert float(fast["mean"]) == pytest.approx(want)  # the value column holds the p90
