@@ -790,9 +790,12 @@ def analyze_experiment(
         order += [str(k) for k in m.variants if str(k) not in order]
 
     if exposure_counts is None:
-        exposure_counts = {str(k): vs.n for k, vs in metrics[0].variants.items()} if metrics else {}
+        # Units per variant from the first metric that counts every exposed unit (a quantile
+        # metric's n is the units with a value, which the treatment may change).
+        first = next((i for i, m in enumerate(metrics) if m.kind != "quantile"), 0)
+        exposure_counts = {str(k): vs.n for k, vs in metrics[first].variants.items()} if metrics else {}
         exposure_counts = {
-            k: as_count(v, f"metrics[0].variants.{k}.n") for k, v in exposure_counts.items()
+            k: as_count(v, f"metrics[{first}].variants.{k}.n") for k, v in exposure_counts.items()
         }
     srm = srm_check(exposure_counts, w)
     plan_block = _plan_block(

@@ -209,3 +209,12 @@ def test_invalid_inputs_name_the_field():
 def test_labels():
     assert [quantile_label(q) for q in (0.5, 0.9, 0.99, 0.999, 0.25, 0.9999)] == [
         "median", "p90", "p99", "p99.9", "p25", "p99.99"]
+
+
+def test_srm_without_exposure_counts_uses_a_metric_that_counts_every_unit():
+    rng = np.random.default_rng(9)
+    q = qmetric({"c": qstats(rng.lognormal(0, 1, 500)), "t": qstats(rng.lognormal(0, 1, 900))})
+    mean = MetricInput(key="rev", name="Revenue", kind="sum", role="secondary", direction="increase",
+                       variants={k: VariantStats(n=1000, sum=500.0, sum_sq=900.0) for k in ("c", "t")})
+    body = analyze_experiment(experiment="e", control="c", weights={"c": 1, "t": 1}, metrics=[q, mean])
+    assert body["srm"]["counts"] == {"c": 1000, "t": 1000} and body["srm"]["passed"]
