@@ -202,3 +202,16 @@ def test_results_api_documents_the_quantile_fields(api_client_for):
                 if row["metric"] == "p90_load" and row["variant"] == "fast" and row["section"] == "overall")
     want = next(v for v in p90["variants"] if v["variant"] == "fast")["mean"]
     assert float(fast["mean"]) == pytest.approx(want)  # the value column holds the p90
+
+
+def test_admin_form_names_the_quantile_field():
+    from experiments.forms import MetricForm
+
+    base = {"key": "q", "name": "q", "event": "page_load", "direction": "decrease",
+            "numerator_aggregation": "sum", "denominator_aggregation": "count"}
+    form = MetricForm(data={**base, "kind": "quantile"})
+    assert not form.is_valid() and "quantile" in form.errors
+    form = MetricForm(data={**base, "kind": "quantile", "quantile": "0.95", "cap": "10"})
+    assert not form.is_valid() and "cap" in form.errors
+    form = MetricForm(data={**base, "kind": "quantile", "quantile": "0.95"})
+    assert form.is_valid(), form.errors
