@@ -135,6 +135,7 @@ def _variant_row(v: dict[str, Any], kind: str) -> dict[str, Any]:
         "units": f"{v['units']:,}" if isinstance(v.get("units"), int) else "–",
         "mean": fmt_mean(v.get("mean"), kind),
         "mean_adjusted": fmt_mean(v.get("mean_adjusted"), kind) if "mean_adjusted" in v else "",
+        "value_ci": fmt_ci(v.get("ci"), lambda x: fmt_mean(x, kind)),  # quantile metrics
         "lift_abs": fmt_abs(lift.get("absolute"), kind),
         "ci_abs": fmt_ci(lift.get("ci_absolute"), lambda x: fmt_abs(x, kind)),
         "lift_rel": fmt_rel(lift.get("relative")),

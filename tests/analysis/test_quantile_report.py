@@ -137,6 +137,7 @@ def test_report_page_names_the_quantile(client, django_user_model):
     client.force_login(django_user_model.objects.create_superuser("a", "a@example.invalid", "pw-for-tests"))
     page = client.get("/reports/speed/").content.decode()
     assert ">p90</th>" in page and ">median</th>" in page
+    assert page.count('<div class="small muted">CI ') >= 2  # each variant's order-statistic interval
 
 
 def test_metric_definitions_are_validated():
