@@ -54,7 +54,8 @@ def test_config_document_equals_the_vector_document(admin_api, vector_config):
     served = admin_api.get("/api/v1/config?full=true").json()
     for field in ("schema_version", "hash", "layers"):
         assert served[field] == DOCUMENT[field]
-    expected = {e["key"]: e for e in DOCUMENT["experiments"]}
+    # Fields added by the flags contract (always present): no audience, on (until the vectors carry them).
+    expected = {e["key"]: {"audiences": [], "enabled": True, **e} for e in DOCUMENT["experiments"]}
     assert {e["key"]: e for e in served["experiments"]} == expected
 
 
