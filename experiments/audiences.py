@@ -128,7 +128,7 @@ def save_audience(audience: Audience, data: dict[str, Any], *, actor: str | None
     for field in AUDIENCE_FIELDS:
         if field in data:
             setattr(audience, field, data[field])
-    audience.full_clean(validate_unique=False)
+    audience.full_clean(validate_unique=created)
     audience._change_reason = services._reason(actor, reason)
     if created:
         services._save_unique(audience)
