@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.contrib import admin
+from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -168,8 +169,33 @@ class AudienceAdmin(_HistoryPage, SafeAdminMixin, LockOnPostMixin, SimpleHistory
         super().save_model(request, obj, form, change)
 
 
+class OptionalInlineFormSet(BaseInlineFormSet):
+    """An inline added to the experiment page after scripts that post it were written: a POST
+    without this inline's management form submitted no change to it, so its rows stay as they are
+    (any other management-form problem is still an error)."""
+
+    def _submitted(self) -> bool:
+        return not self.is_bound or f"{self.prefix}-TOTAL_FORMS" in self.data
+
+    def full_clean(self):
+        if self._submitted():
+            return super().full_clean()
+        self._errors, self._non_form_errors = [], self.error_class()
+
+    @property
+    def forms(self):
+        return super().forms if self._submitted() else []
+
+    def save(self, commit=True):
+        if self._submitted():
+            return super().save(commit)
+        self.new_objects, self.changed_objects, self.deleted_objects = [], [], []
+        return []
+
+
 class ExperimentAudienceInline(admin_phases.FrozenPlanInline, LabelledInlineMixin, admin.TabularInline):
     model = ExperimentAudience
+    formset = OptionalInlineFormSet
     fields = ["audience", "position"]
     extra = 0
     verbose_name = "audience (the unit must be in every one)"
@@ -178,6 +204,7 @@ class ExperimentAudienceInline(admin_phases.FrozenPlanInline, LabelledInlineMixi
 
 class ExperimentEnvironmentInline(LabelledInlineMixin, admin.TabularInline):
     model = ExperimentEnvironment
+    formset = OptionalInlineFormSet
     fields = ["environment", "enabled"]
     extra = 0
     verbose_name = "switch in an environment (no row: on)"
