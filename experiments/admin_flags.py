@@ -16,7 +16,7 @@ from access.models import Environment
 
 from . import admin_phases, audiences, flag_audit
 from .admin import ExperimentAdmin, LabelledInlineMixin, LockOnPostMixin
-from .forms_flags import AudienceForm, FlagForm, FlagRuleForm, FlagRuleFormSet
+from .forms_flags import AudienceForm, FlagForm, FlagRuleForm, FlagRuleFormSet, show_typed
 from .models_flags import (
     Audience,
     ExperimentAudience,
@@ -72,6 +72,23 @@ class FlagRuleInline(SafeAdminMixin, LabelledInlineMixin, admin.StackedInline):
         formset.environment_key = self.environment_key
         return formset
 
+    # Read-only views (analysts) show the typed boxes through these.
+    @admin.display(description="value")
+    def value_text(self, rule: FlagRule) -> str:
+        return show_typed(rule.flag.value_type, rule.value) if rule.kind in ("force", "rollout") else "-"
+
+    @admin.display(description="units")
+    def units_text(self, rule: FlagRule) -> str:
+        return ", ".join(f"{u} = {show_typed(rule.flag.value_type, v)}" for u, v in (rule.units or {}).items()) or "-"
+
+    @admin.display(description="values per variant")
+    def values_text(self, rule: FlagRule) -> str:
+        return ", ".join(f"{k} = {show_typed(rule.flag.value_type, v)}" for k, v in (rule.values or {}).items()) or "-"
+
+    @admin.display(description="audiences")
+    def audiences(self, rule: FlagRule) -> str:
+        return ", ".join(link.audience.key for link in rule.audience_links.select_related("audience")) or "everyone"
+
     def get_queryset(self, request):
         return super().get_queryset(request).filter(environment__key=self.environment_key).prefetch_related(
             "audience_links")
@@ -99,9 +116,11 @@ class FlagAdmin(_HistoryPage, SafeAdminMixin, LockOnPostMixin, SimpleHistoryAdmi
 
     @admin.display(description="default")
     def default_shown(self, obj: Flag) -> str:
-        from .forms_flags import show_typed
-
         return show_typed(obj.value_type, obj.default_value)[:60]
+
+    @admin.display(description="Default value")
+    def default_text(self, obj: Flag) -> str:  # read-only views (analysts)
+        return show_typed(obj.value_type, obj.default_value)
 
     @admin.display(description="rules per environment")
     def rule_counts(self, obj: Flag) -> str:

@@ -74,7 +74,7 @@ class FlagForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
+        if self.instance.pk and "key" in self.fields:  # (a view-only user's form has no fields)
             self.fields["default_text"].initial = show_typed(self.instance.value_type, self.instance.default_value)
             self.fields["key"].disabled = True
             self.fields["key"].help_text = "Fixed once created: applications and rollout salts refer to it."
@@ -128,7 +128,7 @@ class FlagRuleForm(forms.ModelForm):
     def __init__(self, *args, value_type: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         rule = self.instance
-        if rule.pk:
+        if rule.pk and "value_text" in self.fields:
             value_type = rule.flag.value_type
             if rule.kind in (FlagRule.Kind.FORCE, FlagRule.Kind.ROLLOUT):
                 self.fields["value_text"].initial = show_typed(value_type, rule.value)
@@ -207,6 +207,10 @@ class FlagRuleFormSet(forms.BaseInlineFormSet):
 
         environment = get_environment(self.environment_key)
         saved = []
+        self.deleted_objects = [f.instance for f in self.deleted_forms if f.instance.pk]
+        self.new_objects = [f.instance for f, *_ in self.cleaned_rules if not f.instance.pk]
+        self.changed_objects = [(f.instance, f.changed_data) for f, *_ in self.cleaned_rules
+                                if f.instance.pk and f.has_changed()]
         for form in self.deleted_forms:
             if form.instance.pk:
                 form.instance._change_reason = flags._reason(self.actor, f"deleted in {self.environment_key} in the admin")
@@ -275,7 +279,7 @@ class AudienceForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
+        if self.instance.pk and "key" in self.fields:
             self.fields["key"].disabled = True
 
     def clean(self):
