@@ -307,3 +307,14 @@ def test_api_experiment_rule_round_trip(admin_api, make_experiment):
     rules = r.json()["environments"]["staging"]["rules"]
     again = post(admin_api, "/api/v1/flags/new-checkout/environments/staging", {"rules": rules}, "put")
     assert again.json()["environments"]["staging"]["rules"] == rules  # GET shape is a valid PUT body
+
+
+def test_demo_seeds_the_new_checkout_flag_at_10_percent(metrics):
+    from experiments.demo import ensure_demo_definitions
+
+    ensure_demo_definitions()
+    ensure_demo_definitions()  # idempotent
+    flag = Flag.objects.get(key="new-checkout")
+    assert (flag.value_type, flag.default_value) == ("boolean", False)
+    [rule] = rules_of(flag)
+    assert (rule["type"], rule["value"], rule["percent"], rule["salt"]) == ("rollout", True, 10.0, "new-checkout")
