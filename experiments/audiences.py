@@ -87,12 +87,11 @@ def usage(audience: Audience) -> dict[str, list[dict[str, Any]]]:
 
 
 def _frozen_by(audience: Audience) -> list[Experiment]:
-    """Started experiments using the audience, their rows locked (PostgreSQL) so none starts
-    between this check and the commit of the change."""
-    return list(
-        Experiment.objects.select_for_update(of=("self",))
-        .filter(audience_links__audience=audience, status__in=STARTED).order_by("key")
-    )
+    """Started experiments using the audience. Every experiment using it is locked (PostgreSQL),
+    whatever its status, so none starts between this check and the commit of the change; one
+    whose start committed first is read as started."""
+    using = Experiment.objects.select_for_update(of=("self",)).filter(audience_links__audience=audience).order_by("pk")
+    return sorted((e for e in using if e.status in STARTED), key=lambda e: e.key)
 
 
 @transaction.atomic

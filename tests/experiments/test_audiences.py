@@ -159,3 +159,25 @@ def test_api(admin_api, api_client_for, make_experiment):
     assert api_client_for("analyst").get("/api/v1/audiences/eu-mobile").json()["used_by"]["experiments"] == [
         {"key": "checkout-button", "status": "running"}]
     assert api_client_for("analyst").get("/api/v1/audiences/eu-mobile/history").status_code == 200
+
+
+def test_audience_and_environment_changes_move_the_config_version(monkeypatch):
+    from access.models import Environment
+    from assignment import runtime
+
+    runtime.reset()
+    before = runtime.current().version
+    audience = make_audience()
+    after_create = runtime.current().version
+    assert after_create != before
+    audiences.save_audience(audience, {"match": "any"})
+    assert runtime.current().version != after_create
+    runtime.current("staging")
+    builds = []
+    original = runtime.build_document
+    monkeypatch.setattr(runtime, "build_document", lambda env: builds.append(env) or original(env))
+    runtime.current("staging")
+    assert builds == []  # warm: no rebuild
+    Environment.objects.get(key="staging").save()
+    runtime.current("staging")
+    assert builds == ["staging"]  # an environment change invalidates the documents
