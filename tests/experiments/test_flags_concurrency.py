@@ -42,16 +42,16 @@ def test_audience_edit_against_an_experiment_start(transactional_db):
     from experiments.models import Metric
 
     Metric.objects.create(key="purchase", name="Purchase", event="purchase")
+    original = audiences.flags_using
+
+    def slow_flags_using(a):  # widens the gap between the check and the write
+        time.sleep(0.15)
+        return original(a)
+
     for trial in range(3):
         audience = audiences.save_audience(Audience(), {"key": f"a-{trial}", "name": "a", "conditions": []})
         experiment = services.create_experiment(experiment_data(key=f"e-{trial}"))
         audiences.set_experiment_audiences(experiment, [audience.key])
-        original = audiences.flags_using
-
-        def slow_flags_using(a):
-            time.sleep(0.15)
-            return original(a)
-
         with mock.patch.object(audiences, "flags_using", slow_flags_using):
             results = race(
                 lambda audience=audience: audiences.save_audience(
