@@ -173,9 +173,4 @@ def freeze_plan(experiment) -> dict[str, Any]:
     plan.update(current_lists(experiment))
     plan["traffic_allocation"] = _weight(experiment.traffic_allocation)
     plan["salt"] = experiment.salt or experiment.key
-    # Saved audiences the units must belong to, with their conditions as frozen (experiments.audiences).
-    plan["audiences"] = [
-        {"key": link.audience.key, "match": link.audience.match, "conditions": link.audience.conditions}
-        for link in experiment.audience_links.select_related("audience").order_by("position", "id")
-    ]
     return plan
