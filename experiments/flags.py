@@ -398,6 +398,8 @@ def _check_type(value_type: Any) -> None:
 @transaction.atomic
 def create_flag(data: Mapping[str, Any], *, actor: str | None = None) -> Flag:
     """Create a flag; ``environments`` (``{env: {"enabled": bool, "rules": [...]}}``) is optional."""
+    if data.get("key") == "evaluate":
+        raise ValidationError({"key": ["'evaluate' is reserved (POST /api/v1/flags/evaluate)."]})
     value_type = data.get("value_type", ValueType.BOOLEAN)
     _check_type(value_type)
     default = data["default_value"] if "default_value" in data else DEFAULTS[value_type]

@@ -145,6 +145,16 @@ class FlagRuleForm(forms.ModelForm):
         """The rule in the API's shape (what ``experiments.flags`` validates); ValueError on a bad box."""
         data = self.cleaned_data
         kind = data.get("kind")
+        # Boxes that belong to another kind of rule are refused, not silently dropped.
+        belongs = {"percent": (FlagRule.Kind.ROLLOUT,), "audiences": (FlagRule.Kind.FORCE, FlagRule.Kind.ROLLOUT),
+                   "units_text": (FlagRule.Kind.UNITS,), "experiment": (FlagRule.Kind.EXPERIMENT,),
+                   "values_text": (FlagRule.Kind.EXPERIMENT,),
+                   "value_text": (FlagRule.Kind.FORCE, FlagRule.Kind.ROLLOUT, FlagRule.Kind.UNITS)}
+        for name, kinds in belongs.items():
+            if kind not in kinds and data.get(name) not in (None, "", [], ()) and (
+                    name != "audiences" or list(data[name])):
+                label = self.fields[name].label or name
+                raise ValueError(f"{str(label).lower()} does not apply to a {kind} rule; clear it.")
         rule: dict[str, Any] = {"type": kind}
         if self.instance.pk:
             rule["id"] = self.instance.rule_id

@@ -71,6 +71,9 @@ def test_key_is_unique_and_fixed_and_evaluate_is_free(db):
     with pytest.raises(ValidationError) as e:
         flags.update_flag(flag, {"key": "other"})
     assert "key" in e.value.message_dict
+    with pytest.raises(ValidationError) as e:
+        make_flag(key="evaluate")
+    assert "reserved" in e.value.message_dict["key"][0]
 
 
 # --- rules -------------------------------------------------------------------------------------

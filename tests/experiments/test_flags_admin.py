@@ -78,6 +78,7 @@ def test_pm_creates_a_flag_with_a_rollout_in_production(pm):
     ({"kind": "rollout", "value_text": "true", "percent": "150"}, ""),
     ({"kind": "units", "units_text": "qa-1 = nope"}, "Type true or false"),
     ({"kind": "experiment"}, "no experiment"),
+    ({"kind": "force", "value_text": "true", "percent": "10"}, "does not apply to a force rule"),
 ])
 def test_bad_rules_are_form_errors(pm, rule, message):
     for env in ("development", "staging", "production"):
