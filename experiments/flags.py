@@ -462,3 +462,22 @@ def delete_flag(flag: Flag, *, actor: str | None = None) -> None:
         rule.delete()
     flag._change_reason = _reason(actor, "deleted")
     flag.delete()
+
+
+def erase_unit(unit_id: str) -> int:
+    """Remove a unit id from every ``units`` rule and from those rules' history (erasure of a
+    data subject, like QA overrides); a rule left without units is deleted. Returns the number of
+    rules changed. The caller holds the transaction."""
+    changed = 0
+    for rule in FlagRule.objects.select_for_update().filter(kind=Kind.UNITS, units__has_key=unit_id):
+        rule.units = {u: v for u, v in rule.units.items() if u != unit_id}
+        rule._change_reason = "unit erased"
+        if rule.units:
+            rule.save()
+        else:
+            rule.delete()
+        changed += 1
+    for record in FlagRule.history.filter(units__has_key=unit_id):
+        record.units = {u: v for u, v in record.units.items() if u != unit_id}
+        record.save(update_fields=["units"])
+    return changed

@@ -321,3 +321,14 @@ def test_demo_seeds_the_new_checkout_flag_at_10_percent(metrics):
     assert (flag.value_type, flag.default_value) == ("boolean", False)
     [rule] = rules_of(flag)
     assert (rule["type"], rule["value"], rule["percent"], rule["salt"]) == ("rollout", True, 10.0, "new-checkout")
+
+
+def test_erasing_a_unit_removes_it_from_units_rules_and_their_history(admin_api):
+    flag = make_flag()
+    flags.set_environment(flag, "production", rules=[
+        {"type": "units", "units": {"victim": True, "other": True}}, {"type": "units", "units": {"victim": False}}])
+    assert admin_api.delete("/api/v1/units/victim").status_code == 200
+    [rule] = rules_of(flag)
+    assert rule["units"] == {"other": True}
+    assert not FlagRule.history.filter(units__has_key="victim").exists()
+    assert "victim" not in json.dumps(flag_audit.flag_history(flag), default=str)
