@@ -285,4 +285,5 @@ class LayerAdmin(SafeAdminMixin, LockOnPostMixin, SimpleHistoryAdmin):
         return obj.experiments.count()
 
 
-from . import admin_approvals  # noqa: E402, F401 - registers the approvals changelist
+from . import admin_approvals  # noqa: E402, F401, I001 - registers the approvals changelist
+from . import admin_flags  # noqa: E402, F401, I001 - flags, audiences, experiment audiences and environments

@@ -450,3 +450,14 @@ class Phase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.experiment_id} phase {self.number}"
+
+
+from .models_flags import (  # noqa: E402,F401  (flags and audiences: a module of their own)
+    Audience,
+    ExperimentAudience,
+    ExperimentEnvironment,
+    Flag,
+    FlagEnvironment,
+    FlagRule,
+    FlagRuleAudience,
+)

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('experiments', '0007_backfill_first_phases'),
+        ('experiments', '0008_flags_audiences_environments'),
     ]
 
     operations = [
