@@ -19,7 +19,7 @@ from .flag_serializers import (
     parse_flag_request,
 )
 from .serializers import ErrorSerializer
-from .views import _BAD_REQUEST, _ERRORS, _finish, _HotView, _record, _too_large
+from .views import _BAD_REQUEST, _ERRORS, _finish, _HotView, _record, _too_large, environment_of
 
 _KNOWN_MEMBERS = frozenset({"unit_id", "attributes", "flags"})
 
@@ -68,7 +68,7 @@ class FlagEvaluateView(_HotView):
         if too_large is not None:
             return too_large
         unit_id, attributes, keys = parse_flag_request(_json_body(request))
-        state = runtime.current()
+        state = runtime.current(environment_of(request))
         results = state.evaluator.flags.evaluate_many(unit_id, attributes, keys)
         known = state.ids.experiments
         enrolled = {
