@@ -164,6 +164,42 @@ class DailyExposureSerializer(serializers.Serializer):
     units = serializers.IntegerField()
 
 
+class DailyPointSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    partial = serializers.BooleanField(help_text="True for the day the data stops in, before its end.")
+    units = serializers.IntegerField(help_text="Units first exposed by the end of the day (cumulative).")
+    value = _float(help_text="The day's increment of the metric per unit exposed by then (ratio: the day's ratio).")
+    mean = _float(help_text="Cumulative mean (rate, ratio) as of the end of the day.")
+    lift = _float(help_text="Cumulative relative lift vs control (treatments only).")
+    ci_relative = _interval()
+    lift_absolute = _float()
+    ci_absolute = _interval()
+    p_value = _float()
+
+
+class DailyVariantSerializer(serializers.Serializer):
+    variant = serializers.CharField()
+    is_control = serializers.BooleanField()
+    points = DailyPointSerializer(many=True)
+
+
+class DailyMetricSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    role = serializers.CharField()
+    variants = DailyVariantSerializer(many=True)
+
+
+class DailySeriesSerializer(serializers.Serializer):
+    days = serializers.ListField(child=serializers.DateField())
+    partial_day = serializers.DateField(allow_null=True)
+    omitted_days = serializers.IntegerField(help_text="Earlier days left out (REPORT_DAILY_MAX_DAYS); still cumulated.")
+    definition = serializers.CharField(required=False)
+    metrics = DailyMetricSerializer(many=True)
+    error = serializers.CharField(required=False)
+
+
 class ResultsVariantSerializer(serializers.Serializer):
     key = serializers.CharField()
     name = serializers.CharField()
@@ -215,6 +251,9 @@ class ResultsSerializer(serializers.Serializer):
         help_text="attribute -> value -> per-metric summaries (primary metrics only).",
     )
     daily_exposures = DailyExposureSerializer(many=True)
+    daily_series = DailySeriesSerializer(
+        required=False, help_text="Per-day series of every metric and variant: the day's value and the cumulative "
+                                  "estimate with its interval (see docs).")
     phase = serializers.IntegerField(required=False, help_text="The experiment phase analysed.")
     phase_started_at = serializers.DateTimeField(required=False, allow_null=True)
     phase_ended_at = serializers.DateTimeField(required=False, allow_null=True)

@@ -164,6 +164,20 @@ def _segments(
     return out
 
 
+def _daily_series(experiment: Experiment, *, until: datetime, common: dict[str, Any], ems: list, variants: list,
+                  phase: int | None, since: datetime | None) -> dict[str, Any]:
+    """Per-day series of every metric (``analysis.daily``); a failure costs only this block."""
+    from .daily import daily_series
+
+    try:
+        return daily_series(experiment, until=until, common=common, metric_links=list(ems),
+                            variant_keys={v.pk: v.key for v in variants},
+                            planned_sample_size=experiment.planned_sample_size, phase=phase, since=since)
+    except Exception:  # noqa: BLE001 - the report itself must still be stored
+        logger.exception("daily series of %s could not be computed", experiment.key)
+        return {"days": [], "partial_day": None, "omitted_days": 0, "metrics": [], "error": "not computed"}
+
+
 def _apply_frozen_plan(experiment: Experiment, plan: dict[str, Any]) -> None:
     """Analyse an ended phase with the plan it had (in memory only; nothing is saved)."""
     from experiments.plan import PLAN_FIELDS
@@ -267,6 +281,8 @@ def build_payload(
             for v in variants
         ],
         segments=_segments(experiment, primary, common, until, number, since) if include_segments else {},
+        daily_series=_daily_series(experiment, until=until, common=common, ems=ems, variants=variants,
+                                   phase=number, since=since),
         lift_series=lift_series(body),
         daily_exposures=[row for row in daily if row["date"] <= until_day],
         phase=number or 1,
