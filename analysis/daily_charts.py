@@ -66,24 +66,39 @@ def _num(x: Any, percent: bool) -> str:
     return charts.fmt_value(x, percent) if isinstance(x, int | float) and x == x else "n/a"
 
 
-def daily_table(series: dict[str, Any], metric: dict[str, Any]) -> str:
-    """Text alternative of both charts: one row per day and variant."""
-    percent = _percent(metric)
+def _rows(series: dict[str, Any], metric: dict[str, Any], cells) -> list[list[Any]]:
     partial = series.get("partial_day")
     rows = []
     for v in metric.get("variants") or []:
         for p in v.get("points") or []:
-            ci = p.get("ci_relative") or [None, None]
             day = f"{p.get('date')} (partial)" if p.get("date") == partial else str(p.get("date"))
-            rows.append([
-                day, v.get("variant"), p.get("units"), _num(p.get("value"), percent), _num(p.get("mean"), percent),
-                "baseline" if v.get("is_control") else _num(p.get("lift"), True),
-                "" if v.get("is_control") else f"{_num(ci[0], True)} to {_num(ci[1], True)}",
-            ])
+            row = cells(v, p)
+            if row is not None:
+                rows.append([day, v.get("variant"), *row])
     rows.sort(key=lambda r: str(r[0]))
+    return rows
+
+
+def value_table(series: dict[str, Any], metric: dict[str, Any]) -> str:
+    """Text alternative of ``value_chart``: one row per day and variant."""
+    percent = _percent(metric)
+    rows = _rows(series, metric, lambda v, p: [p.get("units"), _num(p.get("value"), percent),
+                                               _num(p.get("mean"), percent)])
     name = metric.get("name") or metric.get("metric")
-    return charts.data_table(f"{name} per day", ["Day", "Variant", "Units so far", "Day's value", "Cumulative",
-                                                 "Cumulative lift", "Interval"], rows)
+    return charts.data_table(f"{name} per day", ["Day", "Variant", "Units so far", "Day's value", "Cumulative"], rows)
+
+
+def lift_table(series: dict[str, Any], metric: dict[str, Any]) -> str:
+    """Text alternative of ``lift_chart``: one row per day and treatment."""
+    def cells(v, p):
+        if v.get("is_control"):
+            return None
+        ci = p.get("ci_relative") or [None, None]
+        return [_num(p.get("lift"), True), _num(ci[0], True), _num(ci[1], True), p.get("units")]
+
+    name = metric.get("name") or metric.get("metric")
+    return charts.data_table(f"{name}: cumulative relative lift by day",
+                             ["Day", "Variant", "Lift", "Low", "High", "Units so far"], _rows(series, metric, cells))
 
 
 def present(payload: dict[str, Any], *, limit: int | None = None, width: int = 560) -> list[dict[str, Any]]:
@@ -97,6 +112,7 @@ def present(payload: dict[str, Any], *, limit: int | None = None, width: int = 5
             "name": metric.get("name") or metric.get("metric"),
             "value_svg": value_chart(series, metric, width=width),
             "lift_svg": lift_chart(series, metric, width=width),
-            "table": daily_table(series, metric),
+            "value_table": value_table(series, metric),
+            "lift_table": lift_table(series, metric),
         })
     return out

@@ -360,7 +360,7 @@ def _detail_context(request: HttpRequest, experiment: Experiment, *, shared: boo
             hidden_metrics=0 if show_all else max(0, len(payload.get("metrics") or []) - MAX_METRICS_SHOWN),
             all_metrics_url=f"?{urlencode({**({'at': raw_at} if raw_at else {}), 'metrics': 'all'})}",
             segments=present_segments(payload, kinds),
-            daily=[{**d, **{k: mark_safe(d[k]) for k in ("value_svg", "lift_svg", "table")}}  # noqa: S308 - escaped in charts
+            daily=[{**d, **{k: mark_safe(d[k]) for k in ("value_svg", "lift_svg", "value_table", "lift_table")}}  # noqa: S308 - escaped in charts
                    for d in daily_charts.present(payload, limit=None if show_all else MAX_HISTORY_CHARTS)],
             daily_series=payload.get("daily_series") or {},
             exposures_svg=mark_safe(charts.daily_exposures_chart(  # noqa: S308 - escaped in charts

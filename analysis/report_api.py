@@ -146,6 +146,16 @@ class SegmentVariantSerializer(serializers.Serializer):
     p_value_adjusted = _float(required=False)
     significant = serializers.BooleanField(required=False, allow_null=True)
     chance_to_beat_control = _float(required=False)
+    p_value_segments = _float(
+        required=False, help_text="Benjamini-Hochberg-adjusted across the segment values shown (per metric and variant).")
+
+
+class SegmentsInfoSerializer(serializers.Serializer):
+    caveat = serializers.CharField(help_text="Segments are exploratory; how p_value_segments is adjusted.")
+    dimensions = serializers.ListField(child=serializers.CharField())
+    max_segments = serializers.IntegerField(help_text="Values kept per dimension (REPORT_MAX_SEGMENTS); the rest is (other).")
+    min_units = serializers.IntegerField(help_text="Smaller values are merged into (other) (REPORT_SEGMENT_MIN_UNITS).")
+    notes = serializers.ListField(child=serializers.CharField(), help_text="Breakdowns skipped, and why.")
 
 
 class SegmentMetricSerializer(serializers.Serializer):
@@ -248,8 +258,10 @@ class ResultsSerializer(serializers.Serializer):
     decision = DecisionSerializer()
     segments = serializers.DictField(
         child=serializers.DictField(child=SegmentMetricSerializer(many=True)),
-        help_text="attribute -> value -> per-metric summaries (primary metrics only).",
+        help_text="dimension (a unit attribute, or audience:<key> with values member/non-member) -> value -> "
+                  "per-metric summaries (every metric).",
     )
+    segments_info = SegmentsInfoSerializer(required=False, allow_null=True)
     daily_exposures = DailyExposureSerializer(many=True)
     daily_series = DailySeriesSerializer(
         required=False, help_text="Per-day series of every metric and variant: the day's value and the cumulative "

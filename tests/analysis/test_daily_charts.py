@@ -57,14 +57,15 @@ def test_bands_cut_off_by_the_axis_get_a_marker_with_a_text_label():
 def test_every_chart_has_its_numbers_as_a_table_and_text_is_escaped():
     series = _series()
     [item] = daily_charts.present({"daily_series": series})
-    assert "<b>" not in item["value_svg"] + item["lift_svg"] + item["table"]
-    table = ET.fromstring(item["table"])  # well-formed; the name's markup arrives as text
-    rows = table.findall(".//tbody/tr")
-    assert len(rows) == 2 * len(DAYS)
-    cells = [[c.text for c in r] for r in rows]
-    assert cells[-1][0] == f"{DAYS[-1]} (partial)" and cells[-1][1] == "green" and cells[-1][5] == "0%"
-    assert ["2026-11-01", "control", "100", "5.0%", "5.0%", "baseline", ""] in [
-        [c or "" for c in row] for row in cells]
+    assert "<b>" not in item["value_svg"] + item["lift_svg"] + item["value_table"] + item["lift_table"]
+    values = [[c.text or "" for c in r] for r in ET.fromstring(item["value_table"]).findall(".//tbody/tr")]
+    assert len(values) == 2 * len(DAYS)  # a row per day and variant
+    assert ["2026-11-01", "control", "100", "5.0%", "5.0%"] in values
+    assert values[-1][0] == f"{DAYS[-1]} (partial)"
+    lifts = [[c.text or "" for c in r] for r in ET.fromstring(item["lift_table"]).findall(".//tbody/tr")]
+    assert len(lifts) == len(DAYS)  # treatments only
+    assert lifts[0] == ["2026-11-01", "green", "10%", "-20%", "40%", "100"]
+    assert lifts[-1][0] == f"{DAYS[-1]} (partial)" and lifts[-1][2] == "0%"
     assert daily_charts.present({}) == []
 
 
@@ -76,6 +77,6 @@ def test_report_page_shows_daily_charts_with_tables(client):
     client.force_login(User.objects.create_superuser("analyst", "a@example.invalid", "pw-for-tests"))
     html = client.get(f"/reports/{experiment.key}/").content.decode()
     assert 'id="daily"' in html and 'id="daily-purchase"' in html and 'id="daily-revenue"' in html
-    assert html.count('class="chart-data"') >= 3 * 2  # each daily block has its table
+    assert html.count('<details class="chart-data">') == html.count("<svg")  # a table per chart
     assert "is partial (data so far)" in html
     assert result.end.date().isoformat() in html
