@@ -224,7 +224,7 @@ def present_segments(payload: dict[str, Any], kinds: dict[str, str]) -> list[dic
                 kind = kinds.get(m.get("metric"), "")
                 for v in m.get("variants") or []:
                     rows.append({"value": value, "metric": m.get("name") or m.get("metric"),
-                                 **_variant_row(v, kind)})
+                                 **_variant_row(v, kind), "p_segments": fmt_p(v.get("p_value_segments"))})
         out.append({"attribute": attribute, "rows": rows})
     return out
 
