@@ -168,7 +168,7 @@ def _daily_sql(specs: list[q._Spec], x: q._Exposures, until: datetime | None, fi
 
     # lg: each value next to its value on the unit's previous event day (0 before the first).
     def lag(name: str) -> str:
-        return f"LAG({name}, 1, {d.cast_float('0')}) OVER (PARTITION BY unit_id ORDER BY d) AS {name}_"
+        return f"{d.previous(name, d.cast_float('0'), 'unit_id', 'd')} AS {name}_"
 
     lagged = []
     for i, (_, den, _) in enumerate(cols):
