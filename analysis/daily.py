@@ -5,10 +5,11 @@ per recomputation) cannot answer. This module answers it from ONE aggregation qu
 
 * per unit and UTC day, the unit's post-exposure event aggregates of that day (the same
   filtered aggregates, windows, caps and clamping as ``analysis.queries``);
-* per unit, a running total over its days (a window function), turned into the per-unit metric
-  value as of the end of each day (cap applied to the running total, conversion = 1 once
-  converted), and the *increments* of that value, its square and its products (ratio
-  denominator, CUPED pre-period) since the unit's previous event day;
+* per unit, a running total over its days (one window function), turned into the per-unit
+  metric value as of the end of each day and as of its previous event day (the running total
+  minus the day's own value; cap applied to the running total, conversion = 1 once converted),
+  hence the *increments* of that value, its square and its products (ratio denominator, CUPED
+  pre-period) on each day;
 * summed per variant and day, together with the units first exposed that day (and their
   pre-period sums): a small table of per-day increments of the sufficient statistics.
 
@@ -145,37 +146,32 @@ def _daily_sql(specs: list[q._Spec], x: q._Exposures, until: datetime | None, fi
         ctes.append(f"pr AS ({pr_cte})")
         params += [*pre.params, *events, q._adapt(first - timedelta(hours=max_pre))]
 
-    # cu: running totals per unit over its event days (window functions).
+    # cu: running totals per unit over its event days (one window), next to the day's own value.
+    summed = list(dict.fromkeys(c for y, den, _ in cols for c in (y, den) if c))
     running = ", ".join(
-        f"SUM({c}) OVER (PARTITION BY unit_id ORDER BY d ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {c}"
-        for c in dict.fromkeys(c for y, den, _ in cols for c in (y, den) if c)
+        # new names (ClickHouse resolves a name to a select alias before a column)
+        f"SUM({c}) OVER (PARTITION BY unit_id ORDER BY d ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {c}_r, "
+        f"COALESCE({c}, 0) AS {c}_d"
+        for c in summed
     )
     ctes.append(f"cu AS (SELECT unit_id, variant_id, d, {running} FROM ud)")
-    # vu: per-unit values as of each event day (cap on the running total), pre values joined.
+    # vu: per-unit values as of the end of each event day and of the unit's previous event day
+    # (the running total minus the day's value: no second window), cap on the running total.
     v_select, v_params = [], []
     p_select, p_params = [], []
     for i, (spec, (y, den, p)) in enumerate(zip(specs, cols, strict=True)):
-        v_select.append(f"{q._value_sql(spec, f'cu.{y}', v_params)} AS y{i}")
+        v_select.append(f"{q._value_sql(spec, f'cu.{y}_r', v_params)} AS y{i}")
+        v_select.append(f"{q._value_sql(spec, f'(cu.{y}_r - cu.{y}_d)', v_params)} AS y{i}_")
         if den:
-            v_select.append(f"{q._value_sql(spec, f'cu.{den}', v_params, capped=False)} AS d{i}")
+            v_select.append(f"{q._value_sql(spec, f'cu.{den}_r', v_params, capped=False)} AS d{i}")
+            v_select.append(f"{q._value_sql(spec, f'(cu.{den}_r - cu.{den}_d)', v_params, capped=False)} AS d{i}_")
         if p:
             v_select.append(f"{q._value_sql(spec, f'pr.{p}', v_params)} AS p{i}")
             p_select.append(f"{q._value_sql(spec, f'pr.{p}', p_params)} AS p{i}")
     join_pre = " LEFT JOIN pr ON pr.unit_id = cu.unit_id" if pre.sql else ""
-    ctes.append(f"vu AS (SELECT cu.unit_id AS unit_id, cu.variant_id AS variant_id, cu.d AS d, "
+    ctes.append(f"vu AS (SELECT cu.variant_id AS variant_id, cu.d AS d, "
                 f"{', '.join(v_select)} FROM cu{join_pre})")
     params += v_params
-
-    # lg: each value next to its value on the unit's previous event day (0 before the first).
-    def lag(name: str) -> str:
-        return f"{d.previous(name, d.cast_float('0'), 'unit_id', 'd')} AS {name}_"
-
-    lagged = []
-    for i, (_, den, _) in enumerate(cols):
-        lagged.append(lag(f"y{i}"))
-        if den:
-            lagged.append(lag(f"d{i}"))
-    ctes.append(f"lg AS (SELECT vu.*, {', '.join(lagged)} FROM vu)")
 
     zero = d.cast_float("0")
     inc, exp_cols = [], []
@@ -199,7 +195,7 @@ def _daily_sql(specs: list[q._Spec], x: q._Exposures, until: datetime | None, fi
         f"WITH {', '.join(ctes)} "
         f"SELECT d0 AS d, variant_id, COUNT(*), {', '.join(exp_cols)} FROM {xp_from} GROUP BY d0, variant_id "
         f"UNION ALL "
-        f"SELECT d, variant_id, 0, {', '.join(inc)} FROM lg GROUP BY d, variant_id"
+        f"SELECT d, variant_id, 0, {', '.join(inc)} FROM vu GROUP BY d, variant_id"
     )
     return sql, params
 

@@ -111,12 +111,6 @@ class Dialect:
         """``needle`` (an SQL expression) occurs in ``haystack`` (case-sensitive)."""
         return f"strpos({haystack}, {needle}) > 0"
 
-    # --- per-day series (analysis.daily) ---------------------------------------------------------
-
-    def previous(self, expression: str, default: str, partition: str, order: str) -> str:
-        """``expression`` on the previous row of the window (``default`` on the first)."""
-        return f"LAG({expression}, 1, {default}) OVER (PARTITION BY {partition} ORDER BY {order})"
-
     def __repr__(self) -> str:
         return f"<Dialect {self.name}>"
 
@@ -239,11 +233,6 @@ class ClickHouse(Dialect):
 
     def contains(self, haystack: str, needle: str) -> str:
         return f"position({haystack}, {needle}) > 0"
-
-    def previous(self, expression: str, default: str, partition: str, order: str) -> str:
-        # LAG is spelt lagInFrame and reads only inside the frame: make it reach back to the start.
-        return (f"lagInFrame({expression}, 1, {default}) OVER (PARTITION BY {partition} ORDER BY {order} "
-                f"ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)")
 
 
 class DuckDB(Dialect):
