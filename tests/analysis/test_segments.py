@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 from statsmodels.stats.multitest import multipletests
 
-from analysis import queries, reports, segments
+from analysis import csv_export, queries, reports, segments
 from assignment import targeting
 from assignment.models import Exposure
 
@@ -161,6 +161,8 @@ def test_every_metric_is_broken_down_with_bh_adjusted_p_values_and_a_caveat(sett
         assert len(entries) >= 3
         expected = multipletests([v["p_value"] for v in entries], method="fdr_bh")[1]
         assert [v["p_value_segments"] for v in entries] == pytest.approx(list(expected), rel=1e-12)
+    rows = [r for r in csv_export.rows(payload) if r["section"] == "segment" and not r["is_control"]]
+    assert rows and all(r["p_value_segments"] is not None or r["p_value"] is None for r in rows)
 
 
 def test_audience_dimension_counts_members_in_sql(settings, simulated):
