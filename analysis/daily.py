@@ -251,6 +251,7 @@ def daily_series(
     last = date.fromisoformat(max(day for day, _ in table))
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     keep = days[-max_days():]
+    kept = set(keep)
     links = {em.metric.key: em for em in metric_links}
     width = [_width(s) for s in specs]
     offsets = [sum(width[:i]) for i in range(len(specs))]
@@ -264,7 +265,7 @@ def daily_series(
                 acc = cumulative[vid]
                 for i, v in enumerate(inc):
                     acc[i] += v
-        if day not in keep:
+        if day not in kept:
             continue
         inputs = []
         for spec, off, w in zip(specs, offsets, width, strict=True):
