@@ -268,7 +268,8 @@ class ExperimentAdmin(SafeAdminMixin, LockOnPostMixin, SimpleHistoryAdmin):
 @admin.register(Metric)
 class MetricAdmin(SafeAdminMixin, SimpleHistoryAdmin):
     form = MetricForm
-    list_display = ["key", "name", "kind", "event", "denominator_event", "direction", "cap", "conversion_window_hours"]
+    list_display = ["key", "name", "kind", "quantile", "event", "denominator_event", "direction", "cap",
+                    "conversion_window_hours"]
     list_filter = ["kind", "direction"]
     search_fields = ["key", "name", "event"]
 

@@ -29,6 +29,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/config"): "client",
     ("POST", "/api/v1/events"): "client",
     ("POST", "/api/v1/exposures"): "client",
+    ("POST", "/api/v1/flags/evaluate"): "client",
     ("GET", "/api/v1/sample-size"): "client",
     # analysts: read definitions and results, recompute a report
     ("GET", "/api/v1/experiments"): "analyst",
@@ -67,6 +68,7 @@ CALLERS = ("none", "revoked", "expired", "client", "analyst", "admin")
 PATH_VALUES = {"key": "matrix-exp", "unit_id": "matrix-unit", "task_id": "no-such-task", "approval_id": "1"}
 BODIES = {
     ("POST", "/api/v1/assignments"): {"unit_id": "u-1", "attributes": {"country": "CN"}},
+    ("POST", "/api/v1/flags/evaluate"): {"unit_id": "u-1", "attributes": {"country": "CN"}},
     ("POST", "/api/v1/events"): {"events": [{"event_id": "matrix-1", "unit_id": "u-1", "event": "purchase", "value": 1}]},
     ("POST", "/api/v1/experiments"): {
         "key": "matrix-new", "name": "n", "variants": [
