@@ -27,7 +27,9 @@ Definitions (stored under ``daily_series`` of the report payload, served by the 
 * ``mean``, ``lift`` (relative), ``ci_relative``, ``p_value``: the cumulative estimate as of the
   end of that day, with the report's own settings (CUPED, sequential, correction);
 * the day the data stops in, when it stops before midnight, is ``partial`` (charts mark it as
-  incomplete instead of drawing a drop).
+  incomplete instead of drawing a drop);
+* quantile metrics are order statistics, not sums, so they have no per-day increments: they are
+  listed under ``excluded``.
 """
 from __future__ import annotations
 
@@ -54,9 +56,14 @@ def max_days() -> int:
     return max(1, int(value)) if isinstance(value, int) and not isinstance(value, bool) else DEFAULT_MAX_DAYS
 
 
+RATIO_PRE = ("pre_den_sum", "pre_den_sum_sq", "pre_num_den", "pre_num_x_den", "pre_den_x_num", "pre_den_x_den")
+
+
 def _width(spec: q._Spec) -> int:
-    """Summed columns per metric: y, y^2, [ratio: d, d^2, y d], [pre: p, p^2, p y]."""
-    return 2 + (3 if spec.kind == "ratio" else 0) + (3 if spec.pre else 0)
+    """Summed columns per metric: y, y^2, [ratio: d, d^2, y d], [pre: p, p^2, p y], [ratio and
+    pre: pd, pd^2, p pd, p d, pd y, pd d] (the report's CUPED for ratios)."""
+    ratio = spec.kind == "ratio"
+    return 2 + (3 if ratio else 0) + (3 if spec.pre else 0) + (6 if spec.pre and ratio else 0)
 
 
 def daily_increments(
@@ -68,7 +75,8 @@ def daily_increments(
     sum d^2, sum y d, then with a pre-period of sum p, sum p^2, sum p y (see ``_width``).
     """
     until = q._aware(until)
-    specs = q._specs(experiment)
+    # Quantile metrics are order statistics, not sums: they have no per-day increments.
+    specs = [s for s in q._specs(experiment) if s.kind != "quantile"]
     x = q._Exposures(experiment, until, phase, q._aware(since))
     if not specs:
         return specs, {}
@@ -107,12 +115,13 @@ def _daily_sql(specs: list[q._Spec], x: q._Exposures, until: datetime | None, fi
         return shift_cols[hours]
 
     post, pre = q._Columns(), q._Columns()
-    cols: list[tuple[str, str | None, str | None]] = []  # per metric: (y column, den column, pre column)
+    cols: list[tuple[str, str | None, str | None, str | None]] = []  # (y, den, pre, pre den) columns
     for spec in specs:
         y = post.get(spec.event, spec.aggregation, "post", spec.window, shift_col)
         den = post.get(spec.den_event, spec.den_aggregation, "post", spec.window, shift_col) if spec.kind == "ratio" else None
         p = pre.get(spec.event, spec.aggregation, "pre", spec.pre, shift_col) if spec.pre else None
-        cols.append((y, den, p))
+        pd = pre.get(spec.den_event, spec.den_aggregation, "pre", spec.pre, shift_col) if p and den else None
+        cols.append((y, den, p, pd))
 
     e_unit, e_event, e_ts = (f"e.{q._q(q._event_col(n))}" for n in ("unit_id", "event", "timestamp"))
     etable = d.source(q._q(Event._meta.db_table), "e")
@@ -147,7 +156,7 @@ def _daily_sql(specs: list[q._Spec], x: q._Exposures, until: datetime | None, fi
         params += [*pre.params, *events, q._adapt(first - timedelta(hours=max_pre))]
 
     # cu: running totals per unit over its event days (one window), next to the day's own value.
-    summed = list(dict.fromkeys(c for y, den, _ in cols for c in (y, den) if c))
+    summed = list(dict.fromkeys(c for y, den, _, _ in cols for c in (y, den) if c))
     running = ", ".join(
         # new names (ClickHouse resolves a name to a select alias before a column)
         f"SUM({c}) OVER (PARTITION BY unit_id ORDER BY d ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS {c}_r, "
@@ -159,7 +168,7 @@ def _daily_sql(specs: list[q._Spec], x: q._Exposures, until: datetime | None, fi
     # (the running total minus the day's value: no second window), cap on the running total.
     v_select, v_params = [], []
     p_select, p_params = [], []
-    for i, (spec, (y, den, p)) in enumerate(zip(specs, cols, strict=True)):
+    for i, (spec, (y, den, p, pd)) in enumerate(zip(specs, cols, strict=True)):
         v_select.append(f"{q._value_sql(spec, f'cu.{y}_r', v_params)} AS y{i}")
         v_select.append(f"{q._value_sql(spec, f'(cu.{y}_r - cu.{y}_d)', v_params)} AS y{i}_")
         if den:
@@ -168,6 +177,9 @@ def _daily_sql(specs: list[q._Spec], x: q._Exposures, until: datetime | None, fi
         if p:
             v_select.append(f"{q._value_sql(spec, f'pr.{p}', v_params)} AS p{i}")
             p_select.append(f"{q._value_sql(spec, f'pr.{p}', p_params)} AS p{i}")
+        if pd:
+            v_select.append(f"{q._value_sql(spec, f'pr.{pd}', v_params, capped=False)} AS pd{i}")
+            p_select.append(f"{q._value_sql(spec, f'pr.{pd}', p_params, capped=False)} AS pd{i}")
     join_pre = " LEFT JOIN pr ON pr.unit_id = cu.unit_id" if pre.sql else ""
     ctes.append(f"vu AS (SELECT cu.variant_id AS variant_id, cu.d AS d, "
                 f"{', '.join(v_select)} FROM cu{join_pre})")
@@ -175,7 +187,7 @@ def _daily_sql(specs: list[q._Spec], x: q._Exposures, until: datetime | None, fi
 
     zero = d.cast_float("0")
     inc, exp_cols = [], []
-    for i, (_, den, p) in enumerate(cols):
+    for i, (_, den, p, pd) in enumerate(cols):
         y, y_ = f"y{i}", f"y{i}_"
         inc += [f"SUM({y} - {y_})", f"SUM({y} * {y} - {y_} * {y_})"]
         exp_cols += [zero, zero]
@@ -187,6 +199,11 @@ def _daily_sql(specs: list[q._Spec], x: q._Exposures, until: datetime | None, fi
             pv = f"COALESCE(p{i}, {zero})"
             inc += [zero, zero, f"SUM({pv} * ({y} - {y_}))"]
             exp_cols += [f"SUM(COALESCE(p{i}, {zero}))", f"SUM(COALESCE(p{i}, {zero}) * COALESCE(p{i}, {zero}))", zero]
+        if pd:  # pd, pd^2, p pd on the exposure day; p d, pd y, pd d as d and y grow
+            pdv = f"COALESCE(pd{i}, {zero})"
+            inc += [zero, zero, zero, f"SUM({pv} * (d{i} - d{i}_))", f"SUM({pdv} * ({y} - {y_}))",
+                    f"SUM({pdv} * (d{i} - d{i}_))"]
+            exp_cols += [f"SUM({pdv})", f"SUM({pdv} * {pdv})", f"SUM(COALESCE(p{i}, {zero}) * {pdv})", zero, zero, zero]
     # xp: the units first exposed each day (with their pre-period values).
     xp_from = f"(SELECT x.variant_id AS variant_id, x.d0 AS d0{''.join(', ' + s for s in p_select)} FROM x"
     xp_from += " LEFT JOIN pr ON pr.unit_id = x.unit_id) AS xp" if pre.sql else ") AS xp"
@@ -210,10 +227,11 @@ def _stats(spec: q._Spec, n: int, acc: list[float]) -> VariantStats:
     den = rest[:3] if spec.kind == "ratio" else [None, None, None]
     rest = rest[3:] if spec.kind == "ratio" else rest
     pre = rest[:3] if spec.pre else [None, None, None]
+    ratio_pre = dict(zip(RATIO_PRE, rest[3:9], strict=True)) if spec.pre and spec.kind == "ratio" else {}
     if spec.kind == "conversion":
         sq = s
     return VariantStats(n=n, sum=s, sum_sq=max(0.0, sq), den_sum=den[0], den_sum_sq=den[1], cross_sum=den[2],
-                        pre_sum=pre[0], pre_sum_sq=pre[1], pre_cross=pre[2])
+                        pre_sum=pre[0], pre_sum_sq=pre[1], pre_cross=pre[2], **ratio_pre)
 
 
 def _daily_value(spec: q._Spec, n: int, inc: list[float]) -> float | None:
@@ -243,8 +261,10 @@ def daily_series(
     """
     specs, table = daily_increments(experiment, until=until, phase=phase, since=since)
     partial = partial_day(until)
+    included = {s.key for s in specs}
     out: dict[str, Any] = {"days": [], "partial_day": None, "omitted_days": 0, "definition": VALUE_DEFINITION,
-                           "metrics": []}
+                           "metrics": [],
+                           "excluded": [em.metric.key for em in metric_links if em.metric.key not in included]}
     if not table:
         return out
     first = date.fromisoformat(min(day for day, _ in table))
@@ -301,7 +321,7 @@ def daily_series(
                     "p_value": v.get("p_value"),
                 })
     control = common.get("control")
-    out.update(days=keep, partial_day=partial if partial in keep else None, omitted_days=len(days) - len(keep))
+    out.update(days=keep, partial_day=partial if partial in kept else None, omitted_days=len(days) - len(keep))
     out["metrics"] = [
         {"metric": s.key, "name": links[s.key].metric.name, "kind": s.kind, "role": links[s.key].role,
          "variants": [{"variant": key, "is_control": key == control, "points": points}

@@ -213,6 +213,9 @@ class DailySeriesSerializer(serializers.Serializer):
     omitted_days = serializers.IntegerField(help_text="Earlier days left out (REPORT_DAILY_MAX_DAYS); still cumulated.")
     definition = serializers.CharField(required=False)
     metrics = DailyMetricSerializer(many=True)
+    excluded = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="Metrics without a per-day series (quantile metrics: order statistics have no daily increments).")
     error = serializers.CharField(required=False)
 
 

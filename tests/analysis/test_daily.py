@@ -24,10 +24,12 @@ pytestmark = pytest.mark.django_db
 RATIO = {"key": "revenue_per_order", "name": "Revenue per order", "event": "purchase", "kind": "ratio",
          "numerator_aggregation": "sum", "denominator_event": "purchase", "denominator_aggregation": "count"}
 COUNT = {"key": "purchases", "name": "Purchases", "event": "purchase", "kind": "count"}
+P90 = {"key": "p90_revenue", "name": "Revenue p90", "event": "purchase", "kind": "quantile", "quantile": "0.9",
+       "numerator_aggregation": "sum"}
 
 
 def _experiment(**fields):
-    for data in (RATIO, COUNT):
+    for data in (RATIO, COUNT, P90):
         Metric.objects.update_or_create(key=data["key"], defaults=data)
     experiment = make_experiment(metrics=[
         {"metric": "purchase", "role": "primary"},
@@ -35,6 +37,7 @@ def _experiment(**fields):
         {"metric": "purchases", "role": "secondary"},
         {"metric": "revenue_per_order", "role": "secondary"},
         {"metric": "refund", "role": "guardrail", "non_inferiority_margin": 1.0},
+        {"metric": "p90_revenue", "role": "secondary"},  # order statistics: not in the daily series
     ], **fields)
     result = populate(experiment, units=400, days=4, lift=0.3)
     return experiment, result
@@ -113,7 +116,10 @@ def test_daily_series_equal_a_python_computation_and_end_at_the_report(settings)
     assert [p["partial"] for p in series["metrics"][0]["variants"][0]["points"]] == \
         [d == last_day for d in series["days"]]
     # The cumulative estimate of the last day is the report's own (CUPED on, every metric kind).
+    assert "p90_revenue" in {m["metric"] for m in payload["metrics"]}
     for metric in payload["metrics"]:
+        if metric["metric"] == "p90_revenue":
+            continue
         daily_metric = next(m for m in series["metrics"] if m["metric"] == metric["metric"])
         for v in metric["variants"]:
             last = next(d for d in daily_metric["variants"] if d["variant"] == v["variant"])["points"][-1]
@@ -176,7 +182,8 @@ def test_results_api_serves_the_daily_series(api_client_for, openapi):  # noqa: 
     body = r.json()["daily_series"]
     assert body == snapshot.payload["daily_series"]
     assert body["partial_day"] == body["days"][-1]
-    assert {m["metric"] for m in body["metrics"]} == {m["metric"] for m in r.json()["metrics"]}
+    assert {m["metric"] for m in body["metrics"]} == {m["metric"] for m in r.json()["metrics"]} - {"p90_revenue"}
+    assert body["excluded"] == ["p90_revenue"]
     # a date range (computed on demand) carries its own series
     day = body["days"][1]
     r = api_client_for("analyst").get(f"/api/v1/experiments/{experiment.key}/results?from={day}")
