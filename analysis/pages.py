@@ -33,7 +33,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from experiments.models import Experiment
 
-from . import charts, conclusions, selectors, sharing, tasks
+from . import charts, conclusions, daily_charts, selectors, sharing, tasks
 from .models import Conclusion, ShareLink
 from .report_api import (
     RESULTS_PARAMS,
@@ -225,7 +225,7 @@ def present_segments(payload: dict[str, Any], kinds: dict[str, str]) -> list[dic
                 kind = kinds.get(m.get("metric"), "")
                 for v in m.get("variants") or []:
                     rows.append({"value": value, "metric": m.get("name") or m.get("metric"),
-                                 **_variant_row(v, kind)})
+                                 **_variant_row(v, kind), "p_segments": fmt_p(v.get("p_value_segments"))})
         out.append({"attribute": attribute, "rows": rows})
     return out
 
@@ -361,6 +361,9 @@ def _detail_context(request: HttpRequest, experiment: Experiment, *, shared: boo
             hidden_metrics=0 if show_all else max(0, len(payload.get("metrics") or []) - MAX_METRICS_SHOWN),
             all_metrics_url=f"?{urlencode({**({'at': raw_at} if raw_at else {}), 'metrics': 'all'})}",
             segments=present_segments(payload, kinds),
+            daily=[{**d, **{k: mark_safe(d[k]) for k in ("value_svg", "lift_svg", "value_table", "lift_table")}}  # noqa: S308 - escaped in charts
+                   for d in daily_charts.present(payload, limit=None if show_all else MAX_HISTORY_CHARTS)],
+            daily_series=payload.get("daily_series") or {},
             exposures_svg=mark_safe(charts.daily_exposures_chart(  # noqa: S308 - escaped in charts
                 payload.get("daily_exposures") or [], variants=variant_keys, width=820, partial_day=today,
                 partial_label=f"partial day (data until {snapshot.data_to:%H:%M} UTC)" if today else "")),

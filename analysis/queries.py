@@ -98,7 +98,7 @@ def metric_statistics(
 def segment_statistics(
     experiment, attribute: str, *, until: datetime | None = None, max_segments: int = 20,
     metrics: Collection[str] | None = None, min_units: int = 1, phase: int | None = None,
-    since: datetime | None = None,
+    since: datetime | None = None, expression: tuple[str, list[Any]] | None = None,
 ) -> dict[str, dict[str, dict[str, VariantStats]]]:
     """``{segment: {metric_key: {variant_key: VariantStats}}}`` split by a unit attribute.
 
@@ -108,12 +108,14 @@ def segment_statistics(
     biggest first, ``"(other)"`` last. ``metrics`` limits the metrics computed (e.g. to the
     primary ones: each metric adds aggregate columns to the query). Values with fewer than
     ``min_units`` units are folded into ``"(other)"`` too (a rare value can name a unit).
+    ``expression`` (SQL text over the exposure row, and its parameters) replaces the attribute's
+    value as the segment (``analysis.segments``: audience membership); ``attribute`` then names it.
     """
-    if not isinstance(attribute, str) or not ATTRIBUTE_RE.fullmatch(attribute):
+    if expression is None and (not isinstance(attribute, str) or not ATTRIBUTE_RE.fullmatch(attribute)):
         raise ValueError("attribute must be 1-64 letters, digits, '_', '.', '-', not starting with a digit")
     if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
         raise ValueError("max_segments must be a positive integer")
-    return _statistics(experiment, until=until, segment=(attribute, max_segments, max(1, int(min_units))),
+    return _statistics(experiment, until=until, segment=(attribute, max_segments, max(1, int(min_units)), expression),
                        only=metrics, phase=phase, since=since)
 
 
@@ -303,8 +305,8 @@ def _statistics(experiment, *, until, segment, only=None, phase=None, since=None
     # Segments: rank them by units, fold the tail into "(other)".
     seg_sql, seg_params = None, []
     if segment is not None:
-        attribute, max_segments, min_units = segment
-        key_sql, key_params = _segment_key_sql(x.attributes, attribute)
+        attribute, max_segments, min_units, expression = segment
+        key_sql, key_params = expression or _segment_key_sql(x.attributes, attribute)
         ranked = _fetch(
             f"SELECT s, COUNT(*) AS n FROM (SELECT {key_sql} AS s FROM {x.table} WHERE {x.where}) AS k "
             f"GROUP BY s ORDER BY n DESC, s LIMIT %s",

@@ -239,7 +239,9 @@ def _non_inferiority(
             else frequentist.z_critical(2.0 * alpha)
         )
         lo, hi = head.rel - crit * head.se_rel, head.rel + crit * head.se_rel
-        stat = (head.rel + margin) / head.se_rel if increase else (margin - head.rel) / head.se_rel
+        distance = (head.rel + margin) if increase else (margin - head.rel)
+        # No spread of the relative lift (e.g. no events in one small arm): the side decides.
+        stat = distance / head.se_rel if head.se_rel > 0 else math.copysign(math.inf, distance) if distance else 0.0
         p = (
             frequentist.t_pvalue(stat, head.df, "larger")
             if head.df is not None
