@@ -23,7 +23,7 @@ from assignment.selectors import sdk_exposure_checks
 from experiments.models import Experiment, ExperimentMetric, Metric, Phase
 
 from .models import ReportSnapshot
-from .segments import breakdowns, segment_attributes  # noqa: F401 - segment_attributes: public here too
+from .segments import breakdowns, saved_audiences, segment_attributes  # noqa: F401 - segment_attributes: public here too
 from .selectors import lift_series
 from .stats import MetricInput, StatsInputError, VariantStats, analyze_experiment
 
@@ -150,7 +150,8 @@ def build_payload(
     With ``phase``, only that phase's exposures count and, for an ended phase, its frozen plan
     (metrics and roles, alpha, correction, weights, ...) is used. With ``since``, only units first
     exposed at or after it count (a date range; see ``compute_window``). ``audiences`` (saved
-    audience definitions as dicts, ``analysis.segments``) add ``audience:<key>`` breakdowns.
+    audience definitions as dicts, ``analysis.segments``) add ``audience:<key>`` breakdowns
+    (default: ``segments.saved_audiences``).
     """
     number = phase.number if phase is not None else None
     notes: list[str] = []
@@ -206,7 +207,8 @@ def build_payload(
     segments, segments_info = {}, None
     if include_segments:
         segments, segments_info = breakdowns(experiment, list(ems), common, until, phase=number, since=since,
-                                             audiences=audiences or [], metric_input=_metric_input)
+                                             audiences=saved_audiences(experiment) if audiences is None else audiences,
+                                             metric_input=_metric_input)
     daily = [
         {"date": _day(row["date"]), "variant": str(row["variant"]), "units": int(row["units"])}
         for row in queries.daily_exposures(experiment, phase=number, since=since, until=until)

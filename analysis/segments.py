@@ -198,6 +198,20 @@ def _max_segments() -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else DEFAULT_MAX_SEGMENTS
 
 
+def saved_audiences(experiment) -> list[dict[str, Any]]:
+    """The saved audiences a report breaks down by (``audience:<key>``): every audience except
+    the experiment's own (all its units are members), by key, at most ``REPORT_MAX_AUDIENCES``
+    (default 5) - each is one more aggregation query."""
+    from experiments.models import Audience
+
+    limit = getattr(settings, "REPORT_MAX_AUDIENCES", 5)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        return []
+    rows = (Audience.objects.exclude(experiment_links__experiment=experiment)
+            .order_by("key").values("key", "match", "conditions")[:limit])
+    return [dict(row) for row in rows]
+
+
 def breakdowns(
     experiment, ems: list, common: dict[str, Any], until, *, phase: int | None = None, since=None,
     audiences: list[dict[str, Any]] | None = None, metric_input=None,

@@ -157,6 +157,8 @@ REPORT_SEGMENT_MIN_UNITS = env.int("REPORT_SEGMENT_MIN_UNITS", default=20)
 # segment values kept per attribute (the rest is "(other)"), and the days in the per-day series.
 REPORT_SEGMENT_ATTRIBUTES = env.list("REPORT_SEGMENT_ATTRIBUTES", default=["country", "platform", "plan"])
 REPORT_MAX_SEGMENTS = env.int("REPORT_MAX_SEGMENTS", default=10)
+#: Saved audiences a report breaks down by (``audience:<key>``), one aggregation query each.
+REPORT_MAX_AUDIENCES = env.int("REPORT_MAX_AUDIENCES", default=5)
 REPORT_DAILY_MAX_DAYS = env.int("REPORT_DAILY_MAX_DAYS", default=90)
 # Expiry of a report's lock and heartbeat: a killed worker's report is given up this long after.
 REPORT_LOCK_SECONDS = env.int("REPORT_LOCK_SECONDS", default=30)

@@ -192,14 +192,28 @@ def _expected_members(experiment, rules) -> int:
                if targeting.matches(rules, attrs))
 
 
-def test_the_refresh_task_reports_without_audiences(settings, simulated):
+def test_the_refresh_task_breaks_down_by_saved_audiences(settings, simulated):
+    """The Celery task passes the admin's saved audiences, except the experiment's own (every
+    unit of it is a member), at most REPORT_MAX_AUDIENCES of them, by key."""
     from analysis import tasks
+    from experiments.models import Audience, ExperimentAudience
 
+    us = [{"attribute": "country", "operator": "equals", "values": ["US"]}]
+    for key in ("b-us", "a-us", "c-us", "own"):
+        Audience.objects.create(key=key, name=key, match="all", conditions=us)
+    ExperimentAudience.objects.create(experiment=simulated, audience=Audience.objects.get(key="own"))
+    settings.REPORT_MAX_AUDIENCES = 2
     tasks.compute_report.apply(args=[simulated.key]).get()
     snapshot = simulated.snapshots.latest()
-    assert not [k for k in snapshot.payload["segments"] if k.startswith("audience:")]
+    dimensions = [k for k in snapshot.payload["segments"] if k.startswith("audience:")]
+    assert dimensions == ["audience:a-us", "audience:b-us"]
+    got = {value: sum(v["units"] for v in ms[0]["variants"])
+           for value, ms in snapshot.payload["segments"]["audience:a-us"].items()}
+    assert got[segments.MEMBER] == _expected_members(simulated, us)
     assert snapshot.payload["daily_series"]["metrics"]
     assert snapshot.computed_at > timezone.now() - timedelta(minutes=5)
+    settings.REPORT_MAX_AUDIENCES = 0
+    assert segments.saved_audiences(simulated) == []
 
 
 @pytest.mark.postgres
