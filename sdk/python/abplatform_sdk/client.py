@@ -11,6 +11,11 @@ Failure behaviour:
   with exponential backoff (capped), so nothing is lost while the queue has room.
 * The queue is bounded (``max_queue``): when full the *oldest* exposure is dropped and counted
   in ``stats["dropped"]`` rather than letting memory grow without limit.
+* Repeats are not queued: the server keeps the first exposure per (experiment, phase, unit),
+  so each experiment remembers the units it queued, at most ``dedupe_limit`` of them (two
+  generations of half that: the older is forgotten when the newer fills up, so memory is
+  bounded and recently seen units stay deduplicated). A forgotten unit's repeat is queued again
+  and the server ignores it. A new configuration forgets everything (it may start a new phase).
 * No configuration ever loaded (server unreachable at start, no ``cache_path`` copy): every
   answer is the ``default`` the caller passes, with reason ``no_config``, and nothing is logged.
 * ``close()`` (also run at interpreter exit) stops the threads and flushes what is queued,
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -36,7 +42,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from .evaluator import NO_CONFIG, Assignment, DocumentError, Evaluator
+from .evaluator import ASSIGNED, NO_CONFIG, UNKNOWN_EXPERIMENT, Assignment, DocumentError, Evaluator
 
 logger = logging.getLogger("abplatform_sdk")
 
@@ -74,6 +80,7 @@ class Client:
         background: bool = True,
         bootstrap: Mapping[str, Any] | None = None,
         start: bool = True,
+        dedupe_limit: int = 20_000,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Api-Key {api_key}", "Accept": "application/json",
@@ -91,17 +98,23 @@ class Client:
         # A document to serve from before (or without) the first fetch, e.g. baked into a build.
         self._evaluator: Evaluator | None = Evaluator(bootstrap) if bootstrap is not None else None
         self._etag: str | None = None
-        # Bounded: appending to a full deque drops the oldest item, atomically (no lock on the
-        # evaluation path). Drops are counted exactly from three counters (see ``stats``).
-        self._queue: deque[tuple] = deque(maxlen=self.max_queue)
-        self._appended = _Counter()
+        # Bounded without a lock on the evaluation path: whoever appends past ``max_queue``
+        # pops the oldest item (deque operations are atomic in CPython) and counts the drop,
+        # so the common path counts nothing; what was queued follows exactly (see ``stats``).
+        # Racing appenders may overshoot the bound by one item each, never more.
+        self._queue: deque[tuple] = deque()
+        self._dropped = _Counter()
         self._deduplicated = _Counter()
         self._taken = 0  # items removed by the flusher (under _lock)
         self._readded = 0  # items put back after a failed send (under _lock)
+        self._lost = 0  # items of a failed send with no room to go back (under _lock)
         self._lock = threading.Lock()
         self._wake_flush = threading.Event()
         self._stop = threading.Event()
-        self._seen: dict[tuple, None] = {}
+        # experiment -> [recent units, older units]: which units already have an exposure
+        # queued (see the module docstring); at most ``dedupe_limit`` units per experiment.
+        self._seen: dict[str, list[set[str]]] = {}
+        self._dedupe_generation = max(1, dedupe_limit // 2)
         self._threads: list[threading.Thread] = []
         self._stats = {
             "sent": 0, "rejected": 0, "flush_errors": 0, "refreshes": 0, "not_modified": 0,
@@ -161,15 +174,48 @@ class Client:
         """The variant of ``experiment`` for ``unit_id``; logs an exposure when enrolled.
 
         Without a configuration (never loaded), the answer is ``default`` (reason ``no_config``).
+        The answer is frozen and may be shared with other calls (it names no unit).
         """
         evaluator = self._evaluator
         if evaluator is None:
             return Assignment(experiment, default, False, NO_CONFIG, "no configuration loaded", {})
-        answer = evaluator.evaluate(experiment, unit_id, attributes)
-        if answer.reason == "unknown_experiment" and default is not None:
-            answer.variant = default
-        if answer.reason == "assigned" and self.log_exposures:
-            self._expose(answer, unit_id, attributes, evaluator.version)
+        assigner = evaluator._assigners.get(experiment)
+        if assigner is None:
+            return Assignment(experiment, default, False, UNKNOWN_EXPERIMENT, "no such experiment", {})
+        answer = assigner(unit_id, attributes)
+        if answer.reason != ASSIGNED or not self.log_exposures:
+            return answer
+        # _expose, inlined (this is the hot path; keep the two in step). No lock: every step
+        # is one operation the GIL makes atomic (set lookup and add, deque append, next() on a
+        # count). Two threads assigning the same new unit at the same instant may both queue
+        # it (the server keeps the first); a generation swap racing an add may forget one unit
+        # (its repeat is queued once more). Neither loses an exposure or grows memory.
+        memory = self._seen.get(experiment)
+        if memory is None:
+            memory = self._seen.setdefault(experiment, [set(), set()])
+        recent = memory[0]
+        if unit_id in recent or unit_id in memory[1]:
+            self._deduplicated.add()
+            return answer
+        if len(recent) >= self._dedupe_generation:
+            memory[1] = recent
+            memory[0] = recent = set()
+        recent.add(unit_id)
+        if attributes:  # a snapshot: the caller may change its mapping later
+            try:
+                attributes = attributes.copy()  # a dict's own copy is the fastest
+            except AttributeError:
+                attributes = dict(attributes)
+        else:
+            attributes = None
+        queue = self._queue
+        queue.append((experiment, answer.variant, unit_id, _now(), attributes, evaluator.version,
+                      answer.phase))
+        size = len(queue)
+        if size > self.max_queue:
+            self._drop_oldest()
+        elif size == self.batch_size:  # wake the flusher once per batch, not every time
+            self._wake_flush.set()
         return answer
 
     def assign_all(self, unit_id: str, attributes: Mapping[str, Any] | None = None) -> list[Assignment]:
@@ -189,31 +235,54 @@ class Client:
         """Counters: queued, sent, rejected (by the server), dropped (queue full), deduplicated,
         flush_errors, refreshes, not_modified, refresh_errors."""
         with self._lock:
-            appended, queued = self._appended.value(), len(self._queue)
-            dropped = appended + self._readded - self._taken - queued
-            return {**self._stats, "queued": appended, "dropped": dropped,
+            # Every item in came by an append or a put-back; every item out by a take or a drop.
+            dropped, queued = self._dropped.value(), len(self._queue)
+            appended = queued + self._taken + dropped - self._readded
+            return {**self._stats, "queued": appended, "dropped": dropped + self._lost,
                     "deduplicated": self._deduplicated.value()}
 
     def _expose(self, answer: Assignment, unit_id: str, attributes: Mapping[str, Any] | None,
                 version: str | None) -> None:
-        # The hot path, lock-free: a tuple appended to a bounded deque (atomic in CPython);
-        # the JSON is built by the flusher. The server keeps the first exposure per
-        # (experiment, phase, unit), so repeats are skipped (a bounded memory of recent
-        # ones, forgotten when the configuration changes).
-        seen_key = (answer.experiment, unit_id)
-        seen = self._seen
-        if seen_key in seen:
+        """Queue the exposure of an ``assigned`` answer unless this unit's is already queued.
+
+        The hot path, lock-free (see ``assign``, which inlines it): a tuple appended to a bounded
+        deque (atomic in CPython); the JSON is built by the flusher."""
+        memory = self._seen.get(answer.experiment)
+        if memory is None:
+            memory = self._seen.setdefault(answer.experiment, [set(), set()])
+        recent = memory[0]
+        if unit_id in recent or unit_id in memory[1]:
             self._deduplicated.add()
             return
-        if len(seen) >= 50_000:
-            seen.clear()
-        seen[seen_key] = None
+        if len(recent) >= self._dedupe_generation:
+            memory[1] = recent
+            memory[0] = recent = set()
+        recent.add(unit_id)
+        if attributes:
+            try:
+                attributes = attributes.copy()
+            except AttributeError:
+                attributes = dict(attributes)
+        else:
+            attributes = None
         queue = self._queue
-        queue.append((answer.experiment, answer.variant, unit_id, _now(),
-                      dict(attributes) if attributes else {}, version, answer.phase))
-        self._appended.add()
-        if len(queue) == self.batch_size:  # wake the flusher once per batch, not every time
+        queue.append((answer.experiment, answer.variant, unit_id, _now(), attributes, version,
+                      answer.phase))
+        size = len(queue)
+        if size > self.max_queue:
+            self._drop_oldest()
+        elif size == self.batch_size:
             self._wake_flush.set()
+
+    def _drop_oldest(self) -> None:
+        """The queue is over its bound: drop (and count) the oldest exposures."""
+        queue = self._queue
+        while len(queue) > self.max_queue:
+            try:
+                queue.popleft()
+            except IndexError:  # the flusher emptied it meanwhile
+                return
+            self._dropped.add()
 
     @property
     def queue_size(self) -> int:
@@ -311,13 +380,17 @@ class Client:
             room = self.max_queue - len(self._queue)
             keep = batch[-room:] if room > 0 else []
             self._readded += len(keep)
+            self._lost += len(batch) - len(keep)
             self._queue.extendleft(reversed(keep))
 
     def _flush_once(self) -> bool:
         batch = self._take()
         if not batch:
             return True
-        body = json.dumps({"exposures": [_wire(item) for item in batch]}, separators=(",", ":")).encode()
+        # default=str: an attribute value JSON cannot encode (a date, a Decimal) goes as text
+        # rather than failing the whole batch forever.
+        body = json.dumps({"exposures": [_wire(item) for item in batch]}, separators=(",", ":"),
+                          default=str).encode()
         try:
             response = self._request("POST", "/api/v1/exposures", body,
                                      {"Content-Type": "application/json"})
@@ -374,14 +447,13 @@ class _Counter:
     """A thread-safe counter without a lock: ``next()`` on ``itertools.count`` is atomic in
     CPython. Reading also advances it, so reads are counted and subtracted."""
 
-    __slots__ = ("_count", "_reads")
+    __slots__ = ("_count", "_reads", "add")
 
     def __init__(self) -> None:
         self._count = itertools.count()
         self._reads = 0
-
-    def add(self) -> None:
-        next(self._count)
+        #: Count one: ``next`` on the count through a C partial (no Python frame per call).
+        self.add = functools.partial(next, self._count)
 
     def value(self) -> int:
         """Call under a lock shared by all readers."""
@@ -394,7 +466,8 @@ def _wire(item: tuple) -> dict[str, Any]:
     """A queued exposure as ``POST /api/v1/exposures`` takes it."""
     experiment, variant, unit_id, ts, attributes, version, phase = item
     out = {"experiment": experiment, "variant": variant, "unit_id": unit_id, "timestamp": _iso(ts),
-           "attributes": attributes, "config_version": version}
+           "attributes": {} if attributes is None else attributes if type(attributes) is dict else dict(attributes),
+           "config_version": version}
     if phase is not None:
         out["phase"] = phase
     return out
