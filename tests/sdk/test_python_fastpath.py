@@ -140,16 +140,16 @@ def test_repeated_assigns_log_one_exposure_per_unit_and_experiment():
     assert client.stats["deduplicated"] == 5 * sum(len(us) for us in enrolled.values())
 
 
-def test_dedupe_memory_is_bounded_and_keeps_recent_units():
+def test_dedupe_memory_is_bounded():
     limit = 1_000
     client = _client(dedupe_limit=limit)
     enrolled = [u for i in range(20_000) if client.assign("half", u := f"u-{i}").reason == "assigned"]
-    recent, older = client._seen["half"]
-    assert len(recent) + len(older) <= limit  # bounded, however many units came by
-    assert len(recent) + len(older) >= limit // 2
+    assert len(enrolled) > 5 * limit
+    assert 0 < len(client._seen["half"]) <= limit  # bounded, however many units came by
     queued = client.queue_size
-    assert queued == len(enrolled)
-    for unit in enrolled[-limit // 2:]:  # the most recent units are still remembered
+    assert queued == len(enrolled)  # every new unit queued once
+    remembered = [u for u in enrolled if u in client._seen["half"]]
+    for unit in remembered:  # the units still remembered are not queued again
         client.assign("half", unit)
     assert client.queue_size == queued
     client.assign("half", enrolled[0])  # a forgotten unit is queued again (the server keeps the first)
@@ -161,9 +161,23 @@ def test_a_new_configuration_forgets_the_dedupe_memory():
     unit = next(f"u-{i}" for i in range(100) if client.assign("half", f"u-{i}").reason == "assigned")
     client.assign("half", unit)
     assert client.queue_size == 1
-    client._seen = {}  # what refresh() does on a new version
+    client._install(Evaluator(dict(SHAPES)))  # the same version again: still remembered
+    client.assign("half", unit)
+    assert client.queue_size == 1
+    client._install(Evaluator(dict(SHAPES, version="shapes-2")))  # what refresh() installs
     client.assign("half", unit)
     assert client.queue_size == 2
+
+
+def test_logging_can_be_switched_off_and_on():
+    client = _client()
+    units = [f"u-{i}" for i in range(50)]
+    client.log_exposures = False
+    assert sum(client.assign("half", u).reason == "assigned" for u in units) > 10
+    assert client.queue_size == 0
+    client.log_exposures = True
+    enrolled = sum(client.assign("half", u).reason == "assigned" for u in units)
+    assert client.queue_size == enrolled
 
 
 def test_exposures_keep_a_snapshot_of_the_attributes(monkeypatch):

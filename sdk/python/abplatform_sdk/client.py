@@ -12,10 +12,12 @@ Failure behaviour:
 * The queue is bounded (``max_queue``): when full the *oldest* exposure is dropped and counted
   in ``stats["dropped"]`` rather than letting memory grow without limit.
 * Repeats are not queued: the server keeps the first exposure per (experiment, phase, unit),
-  so each experiment remembers the units it queued, at most ``dedupe_limit`` of them (two
-  generations of half that: the older is forgotten when the newer fills up, so memory is
-  bounded and recently seen units stay deduplicated). A forgotten unit's repeat is queued again
-  and the server ignores it. A new configuration forgets everything (it may start a new phase).
+  so each experiment remembers the units it queued, at most ``dedupe_limit`` of them (then it
+  forgets them all and starts again: bounded memory). A forgotten unit's repeat is queued
+  again and the server ignores it. A new configuration forgets everything (it may start a new
+  phase).
+* A queued exposure keeps a copy of the attributes (the caller may change its mapping
+  afterwards); a value JSON cannot encode (a date, a Decimal) is sent as text.
 * No configuration ever loaded (server unreachable at start, no ``cache_path`` copy): every
   answer is the ``default`` the caller passes, with reason ``no_config``, and nothing is logged.
 * ``close()`` (also run at interpreter exit) stops the threads and flushes what is queued,
@@ -38,7 +40,7 @@ import urllib.error
 import urllib.request
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -92,11 +94,13 @@ class Client:
         self.timeout = timeout
         self.cache_path = os.fspath(cache_path) if cache_path is not None else None
         self.max_backoff = max_backoff
-        self.log_exposures = log_exposures
+        self._log_exposures = log_exposures
         self.close_timeout = close_timeout
         self.background = background
-        # A document to serve from before (or without) the first fetch, e.g. baked into a build.
-        self._evaluator: Evaluator | None = Evaluator(bootstrap) if bootstrap is not None else None
+        self._evaluator: Evaluator | None = None
+        # experiment -> ``(unit_id, attributes=None) -> Assignment`` with the exposure logging
+        # built in: the whole of ``assign`` for a known experiment (see ``_compile``).
+        self._fast: dict[str, Callable[..., Assignment]] = {}
         self._etag: str | None = None
         # Bounded without a lock on the evaluation path: whoever appends past ``max_queue``
         # pops the oldest item (deque operations are atomic in CPython) and counts the drop,
@@ -111,11 +115,13 @@ class Client:
         self._lock = threading.Lock()
         self._wake_flush = threading.Event()
         self._stop = threading.Event()
-        # experiment -> [recent units, older units]: which units already have an exposure
-        # queued (see the module docstring); at most ``dedupe_limit`` units per experiment.
-        self._seen: dict[str, list[set[str]]] = {}
-        self._dedupe_generation = max(1, dedupe_limit // 2)
+        # experiment -> the units whose exposure is already queued (see the module docstring);
+        # at most ``dedupe_limit`` per experiment.
+        self._seen: dict[str, set[str]] = {}
+        self._dedupe_limit = max(1, dedupe_limit)
         self._threads: list[threading.Thread] = []
+        if bootstrap is not None:  # a document to serve before (or without) the first fetch
+            self._install(Evaluator(bootstrap))
         self._stats = {
             "sent": 0, "rejected": 0, "flush_errors": 0, "refreshes": 0, "not_modified": 0,
             "refresh_errors": 0,
@@ -169,6 +175,16 @@ class Client:
     def ready(self) -> bool:
         return self._evaluator is not None
 
+    @property
+    def log_exposures(self) -> bool:
+        return self._log_exposures
+
+    @log_exposures.setter
+    def log_exposures(self, value: bool) -> None:
+        self._log_exposures = bool(value)
+        if self._evaluator is not None:
+            self._fast = self._compile(self._evaluator)
+
     def assign(self, experiment: str, unit_id: str, attributes: Mapping[str, Any] | None = None,
                default: str | None = None) -> Assignment:
         """The variant of ``experiment`` for ``unit_id``; logs an exposure when enrolled.
@@ -176,47 +192,70 @@ class Client:
         Without a configuration (never loaded), the answer is ``default`` (reason ``no_config``).
         The answer is frozen and may be shared with other calls (it names no unit).
         """
-        evaluator = self._evaluator
-        if evaluator is None:
+        fast = self._fast.get(experiment)
+        if fast is not None:
+            return fast(unit_id, attributes)
+        if self._evaluator is None:
             return Assignment(experiment, default, False, NO_CONFIG, "no configuration loaded", {})
-        assigner = evaluator._assigners.get(experiment)
-        if assigner is None:
-            return Assignment(experiment, default, False, UNKNOWN_EXPERIMENT, "no such experiment", {})
-        answer = assigner(unit_id, attributes)
-        if answer.reason != ASSIGNED or not self.log_exposures:
-            return answer
-        # _expose, inlined (this is the hot path; keep the two in step). No lock: every step
-        # is one operation the GIL makes atomic (set lookup and add, deque append, next() on a
-        # count). Two threads assigning the same new unit at the same instant may both queue
-        # it (the server keeps the first); a generation swap racing an add may forget one unit
-        # (its repeat is queued once more). Neither loses an exposure or grows memory.
-        memory = self._seen.get(experiment)
-        if memory is None:
-            memory = self._seen.setdefault(experiment, [set(), set()])
-        recent = memory[0]
-        if unit_id in recent or unit_id in memory[1]:
-            self._deduplicated.add()
-            return answer
-        if len(recent) >= self._dedupe_generation:
-            memory[1] = recent
-            memory[0] = recent = set()
-        recent.add(unit_id)
-        if attributes:  # a snapshot: the caller may change its mapping later
-            try:
-                attributes = attributes.copy()  # a dict's own copy is the fastest
-            except AttributeError:
-                attributes = dict(attributes)
-        else:
-            attributes = None
+        return Assignment(experiment, default, False, UNKNOWN_EXPERIMENT, "no such experiment", {})
+
+    def _install(self, evaluator: Evaluator) -> None:
+        """Serve from ``evaluator`` from now on (one reference swap each: atomic)."""
+        if self._evaluator is None or evaluator.version != self._evaluator.version:
+            self._seen = {}  # a new phase or salt may give units new exposures
+        self._fast = self._compile(evaluator)
+        self._evaluator = evaluator
+
+    def _compile(self, evaluator: Evaluator) -> dict[str, Callable[..., Assignment]]:
+        fast = dict(evaluator._assigners)
+        if self._log_exposures:
+            for key in evaluator.running_keys:  # only a running experiment answers ``assigned``
+                seen = self._seen.setdefault(key, set())
+                fast[key] = self._logging(key, fast[key], evaluator.version, seen)
+        return fast
+
+    def _logging(self, experiment: str, assigner: Callable[..., Assignment], version: str | None,
+                 seen: set[str]) -> Callable[..., Assignment]:
+        """``assigner`` that queues the exposure of an ``assigned`` answer, once per unit.
+
+        ``_expose`` does the same for any answer; this is it specialised for one experiment of
+        one configuration, with every constant bound once (the hot path of ``assign``).
+        No lock: every step is one operation the GIL makes atomic (set lookup, add and clear,
+        deque append, ``next`` on a count). Two threads assigning the same new unit at the
+        same instant may both queue it (the server keeps the first); racing adds may pass the
+        limit by one unit per thread. Neither loses an exposure or lets memory grow.
+        """
         queue = self._queue
-        queue.append((experiment, answer.variant, unit_id, _now(), attributes, evaluator.version,
-                      answer.phase))
-        size = len(queue)
-        if size > self.max_queue:
-            self._drop_oldest()
-        elif size == self.batch_size:  # wake the flusher once per batch, not every time
-            self._wake_flush.set()
-        return answer
+        append, now, limit = queue.append, _now, self._dedupe_limit
+        max_queue, batch_size = self.max_queue, self.batch_size
+        wake, drop, deduplicated = self._wake_flush.set, self._drop_oldest, self._deduplicated.add
+
+        def assign(unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
+            answer = assigner(unit_id, attributes)
+            if answer.reason != ASSIGNED:
+                return answer
+            if unit_id in seen:
+                deduplicated()
+                return answer
+            if len(seen) >= limit:
+                seen.clear()
+            seen.add(unit_id)
+            if attributes:
+                try:
+                    attributes = attributes.copy()  # a dict's own copy is the fastest snapshot
+                except AttributeError:
+                    attributes = dict(attributes)
+            else:
+                attributes = None
+            append((experiment, answer.variant, unit_id, now(), attributes, version, answer.phase))
+            size = len(queue)
+            if size > max_queue:
+                drop()
+            elif size == batch_size:  # wake the flusher once per batch, not every time
+                wake()
+            return answer
+
+        return assign
 
     def assign_all(self, unit_id: str, attributes: Mapping[str, Any] | None = None) -> list[Assignment]:
         """Answers for every running experiment (one layer hash per layer)."""
@@ -245,19 +284,17 @@ class Client:
                 version: str | None) -> None:
         """Queue the exposure of an ``assigned`` answer unless this unit's is already queued.
 
-        The hot path, lock-free (see ``assign``, which inlines it): a tuple appended to a bounded
-        deque (atomic in CPython); the JSON is built by the flusher."""
-        memory = self._seen.get(answer.experiment)
-        if memory is None:
-            memory = self._seen.setdefault(answer.experiment, [set(), set()])
-        recent = memory[0]
-        if unit_id in recent or unit_id in memory[1]:
+        Lock-free like ``_logging`` (which is this, specialised per experiment for ``assign``):
+        a tuple appended to a bounded deque; the JSON is built by the flusher."""
+        seen = self._seen.get(answer.experiment)
+        if seen is None:
+            seen = self._seen.setdefault(answer.experiment, set())
+        if unit_id in seen:
             self._deduplicated.add()
             return
-        if len(recent) >= self._dedupe_generation:
-            memory[1] = recent
-            memory[0] = recent = set()
-        recent.add(unit_id)
+        if len(seen) >= self._dedupe_limit:
+            seen.clear()
+        seen.add(unit_id)
         if attributes:
             try:
                 attributes = attributes.copy()
@@ -318,9 +355,7 @@ class Client:
             self.last_error = f"config: {exc}"
             logger.warning("abplatform: configuration refresh failed (%s); keeping the last good one", exc)
             return self._evaluator is not None
-        if self._evaluator is None or evaluator.version != self._evaluator.version:
-            self._seen = {}  # a new phase or salt may give units new exposures
-        self._evaluator = evaluator
+        self._install(evaluator)
         self._etag = response.headers.get("ETag")
         self._stats["refreshes"] += 1
         self._save_cache(response.body)
@@ -343,7 +378,7 @@ class Client:
             return
         try:
             with open(self.cache_path, "rb") as handle:
-                self._evaluator = Evaluator(json.loads(handle.read()))
+                self._install(Evaluator(json.loads(handle.read())))
             logger.warning("abplatform: server unreachable; using the saved configuration %s",
                            self._evaluator.version)
         except (OSError, ValueError, DocumentError) as exc:
