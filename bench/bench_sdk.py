@@ -67,16 +67,27 @@ def document() -> dict:
                             experiment("layered", layer="checkout", layer_range=[0, 5000])]}
 
 
-def rate(loop: Callable[[list[str]], None], units: list[str], seconds: float, chunk: int = 20_000) -> float:
-    """Evaluations per CPU second: ``loop`` over successive chunks of ``units`` (cycling)."""
-    chunks = [units[i:i + chunk] for i in range(0, len(units), chunk)]
-    done, i, start = 0, 0, time.process_time()
-    while time.process_time() - start < seconds:
-        part = chunks[i % len(chunks)]
-        loop(part)
-        done += len(part)
-        i += 1
-    return done / (time.process_time() - start)
+def rates(loops: dict[str, tuple[Callable[[list[str]], None], list[str], int]],
+          seconds: float) -> dict[str, float]:
+    """Evaluations per CPU second of each ``(loop, units, chunk)``, timed interleaved chunk by
+    chunk (a chunk of a few milliseconds each) so that all of them see the same load on a
+    shared machine; each loop cycles through its own units."""
+    done = dict.fromkeys(loops, 0)
+    spent = dict.fromkeys(loops, 0.0)
+    position = dict.fromkeys(loops, 0)
+    clock = time.process_time
+    while min(spent.values()) < seconds:
+        for name, (loop, units, chunk) in loops.items():
+            if spent[name] >= seconds:
+                continue
+            start = position[name] % len(units)
+            part = units[start:start + chunk]
+            position[name] = start + len(part)
+            began = clock()
+            loop(part)
+            spent[name] += clock() - began
+            done[name] += len(part)
+    return {name: done[name] / spent[name] for name in loops}
 
 
 def server_loop(evaluator: ServerEvaluator, key: str) -> Callable[[list[str]], None]:
@@ -175,19 +186,23 @@ def main() -> None:
         for key in EXPERIMENTS:
             client = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
             sender = NullClient("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
-            row = {
-                "server": rate(server_loop(server, key), units, args.seconds),
-                "sdk eval": rate(sdk_eval_loop(sdk, key), units, args.seconds),
-                "sdk+log new": rate(sdk_assign_loop(client, key, client._queue.clear), units, args.seconds),
-                "sdk+log new+send": rate(sdk_assign_loop(sender, key, sender.flush), units, args.seconds),
-                "sdk+log repeat": rate(sdk_assign_loop(client, key), repeated, args.seconds),
+            repeater = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
+            loops = {
+                "server": (server_loop(server, key), units, 5_000),
+                "sdk eval": (sdk_eval_loop(sdk, key), units, 5_000),
+                # the queue emptied after each chunk, as the flusher would (its JSON not counted)
+                "sdk+log new": (sdk_assign_loop(client, key, client._queue.clear), units, 5_000),
+                "sdk+log new+send": (sdk_assign_loop(sender, key, sender.flush), units, 1_000),
+                "sdk+log repeat": (sdk_assign_loop(repeater, key), repeated, 5_000),
             }
-            for c in (client, sender):
+            for i, loop in enumerate(growthbook_loops(key) or []):
+                loops[f"growthbook {i}"] = (loop, units, 250)
+            row = rates(loops, args.seconds)
+            if "growthbook 0" in row:
+                row["growthbook"] = max(row.pop("growthbook 0"), row.pop("growthbook 1"))
+            for c in (client, sender, repeater):
                 stats = c.stats
                 queued, dropped = queued + stats["queued"], dropped + stats["dropped"]
-            loops = growthbook_loops(key)
-            if loops:
-                row["growthbook"] = max(rate(loop, units, args.seconds, 5_000) for loop in loops)
             for name, value in row.items():
                 figures.setdefault((key, name), []).append(value)
             figures.setdefault((key, "new/server"), []).append(row["sdk+log new"] / row["server"])

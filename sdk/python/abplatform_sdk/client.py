@@ -234,12 +234,14 @@ class Client:
             answer = assigner(unit_id, attributes)
             if answer.reason != ASSIGNED:
                 return answer
-            if unit_id in seen:
+            known = len(seen)
+            seen.add(unit_id)  # one probe: the unit was seen if the set did not grow
+            if len(seen) == known:
                 deduplicated()
                 return answer
-            if len(seen) >= limit:
+            if known >= limit:  # full: forget everyone but this unit
                 seen.clear()
-            seen.add(unit_id)
+                seen.add(unit_id)
             if attributes:
                 try:
                     attributes = attributes.copy()  # a dict's own copy is the fastest snapshot

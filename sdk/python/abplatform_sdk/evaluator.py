@@ -7,10 +7,12 @@ and a server answer never disagree. The test suite checks it against ``assignmen
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import operator as _op
 import re
 import struct
+import sys
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -33,7 +35,17 @@ NO_CONFIG = "no_config"
 
 _OVERRIDABLE = frozenset({"draft", "running", "paused"})
 _SHIPPABLE = frozenset({"completed", "archived"})
-_sha256 = hashlib.sha256
+_sha256: Callable[..., Any] = hashlib.sha256
+if sys.implementation.name == "cpython":
+    # CPython's own SHA-256 (HACL* from 3.12, ``_sha256`` before): the same digest without an
+    # OpenSSL context allocated and freed per unit, about 10 % faster per evaluation here.
+    # Any other interpreter, or a build without it, keeps hashlib's.
+    for _module in ("_sha2", "_sha256"):
+        try:
+            _sha256 = importlib.import_module(_module).sha256
+        except (ImportError, AttributeError):
+            continue
+        break
 _from_bytes = int.from_bytes
 _unpack_u64 = struct.Struct(">Q").unpack_from  # the first 8 bytes of a digest, big-endian
 
