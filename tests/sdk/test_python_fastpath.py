@@ -207,3 +207,15 @@ def test_exposures_keep_a_snapshot_of_the_attributes(monkeypatch):
 def test_assignment_is_still_constructible_and_comparable_by_fields():
     answer = Assignment("e", "v", True, "assigned", "d", {}, 3)
     assert answer.records_exposure and answer.as_dict()["variant"] == "v" and answer.phase == 3
+
+
+def test_wire_timestamps_match_datetime_to_the_millisecond():
+    from datetime import UTC, datetime
+
+    from abplatform_sdk.client import _iso
+
+    rng = random.Random(3)
+    for ts in [0.0, 1.0005, 1_767_225_599.9995, 1_767_225_600.0] + [rng.uniform(0, 4e9) for _ in range(2000)]:
+        got = datetime.strptime(_iso(ts), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert abs(got.timestamp() - ts) < 0.0011, (ts, _iso(ts))
+        assert _iso(ts)[:19] == datetime.fromtimestamp(int(ts * 1000) // 1000, UTC).isoformat()[:19]

@@ -510,5 +510,16 @@ def _wire(item: tuple) -> dict[str, Any]:
     return out
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted (exposures come in bursts)
+
+
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: UP017
+    """``2026-01-02T03:04:05.678Z``: the date and time formatted once per second, not per item."""
+    global _second
+    millis = int(ts * 1000)
+    second, fraction = divmod(millis, 1000)
+    cached = _second
+    if cached[0] != second:
+        text = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")  # noqa: UP017
+        cached = _second = (second, text)
+    return f"{cached[1]}.{fraction:03d}Z"
