@@ -20,6 +20,8 @@ all scenarios interleaved chunk by chunk, so that they share the load of a busy 
   their JSON, the answer parsed; a server that answers at once, no socket);
 * ``sdk+log repeat``: ``Client.assign`` on 1,000 units again and again (deduplicated: the
   common case of a unit evaluated on every page view);
+* ``sdk+log 1 new in 5``: each unit five times within 5,000 calls (one exposure queued, four
+  deduplicated);
 * ``growthbook``: the GrowthBook Python SDK on the equivalent experiment (50/50, the targeting
   rule as a condition, the layer as a namespace), a tracking callback appending to a list,
   used both ways it is used (one ``GrowthBook`` per unit, or one whose attributes are set per
@@ -183,6 +185,8 @@ def main() -> None:
     sdk = SdkEvaluator(doc)
     units = [f"user-{i}" for i in range(POOL)]
     repeated = units[:1_000]
+    # each unit five times within 5,000 calls: one new, four repeats (a unit per page view)
+    mixed = [units[i // 5_000 * 1_000 + i % 1_000] for i in range(POOL)]
     figures: dict[tuple[str, str], list[float]] = {}
     queued = dropped = 0
     for _ in range(args.rounds):
@@ -190,6 +194,7 @@ def main() -> None:
             client = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
             sender = NullClient("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
             repeater = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
+            mixer = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
             loops = {
                 "server": (server_loop(server, key), units, 5_000),
                 "sdk eval": (sdk_eval_loop(sdk, key), units, 5_000),
@@ -197,31 +202,35 @@ def main() -> None:
                 "sdk+log new": (sdk_assign_loop(client, key, client._queue.clear), units, 5_000),
                 "sdk+log new+send": (sdk_assign_loop(sender, key, sender.flush), units, 1_000),
                 "sdk+log repeat": (sdk_assign_loop(repeater, key), repeated, 5_000),
+                "sdk+log 1 new in 5": (sdk_assign_loop(mixer, key, mixer._queue.clear), mixed, 5_000),
             }
             for i, loop in enumerate(growthbook_loops(key) or []):
                 loops[f"growthbook {i}"] = (loop, units, 250)
             row = rates(loops, args.seconds)
             if "growthbook 0" in row:
                 row["growthbook"] = max(row.pop("growthbook 0"), row.pop("growthbook 1"))
-            for c in (client, sender, repeater):
+            for c in (client, sender, repeater, mixer):
                 stats = c.stats
                 queued, dropped = queued + stats["queued"], dropped + stats["dropped"]
             for name, value in row.items():
                 figures.setdefault((key, name), []).append(value)
+            figures.setdefault((key, "eval/server"), []).append(row["sdk eval"] / row["server"])
             figures.setdefault((key, "new/server"), []).append(row["sdk+log new"] / row["server"])
             figures.setdefault((key, "new+send/server"), []).append(row["sdk+log new+send"] / row["server"])
             figures.setdefault((key, "repeat/server"), []).append(row["sdk+log repeat"] / row["server"])
+            figures.setdefault((key, "mix/server"), []).append(row["sdk+log 1 new in 5"] / row["server"])
             if "growthbook" in row:
                 figures.setdefault((key, "new/GB"), []).append(row["sdk+log new"] / row["growthbook"])
     print(f"Python {sys.version.split()[0]}; evaluations per CPU second of one core; median (min-max) "
           f"of {args.rounds} rounds of {args.seconds:g} s; exposures queued {queued:,}, dropped "
           f"{dropped:,}")
-    columns = ("server", "sdk eval", "sdk+log new", "sdk+log new+send", "sdk+log repeat", "growthbook")
+    columns = ("server", "sdk eval", "sdk+log new", "sdk+log new+send", "sdk+log repeat",
+               "sdk+log 1 new in 5", "growthbook")
     for key in EXPERIMENTS:
         print(f"\n{key}:")
         for name in columns:
             print(f"  {name:<16} {summary(figures.get((key, name), []))}")
-        for name in ("new/server", "new+send/server", "repeat/server", "new/GB"):
+        for name in ("eval/server", "new/server", "new+send/server", "repeat/server", "mix/server", "new/GB"):
             print(f"  {name:<16} {summary(figures.get((key, name), []), '{:.2f}x')}")
     print(f"\nflusher (background thread): {flush_cost(doc) * 1e6:.2f} µs of CPU per exposure sent")
     if not any(k[1] == "growthbook" for k in figures):
