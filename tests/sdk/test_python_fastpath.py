@@ -134,7 +134,7 @@ def test_repeated_assigns_log_one_exposure_per_unit_and_experiment():
         for key in ("half", "thirds"):
             for unit in units:
                 client.assign(key, unit, {"country": "CN"})
-    queued = [(item[0], item[2]) for item in client._queue]
+    queued = [(item[0], item[2]) for item in client._records()]
     assert len(queued) == len(set(queued))  # never twice
     assert set(queued) == {(key, u) for key, us in enrolled.items() for u in us}
     assert client.stats["deduplicated"] == 5 * sum(len(us) for us in enrolled.values())

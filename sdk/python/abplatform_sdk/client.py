@@ -102,11 +102,16 @@ class Client:
         # built in: the whole of ``assign`` for a known experiment (see ``_compile``).
         self._fast: dict[str, Callable[..., Assignment]] = {}
         self._etag: str | None = None
+        # Flat: each exposure is _FIELDS consecutive items, added by one ``extend`` of a tuple
+        # (atomic under the GIL: no Python code runs inside it) and removed from the left only
+        # under ``_lock``, so records never interleave. Flat because a queued tuple holding the
+        # attributes dict would stay tracked by the garbage collector and be promoted to its
+        # oldest generation, making full collections of a large application more frequent.
         # Bounded without a lock on the evaluation path: whoever appends past ``max_queue``
-        # pops the oldest item (deque operations are atomic in CPython) and counts the drop,
-        # so the common path counts nothing; what was queued follows exactly (see ``stats``).
-        # Racing appenders may overshoot the bound by one item each, never more.
-        self._queue: deque[tuple] = deque()
+        # drops the oldest exposure and counts it, so the common path counts nothing; what was
+        # queued follows exactly (see ``stats``). Racing appenders may overshoot the bound by
+        # one exposure each, never more.
+        self._queue: deque[Any] = deque()
         self._dropped = _Counter()
         self._deduplicated = _Counter()
         self._taken = 0  # items removed by the flusher (under _lock)
@@ -226,8 +231,8 @@ class Client:
         limit by one unit per thread. Neither loses an exposure or lets memory grow.
         """
         queue = self._queue
-        append, now, limit = queue.append, _now, self._dedupe_limit
-        max_queue, batch_size = self.max_queue, self.batch_size
+        extend, now, limit = queue.extend, _now, self._dedupe_limit
+        max_items, batch_items = self.max_queue * _FIELDS, self.batch_size * _FIELDS
         wake, drop, deduplicated = self._wake_flush.set, self._drop_oldest, self._deduplicated.add
 
         def assign(unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
@@ -249,11 +254,11 @@ class Client:
                     attributes = dict(attributes)
             else:
                 attributes = None
-            append((experiment, answer.variant, unit_id, now(), attributes, version, answer.phase))
+            extend((experiment, answer.variant, unit_id, now(), attributes, version, answer.phase))
             size = len(queue)
-            if size > max_queue:
+            if size > max_items:
                 drop()
-            elif size == batch_size:  # wake the flusher once per batch, not every time
+            elif size == batch_items:  # wake the flusher once per batch, not every time
                 wake()
             return answer
 
@@ -277,7 +282,7 @@ class Client:
         flush_errors, refreshes, not_modified, refresh_errors."""
         with self._lock:
             # Every item in came by an append or a put-back; every item out by a take or a drop.
-            dropped, queued = self._dropped.value(), len(self._queue)
+            dropped, queued = self._dropped.value(), len(self._queue) // _FIELDS
             appended = queued + self._taken + dropped - self._readded
             return {**self._stats, "queued": appended, "dropped": dropped + self._lost,
                     "deduplicated": self._deduplicated.value()}
@@ -305,27 +310,32 @@ class Client:
         else:
             attributes = None
         queue = self._queue
-        queue.append((answer.experiment, answer.variant, unit_id, _now(), attributes, version,
+        queue.extend((answer.experiment, answer.variant, unit_id, _now(), attributes, version,
                       answer.phase))
         size = len(queue)
-        if size > self.max_queue:
+        if size > self.max_queue * _FIELDS:
             self._drop_oldest()
-        elif size == self.batch_size:
+        elif size == self.batch_size * _FIELDS:
             self._wake_flush.set()
 
     def _drop_oldest(self) -> None:
         """The queue is over its bound: drop (and count) the oldest exposures."""
-        queue = self._queue
-        while len(queue) > self.max_queue:
-            try:
-                queue.popleft()
-            except IndexError:  # the flusher emptied it meanwhile
-                return
-            self._dropped.add()
+        queue, popleft, limit = self._queue, self._queue.popleft, self.max_queue * _FIELDS
+        with self._lock:  # whole records leave from the left only under the lock
+            while len(queue) > limit:
+                for _ in range(_FIELDS):
+                    popleft()
+                self._dropped.add()
 
     @property
     def queue_size(self) -> int:
-        return len(self._queue)
+        return len(self._queue) // _FIELDS
+
+    def _records(self) -> list[tuple]:
+        """The queued exposures, oldest first (a snapshot, for tests and debugging)."""
+        with self._lock:
+            items = list(self._queue)
+        return [tuple(items[i:i + _FIELDS]) for i in range(0, len(items) - _FIELDS + 1, _FIELDS)]
 
     # --- configuration ---------------------------------------------------------------------------
 
@@ -402,23 +412,20 @@ class Client:
     def _take(self) -> list[tuple]:
         with self._lock:
             queue = self._queue
-            batch = []
-            for _ in range(self.batch_size):
-                try:
-                    batch.append(queue.popleft())
-                except IndexError:
-                    break
-            self._taken += len(batch)
+            popleft = queue.popleft
+            count = min(self.batch_size, len(queue) // _FIELDS)
+            batch = [tuple([popleft() for _ in range(_FIELDS)]) for _ in range(count)]
+            self._taken += count
             return batch
 
     def _put_back(self, batch: list[tuple]) -> None:
         with self._lock:
             # The batch is older than everything queued: when room is short, its oldest go.
-            room = self.max_queue - len(self._queue)
+            room = self.max_queue - len(self._queue) // _FIELDS
             keep = batch[-room:] if room > 0 else []
             self._readded += len(keep)
             self._lost += len(batch) - len(keep)
-            self._queue.extendleft(reversed(keep))
+            self._queue.extendleft([field for record in reversed(keep) for field in reversed(record)])
 
     def _flush_once(self) -> bool:
         batch = self._take()
@@ -469,7 +476,7 @@ class Client:
             ok = True
             while ok and self._queue and not self._stop.is_set():
                 ok = self._flush_once()
-                if ok and len(self._queue) < self.batch_size:
+                if ok and len(self._queue) < self.batch_size * _FIELDS:
                     break
             if ok:
                 backoff = 0.0
@@ -478,6 +485,7 @@ class Client:
 
 
 _now = time.time
+_FIELDS = 7  # experiment, variant, unit_id, timestamp, attributes, config version, phase
 
 
 class _Counter:
