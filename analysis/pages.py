@@ -135,6 +135,7 @@ def _variant_row(v: dict[str, Any], kind: str) -> dict[str, Any]:
         "units": f"{v['units']:,}" if isinstance(v.get("units"), int) else "–",
         "mean": fmt_mean(v.get("mean"), kind),
         "mean_adjusted": fmt_mean(v.get("mean_adjusted"), kind) if "mean_adjusted" in v else "",
+        "value_ci": fmt_ci(v.get("ci"), lambda x: fmt_mean(x, kind)),  # quantile metrics
         "lift_abs": fmt_abs(lift.get("absolute"), kind),
         "ci_abs": fmt_ci(lift.get("ci_absolute"), lambda x: fmt_abs(x, kind)),
         "lift_rel": fmt_rel(lift.get("relative")),
@@ -183,7 +184,7 @@ def present_metrics(payload: dict[str, Any], history: list[dict[str, Any]],
             "history_table": mark_safe(charts.lift_history_table(  # noqa: S308 - escaped in charts
                 history, m.get("metric"), distinct_labels([h["computed_at"] for h in history])))
             if len(history) > 1 and _charted(history, m.get("metric")) else "",
-            "mean_label": "Rate" if kind == "conversion" else "Mean",
+            "mean_label": "Rate" if kind == "conversion" else (m.get("quantile_label") or "Mean"),
             "alert": any(v.get("guardrail_alert") for v in m.get("variants") or []),
         })
     return out

@@ -40,6 +40,7 @@ def erase_unit(unit_id: str) -> dict[str, int]:
     after the commit (they receive nothing new about the unit once it is erased).
     """
     from assignment import services as assignment_services
+    from experiments.flags import erase_unit as erase_from_flag_rules
     from experiments.models import Override
 
     at = timezone.now()
@@ -52,6 +53,7 @@ def erase_unit(unit_id: str) -> dict[str, int]:
         _, per_model = Override.objects.filter(unit_id=unit_id).delete()
         overrides = per_model.get(Override._meta.label, 0)
         Override.history.filter(unit_id=unit_id).delete()
+        erase_from_flag_rules(unit_id)  # feature flags' listed units, with their history
     redact_admin_log(unit_id)
     scrub_snapshots(erased.get("experiment_ids", []))
     return {"events": events, "exposures": int(erased.get("exposures_deleted", 0)), "overrides": overrides}

@@ -58,6 +58,10 @@ class VariantResultSerializer(serializers.Serializer):
     mean = _float()
     status = serializers.CharField()
     mean_adjusted = _float(required=False)
+    ci = _interval(required=False, help_text="Quantile metrics: the variant's order-statistic confidence interval.")
+    ci_ranks = serializers.ListField(
+        child=serializers.IntegerField(), allow_null=True, required=False, min_length=2, max_length=2,
+        help_text="Quantile metrics: the ranks of the interval's ends among the variant's units.")
     lift = LiftSerializer(required=False, allow_null=True)
     p_value = _float(required=False)
     p_value_adjusted = _float(required=False)
@@ -72,7 +76,7 @@ class VariantResultSerializer(serializers.Serializer):
         required=False, help_text="Sequential off and the planned size not reached: nothing is called yet.")
     would_be_significant = serializers.BooleanField(
         required=False, help_text="Early looks: what the fixed-horizon test would say at face value.")
-    test = serializers.CharField(required=False, help_text="welch_t, two_proportion_z, fisher_exact, ...")
+    test = serializers.CharField(required=False, help_text="welch_t, two_proportion_z, fisher_exact, quantile_z, ...")
     warnings = serializers.ListField(child=serializers.CharField(), required=False)
     sequential = serializers.DictField(required=False, help_text="Always-valid p-value and intervals (mSPRT).")
     cuped = serializers.DictField(required=False, help_text="Variance reduction with pre-exposure data.")
@@ -93,6 +97,8 @@ class MetricResultSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=ExperimentMetric.Role.choices)
     direction = serializers.CharField()
     family = serializers.CharField(required=False, help_text="The multiple-comparisons family.")
+    quantile = _float(required=False, help_text="Quantile metrics: the level q (0.9 for p90).")
+    quantile_label = serializers.CharField(required=False, help_text='Quantile metrics: "median", "p90", "p99", ...')
     status = serializers.CharField()
     reason = serializers.CharField(required=False, allow_null=True)
     variants = VariantResultSerializer(many=True)

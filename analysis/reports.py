@@ -73,6 +73,7 @@ def _metric_input(em: ExperimentMetric, per_variant: dict[str, VariantStats]) ->
         key=m.key, name=m.name, kind=m.kind, role=em.role, direction=m.direction,
         variants={str(k): v for k, v in (per_variant or {}).items()},
         non_inferiority_margin=em.non_inferiority_margin,
+        quantile=float(m.quantile) if m.kind == Metric.Kind.QUANTILE and m.quantile is not None else None,
     )
 
 

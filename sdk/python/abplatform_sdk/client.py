@@ -45,6 +45,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .evaluator import ASSIGNED, NO_CONFIG, UNKNOWN_EXPERIMENT, Assignment, DocumentError, Evaluator
+from .flags import FlagsMixin
 
 logger = logging.getLogger("abplatform_sdk")
 
@@ -58,7 +59,7 @@ class _Response:
         self.status, self.headers, self.body = status, headers, body
 
 
-class Client:
+class Client(FlagsMixin):
     """Assign locally from ``GET /api/v1/config`` and report exposures in batches.
 
     >>> client = Client("https://ab.example.com", api_key="...")          # doctest: +SKIP
