@@ -1,19 +1,43 @@
 """Python SDK: local evaluations per CPU second of one core, exposure logging on. Prints figures.
 
-    .venv/bin/python bench/bench_sdk.py [--seconds 2]
+    .venv/bin/python bench/bench_sdk.py [--seconds 1] [--rounds 3]
 
-Every evaluation is of a distinct unit, so every one that enrols queues an exposure (no
-deduplication helps). Compared in the same run with the server's own evaluator
-(``assignment.evaluator``, no logging) and, when ``growthbook`` is installed, with the GrowthBook
-Python SDK on the equivalent experiments (50/50, the same targeting as a condition, a tracking
-callback that appends to a list), measured both ways it is used: one ``GrowthBook`` per unit,
-and one instance whose attributes are set per unit; the faster of the two is compared.
+The GrowthBook comparison needs the bench-only extra: ``pip install '.[bench]'`` (or
+``pip install growthbook==4.0.0``); without it those rows read n/a.
+
+Scenarios, all on the same experiments (``plain`` 50/50; ``targeted``, the same with one ``in``
+rule; ``layered``, the same in half of a layer), the same attributes (``{"country": "CN"}``)
+and the same units (a pool of 200,000 distinct ids built before timing, so no scenario pays
+for making them). Each is timed with ``time.process_time`` in chunks of a few milliseconds,
+all scenarios interleaved chunk by chunk, so that they share the load of a busy machine:
+
+* ``server``: the server's own evaluator (``assignment.evaluator.Evaluator.evaluate``), no logging;
+* ``sdk eval``: the SDK's ``Evaluator.evaluate``, no logging;
+* ``sdk+log new``: ``Client.assign`` with exposure logging, every call a unit not seen before
+  (the pool is far larger than what the dedupe remembers), so every enrolled one is queued;
+  the queue is emptied after each chunk as the flusher would (its JSON is not counted);
+* ``sdk+log new+send``: the same with the sending counted too (batches taken off the queue,
+  their JSON, the answer parsed; a server that answers at once, no socket);
+* ``sdk+log repeat``: ``Client.assign`` on 1,000 units again and again (deduplicated: the
+  common case of a unit evaluated on every page view);
+* ``sdk+log 1 new in 5``: each unit five times within 5,000 calls (one exposure queued, four
+  deduplicated);
+* ``growthbook``: the GrowthBook Python SDK on the equivalent experiment (50/50, the targeting
+  rule as a condition, the layer as a namespace), a tracking callback appending to a list,
+  used both ways it is used (one ``GrowthBook`` per unit, or one whose attributes are set per
+  unit); the faster of the two counts.
+
+Each figure is the median over ``--rounds`` with the range; ratios are taken within each
+round, then summarised the same way.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,15 +45,20 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "sdk" / "python"))
 
 from abplatform_sdk import Client  # noqa: E402
+from abplatform_sdk import Evaluator as SdkEvaluator  # noqa: E402
+from abplatform_sdk.client import _wire  # noqa: E402
 
 from assignment.evaluator import Evaluator as ServerEvaluator  # noqa: E402
 
+ATTRIBUTES = {"country": "CN"}
 COUNTRY = [{"attribute": "country", "operator": "in", "values": ["CN", "US"]}]
+EXPERIMENTS = ("plain", "targeted", "layered")
+POOL = 200_000
 
 
 def document() -> dict:
     def experiment(key, **extra):
-        spec = {"key": key, "status": "running", "salt": key, "traffic_allocation": 100.0,
+        spec = {"key": key, "status": "running", "salt": key, "phase": 1, "traffic_allocation": 100.0,
                 "layer": None, "layer_range": None, "targeting": [], "overrides": {},
                 "shipped_variant": None, "variants": [
                     {"key": "control", "weight": 50.0, "is_control": True, "payload": {}},
@@ -38,20 +67,70 @@ def document() -> dict:
         return spec
 
     return {"schema_version": 1, "version": "bench", "hash": {"algorithm": "sha256", "buckets": 10000},
-            "layers": {}, "experiments": [experiment("plain"), experiment("targeted", targeting=COUNTRY)]}
+            "layers": {"checkout": {"salt": "checkout", "holdout_percent": 0}},
+            "experiments": [experiment("plain"), experiment("targeted", targeting=COUNTRY),
+                            experiment("layered", layer="checkout", layer_range=[0, 5000])]}
 
 
-def rate(fn, seconds: float, batch: int = 20_000) -> float:
-    done, n, start = 0, 0, time.process_time()
-    while time.process_time() - start < seconds:
-        for i in range(n, n + batch):
-            fn(f"user-{i}")
-        n += batch
-        done += batch
-    return done / (time.process_time() - start)
+def rates(loops: dict[str, tuple[Callable[[list[str]], None], list[str], int]],
+          seconds: float) -> dict[str, float]:
+    """Evaluations per CPU second of each ``(loop, units, chunk)``, timed interleaved chunk by
+    chunk (a chunk of a few milliseconds each) so that all of them see the same load on a
+    shared machine; each loop cycles through its own units."""
+    done = dict.fromkeys(loops, 0)
+    spent = dict.fromkeys(loops, 0.0)
+    position = dict.fromkeys(loops, 0)
+    clock = time.process_time
+    while min(spent.values()) < seconds:
+        for name, (loop, units, chunk) in loops.items():
+            if spent[name] >= seconds:
+                continue
+            start = position[name] % len(units)
+            part = units[start:start + chunk]
+            position[name] = start + len(part)
+            began = clock()
+            loop(part)
+            spent[name] += clock() - began
+            done[name] += len(part)
+    return {name: done[name] / spent[name] for name in loops}
 
 
-def growthbook_rates(seconds: float) -> dict[str, float] | None:
+def server_loop(evaluator: ServerEvaluator, key: str) -> Callable[[list[str]], None]:
+    def loop(units: list[str], evaluate=evaluator.evaluate, attrs=ATTRIBUTES) -> None:
+        for unit in units:
+            evaluate(key, unit, attrs)
+    return loop
+
+
+def sdk_eval_loop(evaluator: SdkEvaluator, key: str) -> Callable[[list[str]], None]:
+    def loop(units: list[str], evaluate=evaluator.evaluate, attrs=ATTRIBUTES) -> None:
+        for unit in units:
+            evaluate(key, unit, attrs)
+    return loop
+
+
+def sdk_assign_loop(client: Client, key: str, after: Callable[[], object] | None = None
+                    ) -> Callable[[list[str]], None]:
+    """``Client.assign`` over the units, then ``after`` (the flusher's share of the work)."""
+    def loop(units: list[str], assign=client.assign, attrs=ATTRIBUTES) -> None:
+        for unit in units:
+            assign(key, unit, attrs)
+        if after is not None:
+            after()
+    return loop
+
+
+class NullClient(Client):
+    """A client whose server accepts every batch at once (no socket): what sending costs the
+    process is the batch taken off the queue, its JSON, and the answer parsed."""
+
+    def _request(self, method, path, body=None, headers=None):
+        from abplatform_sdk.client import _Response
+
+        return _Response(202, {}, b'{"accepted": 200, "rejected": []}')
+
+
+def growthbook_loops(key: str) -> list[Callable[[list[str]], None]] | None:
     try:
         from growthbook import Experiment, GrowthBook
     except ImportError:
@@ -60,52 +139,102 @@ def growthbook_rates(seconds: float) -> dict[str, float] | None:
 
     def track(experiment, result, *rest, **kwargs):
         tracked.append((experiment.key, result.key))
+        if len(tracked) > 10_000:
+            tracked.clear()
 
-    experiments = {
-        "plain": Experiment(key="plain", variations=["control", "green"], weights=[0.5, 0.5]),
-        "targeted": Experiment(key="targeted", variations=["control", "green"], weights=[0.5, 0.5],
-                               condition={"country": {"$in": ["CN", "US"]}}),
-    }
-    out = {}
-    for name, exp in experiments.items():
-        def per_unit(unit, exp=exp):
-            GrowthBook(attributes={"id": unit, "country": "CN"}, on_experiment_viewed=track).run(exp)
+    extra = {"targeted": {"condition": {"country": {"$in": ["CN", "US"]}}},
+             "layered": {"namespace": ("checkout", 0.0, 0.5)}}.get(key, {})
+    exp = Experiment(key=key, variations=["control", "green"], weights=[0.5, 0.5], **extra)
 
-        shared = GrowthBook(attributes={}, on_experiment_viewed=track)
+    def per_unit(units: list[str]) -> None:
+        for unit in units:
+            GrowthBook(attributes={"id": unit, **ATTRIBUTES}, on_experiment_viewed=track).run(exp)
 
-        def shared_instance(unit, exp=exp, gb=shared):
-            gb.set_attributes({"id": unit, "country": "CN"})
+    def shared_instance(units: list[str]) -> None:
+        gb = GrowthBook(attributes={}, on_experiment_viewed=track)  # per chunk: its memory of tracked units
+        for unit in units:
+            gb.set_attributes({"id": unit, **ATTRIBUTES})
             gb.run(exp)
 
-        out[name] = max(rate(per_unit, seconds, 5_000), rate(shared_instance, seconds, 5_000))
-        tracked.clear()
-    return out
+    return [per_unit, shared_instance]
+
+
+def flush_cost(client_doc: dict, n: int = 20_000) -> float:
+    """Seconds of the flusher's CPU per exposure: the wire dict and JSON of a full batch."""
+    items = [("plain", "green", f"user-{i}", time.time(), dict(ATTRIBUTES), "bench", 1) for i in range(n)]
+    start = time.process_time()
+    for i in range(0, n, 200):
+        json.dumps({"exposures": [_wire(item) for item in items[i:i + 200]]}, separators=(",", ":")).encode()
+    return (time.process_time() - start) / n
+
+
+def summary(values: list[float], fmt: str = "{:,.0f}") -> str:
+    if not values:
+        return "n/a"
+    med = statistics.median(values)
+    return f"{fmt.format(med)} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per figure")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     doc = document()
     server = ServerEvaluator(doc)
-    client = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=10_000)
-    gb = growthbook_rates(args.seconds)
-    rows = []
-    for key in ("plain", "targeted"):
-        attrs = {"country": "CN"}
-        sdk = rate(lambda u, k=key, a=attrs: client.assign(k, u, a), args.seconds)
-        ref = rate(lambda u, k=key, a=attrs: server.evaluate(k, u, a), args.seconds)
-        rows.append((key, sdk, ref, gb[key] if gb else None))
-    print(f"Python {sys.version.split()[0]}; evaluations per CPU second of one core; "
-          f"exposures queued: {client.stats['queued']:,}, dropped (queue bound 10,000, no server): "
-          f"{client.stats['dropped']:,}")
-    print(f"{'experiment':<10} {'SDK+exposures':>14} {'server evaluator':>17} {'GrowthBook':>11} {'SDK/GB':>7}")
-    for key, sdk, ref, g in rows:
-        gtxt = f"{g:>11,.0f}" if g else f"{'n/a':>11}"
-        ratio = f"{sdk / g:>6.1f}x" if g else f"{'n/a':>7}"
-        print(f"{key:<10} {sdk:>14,.0f} {ref:>17,.0f} {gtxt} {ratio}")
-    if gb is None:
-        print("growthbook is not installed: pip install growthbook to compare")
+    sdk = SdkEvaluator(doc)
+    units = [f"user-{i}" for i in range(POOL)]
+    repeated = units[:1_000]
+    # each unit five times within 5,000 calls: one new, four repeats (a unit per page view)
+    mixed = [units[i // 5_000 * 1_000 + i % 1_000] for i in range(POOL)]
+    figures: dict[tuple[str, str], list[float]] = {}
+    queued = dropped = 0
+    for _ in range(args.rounds):
+        for key in EXPERIMENTS:
+            client = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
+            sender = NullClient("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
+            repeater = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
+            mixer = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
+            loops = {
+                "server": (server_loop(server, key), units, 5_000),
+                "sdk eval": (sdk_eval_loop(sdk, key), units, 5_000),
+                # the queue emptied after each chunk, as the flusher would (its JSON not counted)
+                "sdk+log new": (sdk_assign_loop(client, key, client._queue.clear), units, 5_000),
+                "sdk+log new+send": (sdk_assign_loop(sender, key, sender.flush), units, 1_000),
+                "sdk+log repeat": (sdk_assign_loop(repeater, key), repeated, 5_000),
+                "sdk+log 1 new in 5": (sdk_assign_loop(mixer, key, mixer._queue.clear), mixed, 5_000),
+            }
+            for i, loop in enumerate(growthbook_loops(key) or []):
+                loops[f"growthbook {i}"] = (loop, units, 250)
+            row = rates(loops, args.seconds)
+            if "growthbook 0" in row:
+                row["growthbook"] = max(row.pop("growthbook 0"), row.pop("growthbook 1"))
+            for c in (client, sender, repeater, mixer):
+                stats = c.stats
+                queued, dropped = queued + stats["queued"], dropped + stats["dropped"]
+            for name, value in row.items():
+                figures.setdefault((key, name), []).append(value)
+            figures.setdefault((key, "eval/server"), []).append(row["sdk eval"] / row["server"])
+            figures.setdefault((key, "new/server"), []).append(row["sdk+log new"] / row["server"])
+            figures.setdefault((key, "new+send/server"), []).append(row["sdk+log new+send"] / row["server"])
+            figures.setdefault((key, "repeat/server"), []).append(row["sdk+log repeat"] / row["server"])
+            figures.setdefault((key, "mix/server"), []).append(row["sdk+log 1 new in 5"] / row["server"])
+            if "growthbook" in row:
+                figures.setdefault((key, "new/GB"), []).append(row["sdk+log new"] / row["growthbook"])
+    print(f"Python {sys.version.split()[0]}; evaluations per CPU second of one core; median (min-max) "
+          f"of {args.rounds} rounds of {args.seconds:g} s; exposures queued {queued:,}, dropped "
+          f"{dropped:,}")
+    columns = ("server", "sdk eval", "sdk+log new", "sdk+log new+send", "sdk+log repeat",
+               "sdk+log 1 new in 5", "growthbook")
+    for key in EXPERIMENTS:
+        print(f"\n{key}:")
+        for name in columns:
+            print(f"  {name:<16} {summary(figures.get((key, name), []))}")
+        for name in ("eval/server", "new/server", "new+send/server", "repeat/server", "mix/server", "new/GB"):
+            print(f"  {name:<16} {summary(figures.get((key, name), []), '{:.2f}x')}")
+    print(f"\nflusher (background thread): {flush_cost(doc) * 1e6:.2f} µs of CPU per exposure sent")
+    if not any(k[1] == "growthbook" for k in figures):
+        print("growthbook is not installed: pip install '.[bench]' to compare")
 
 
 if __name__ == "__main__":

@@ -69,9 +69,8 @@ def test_a_broken_sdk_shows_on_the_report(sdk_server):
     """Exposures the server's evaluation disagrees with are refused and counted in the report."""
     with Client(sdk_server.url, sdk_server.keys["client"], background=False) as client:
         answer = client.assign("sdk-other", "broken-1")
-        item = list(client._queue[0])
-        item[1] = "control" if answer.variant == "green" else "green"
-        client._queue[0] = tuple(item)
+        assert client._records()[0][1] == answer.variant
+        client._queue[1] = "control" if answer.variant == "green" else "green"  # its variant field
         assert client.flush() is True
     assert client.stats["rejected"] == 1
     sdk_server.call("POST", "/api/v1/experiments/sdk-other/results/refresh")

@@ -185,7 +185,7 @@ def test_bounded_queue_drops_oldest_and_counts(fake):
             client.assign(case["experiment"], case["unit_id"], case["attributes"])
         assert client.queue_size == 5
         assert client.stats["dropped"] == 3
-        kept = [e[2] for e in list(client._queue)]
+        kept = [e[2] for e in client._records()]
         assert kept == [c["unit_id"] for c in ENROLLED[3:8]]
 
 
@@ -226,12 +226,12 @@ def test_drop_counter_is_exact_across_failed_sends(fake):
         for case in ENROLLED[:5]:
             client.assign(case["experiment"], case["unit_id"], case["attributes"])
         assert client.flush() is False  # 3 taken, failed, put back in front
-        assert [e[2] for e in client._queue] == [c["unit_id"] for c in ENROLLED[:5]]
+        assert [e[2] for e in client._records()] == [c["unit_id"] for c in ENROLLED[:5]]
         for case in ENROLLED[5:8]:
             client.assign(case["experiment"], case["unit_id"], case["attributes"])
         stats = client.stats
         assert (stats["queued"], stats["dropped"], client.queue_size) == (8, 3, 5)
-        assert [e[2] for e in client._queue] == [c["unit_id"] for c in ENROLLED[3:8]]
+        assert [e[2] for e in client._records()] == [c["unit_id"] for c in ENROLLED[3:8]]
         fake.exposures = lambda body: (202, b'{"accepted": 0, "rejected": []}')
 
 
@@ -251,4 +251,4 @@ def test_a_new_configuration_forgets_which_units_were_exposed(fake):
         client.refresh()
         client.assign(case["experiment"], case["unit_id"], case["attributes"])
         assert client.queue_size == 2
-        assert [e[5] for e in client._queue] == ["v1", "v2"]
+        assert [e[5] for e in client._records()] == ["v1", "v2"]

@@ -39,7 +39,7 @@ def test_experiment_rule_logs_an_exposure_only_when_it_decides(fake):  # noqa: F
         assert decided.reason == "experiment" and decided.experiment == "reshuffled"
         assert decided.value == {"control": 10, "treatment": 20}[decided.variant]
         assert client.queue_size == 1
-        queued = client._queue[0]
+        queued = client._records()[0]
         assert queued[:3] == ("reshuffled", decided.variant, "u-1") and queued[-1] == 2  # phase 2
         client.get_flag("gated", "u-1", {"country": "US"})
         assert client.queue_size == 1  # deduplicated like assign

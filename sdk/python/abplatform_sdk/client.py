@@ -11,6 +11,13 @@ Failure behaviour:
   with exponential backoff (capped), so nothing is lost while the queue has room.
 * The queue is bounded (``max_queue``): when full the *oldest* exposure is dropped and counted
   in ``stats["dropped"]`` rather than letting memory grow without limit.
+* Repeats are not queued: the server keeps the first exposure per (experiment, phase, unit),
+  so each experiment remembers the units it queued, at most ``dedupe_limit`` of them (then it
+  forgets them all and starts again: bounded memory). A forgotten unit's repeat is queued
+  again and the server ignores it. A new configuration forgets everything (it may start a new
+  phase).
+* A queued exposure keeps a copy of the attributes (the caller may change its mapping
+  afterwards); a value JSON cannot encode (a date, a Decimal) is sent as text.
 * No configuration ever loaded (server unreachable at start, no ``cache_path`` copy): every
   answer is the ``default`` the caller passes, with reason ``no_config``, and nothing is logged.
 * ``close()`` (also run at interpreter exit) stops the threads and flushes what is queued,
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -32,11 +40,11 @@ import urllib.error
 import urllib.request
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from .evaluator import NO_CONFIG, Assignment, DocumentError, Evaluator
+from .evaluator import ASSIGNED, NO_CONFIG, UNKNOWN_EXPERIMENT, Assignment, DocumentError, Evaluator
 from .flags import FlagsMixin
 
 logger = logging.getLogger("abplatform_sdk")
@@ -75,6 +83,7 @@ class Client(FlagsMixin):
         background: bool = True,
         bootstrap: Mapping[str, Any] | None = None,
         start: bool = True,
+        dedupe_limit: int = 20_000,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Api-Key {api_key}", "Accept": "application/json",
@@ -86,24 +95,39 @@ class Client(FlagsMixin):
         self.timeout = timeout
         self.cache_path = os.fspath(cache_path) if cache_path is not None else None
         self.max_backoff = max_backoff
-        self.log_exposures = log_exposures
+        self._log_exposures = log_exposures
         self.close_timeout = close_timeout
         self.background = background
-        # A document to serve from before (or without) the first fetch, e.g. baked into a build.
-        self._evaluator: Evaluator | None = Evaluator(bootstrap) if bootstrap is not None else None
+        self._evaluator: Evaluator | None = None
+        # experiment -> ``(unit_id, attributes=None) -> Assignment`` with the exposure logging
+        # built in: the whole of ``assign`` for a known experiment (see ``_compile``).
+        self._fast: dict[str, Callable[..., Assignment]] = {}
         self._etag: str | None = None
-        # Bounded: appending to a full deque drops the oldest item, atomically (no lock on the
-        # evaluation path). Drops are counted exactly from three counters (see ``stats``).
-        self._queue: deque[tuple] = deque(maxlen=self.max_queue)
-        self._appended = _Counter()
+        # Flat: each exposure is _FIELDS consecutive items, added by one ``extend`` of a tuple
+        # (atomic under the GIL: no Python code runs inside it) and removed from the left only
+        # under ``_lock``, so records never interleave. Flat because a queued tuple holding the
+        # attributes dict would stay tracked by the garbage collector and be promoted to its
+        # oldest generation, making full collections of a large application more frequent.
+        # Bounded without a lock on the evaluation path: whoever appends past ``max_queue``
+        # drops the oldest exposure and counts it, so the common path counts nothing; what was
+        # queued follows exactly (see ``stats``). Racing appenders may overshoot the bound by
+        # one exposure each, never more.
+        self._queue: deque[Any] = deque()
+        self._dropped = _Counter()
         self._deduplicated = _Counter()
         self._taken = 0  # items removed by the flusher (under _lock)
         self._readded = 0  # items put back after a failed send (under _lock)
+        self._lost = 0  # items of a failed send with no room to go back (under _lock)
         self._lock = threading.Lock()
         self._wake_flush = threading.Event()
         self._stop = threading.Event()
-        self._seen: dict[tuple, None] = {}
+        # experiment -> the units whose exposure is already queued (see the module docstring);
+        # at most ``dedupe_limit`` per experiment.
+        self._seen: dict[str, set[str]] = {}
+        self._dedupe_limit = max(1, dedupe_limit)
         self._threads: list[threading.Thread] = []
+        if bootstrap is not None:  # a document to serve before (or without) the first fetch
+            self._install(Evaluator(bootstrap))
         self._stats = {
             "sent": 0, "rejected": 0, "flush_errors": 0, "refreshes": 0, "not_modified": 0,
             "refresh_errors": 0,
@@ -157,21 +181,89 @@ class Client(FlagsMixin):
     def ready(self) -> bool:
         return self._evaluator is not None
 
+    @property
+    def log_exposures(self) -> bool:
+        return self._log_exposures
+
+    @log_exposures.setter
+    def log_exposures(self, value: bool) -> None:
+        self._log_exposures = bool(value)
+        if self._evaluator is not None:
+            self._fast = self._compile(self._evaluator)
+
     def assign(self, experiment: str, unit_id: str, attributes: Mapping[str, Any] | None = None,
                default: str | None = None) -> Assignment:
         """The variant of ``experiment`` for ``unit_id``; logs an exposure when enrolled.
 
         Without a configuration (never loaded), the answer is ``default`` (reason ``no_config``).
+        The answer is frozen and may be shared with other calls (it names no unit).
         """
-        evaluator = self._evaluator
-        if evaluator is None:
+        fast = self._fast.get(experiment)
+        if fast is not None:
+            return fast(unit_id, attributes)
+        if self._evaluator is None:
             return Assignment(experiment, default, False, NO_CONFIG, "no configuration loaded", {})
-        answer = evaluator.evaluate(experiment, unit_id, attributes)
-        if answer.reason == "unknown_experiment" and default is not None:
-            answer.variant = default
-        if answer.reason == "assigned" and self.log_exposures:
-            self._expose(answer, unit_id, attributes, evaluator.version)
-        return answer
+        return Assignment(experiment, default, False, UNKNOWN_EXPERIMENT, "no such experiment", {})
+
+    def _install(self, evaluator: Evaluator) -> None:
+        """Serve from ``evaluator`` from now on (one reference swap each: atomic)."""
+        if self._evaluator is None or evaluator.version != self._evaluator.version:
+            self._seen = {}  # a new phase or salt may give units new exposures
+        self._fast = self._compile(evaluator)
+        self._evaluator = evaluator
+
+    def _compile(self, evaluator: Evaluator) -> dict[str, Callable[..., Assignment]]:
+        fast = dict(evaluator._assigners)
+        if self._log_exposures:
+            for key in evaluator.running_keys:  # only a running experiment answers ``assigned``
+                seen = self._seen.setdefault(key, set())
+                fast[key] = self._logging(key, fast[key], evaluator.version, seen)
+        return fast
+
+    def _logging(self, experiment: str, assigner: Callable[..., Assignment], version: str | None,
+                 seen: set[str]) -> Callable[..., Assignment]:
+        """``assigner`` that queues the exposure of an ``assigned`` answer, once per unit.
+
+        ``_expose`` does the same for any answer; this is it specialised for one experiment of
+        one configuration, with every constant bound once (the hot path of ``assign``).
+        No lock: every step is one operation the GIL makes atomic (set lookup, add and clear,
+        deque append, ``next`` on a count). Two threads assigning the same new unit at the
+        same instant may both queue it (the server keeps the first); racing adds may pass the
+        limit by one unit per thread. Neither loses an exposure or lets memory grow.
+        """
+        queue = self._queue
+        extend, now, limit = queue.extend, _now, self._dedupe_limit
+        max_items, batch_items = self.max_queue * _FIELDS, self.batch_size * _FIELDS
+        wake, drop, deduplicated = self._wake_flush.set, self._drop_oldest, self._deduplicated.add
+
+        def assign(unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
+            answer = assigner(unit_id, attributes)
+            if answer.reason != ASSIGNED:
+                return answer
+            known = len(seen)
+            seen.add(unit_id)  # one probe: the unit was seen if the set did not grow
+            if len(seen) == known:
+                deduplicated()
+                return answer
+            if known >= limit:  # full: forget everyone but this unit
+                seen.clear()
+                seen.add(unit_id)
+            if attributes:
+                try:
+                    attributes = attributes.copy()  # a dict's own copy is the fastest snapshot
+                except AttributeError:
+                    attributes = dict(attributes)
+            else:
+                attributes = None
+            extend((experiment, answer.variant, unit_id, now(), attributes, version, answer.phase))
+            size = len(queue)
+            if size > max_items:
+                drop()
+            elif size == batch_items:  # wake the flusher once per batch, not every time
+                wake()
+            return answer
+
+        return assign
 
     def assign_all(self, unit_id: str, attributes: Mapping[str, Any] | None = None) -> list[Assignment]:
         """Answers for every running experiment (one layer hash per layer)."""
@@ -190,35 +282,61 @@ class Client(FlagsMixin):
         """Counters: queued, sent, rejected (by the server), dropped (queue full), deduplicated,
         flush_errors, refreshes, not_modified, refresh_errors."""
         with self._lock:
-            appended, queued = self._appended.value(), len(self._queue)
-            dropped = appended + self._readded - self._taken - queued
-            return {**self._stats, "queued": appended, "dropped": dropped,
+            # Every item in came by an append or a put-back; every item out by a take or a drop.
+            dropped, queued = self._dropped.value(), len(self._queue) // _FIELDS
+            appended = queued + self._taken + dropped - self._readded
+            return {**self._stats, "queued": appended, "dropped": dropped + self._lost,
                     "deduplicated": self._deduplicated.value()}
 
     def _expose(self, answer: Assignment, unit_id: str, attributes: Mapping[str, Any] | None,
                 version: str | None) -> None:
-        # The hot path, lock-free: a tuple appended to a bounded deque (atomic in CPython);
-        # the JSON is built by the flusher. The server keeps the first exposure per
-        # (experiment, phase, unit), so repeats are skipped (a bounded memory of recent
-        # ones, forgotten when the configuration changes).
-        seen_key = (answer.experiment, unit_id)
-        seen = self._seen
-        if seen_key in seen:
+        """Queue the exposure of an ``assigned`` answer unless this unit's is already queued.
+
+        Lock-free like ``_logging`` (which is this, specialised per experiment for ``assign``):
+        a tuple appended to a bounded deque; the JSON is built by the flusher."""
+        seen = self._seen.get(answer.experiment)
+        if seen is None:
+            seen = self._seen.setdefault(answer.experiment, set())
+        if unit_id in seen:
             self._deduplicated.add()
             return
-        if len(seen) >= 50_000:
+        if len(seen) >= self._dedupe_limit:
             seen.clear()
-        seen[seen_key] = None
+        seen.add(unit_id)
+        if attributes:
+            try:
+                attributes = attributes.copy()
+            except AttributeError:
+                attributes = dict(attributes)
+        else:
+            attributes = None
         queue = self._queue
-        queue.append((answer.experiment, answer.variant, unit_id, _now(),
-                      dict(attributes) if attributes else {}, version, answer.phase))
-        self._appended.add()
-        if len(queue) == self.batch_size:  # wake the flusher once per batch, not every time
+        queue.extend((answer.experiment, answer.variant, unit_id, _now(), attributes, version,
+                      answer.phase))
+        size = len(queue)
+        if size > self.max_queue * _FIELDS:
+            self._drop_oldest()
+        elif size == self.batch_size * _FIELDS:
             self._wake_flush.set()
+
+    def _drop_oldest(self) -> None:
+        """The queue is over its bound: drop (and count) the oldest exposures."""
+        queue, popleft, limit = self._queue, self._queue.popleft, self.max_queue * _FIELDS
+        with self._lock:  # whole records leave from the left only under the lock
+            while len(queue) > limit:
+                for _ in range(_FIELDS):
+                    popleft()
+                self._dropped.add()
 
     @property
     def queue_size(self) -> int:
-        return len(self._queue)
+        return len(self._queue) // _FIELDS
+
+    def _records(self) -> list[tuple]:
+        """The queued exposures, oldest first (a snapshot, for tests and debugging)."""
+        with self._lock:
+            items = list(self._queue)
+        return [tuple(items[i:i + _FIELDS]) for i in range(0, len(items) - _FIELDS + 1, _FIELDS)]
 
     # --- configuration ---------------------------------------------------------------------------
 
@@ -250,9 +368,7 @@ class Client(FlagsMixin):
             self.last_error = f"config: {exc}"
             logger.warning("abplatform: configuration refresh failed (%s); keeping the last good one", exc)
             return self._evaluator is not None
-        if self._evaluator is None or evaluator.version != self._evaluator.version:
-            self._seen = {}  # a new phase or salt may give units new exposures
-        self._evaluator = evaluator
+        self._install(evaluator)
         self._etag = response.headers.get("ETag")
         self._stats["refreshes"] += 1
         self._save_cache(response.body)
@@ -275,7 +391,7 @@ class Client(FlagsMixin):
             return
         try:
             with open(self.cache_path, "rb") as handle:
-                self._evaluator = Evaluator(json.loads(handle.read()))
+                self._install(Evaluator(json.loads(handle.read())))
             logger.warning("abplatform: server unreachable; using the saved configuration %s",
                            self._evaluator.version)
         except (OSError, ValueError, DocumentError) as exc:
@@ -297,28 +413,29 @@ class Client(FlagsMixin):
     def _take(self) -> list[tuple]:
         with self._lock:
             queue = self._queue
-            batch = []
-            for _ in range(self.batch_size):
-                try:
-                    batch.append(queue.popleft())
-                except IndexError:
-                    break
-            self._taken += len(batch)
+            popleft = queue.popleft
+            count = min(self.batch_size, len(queue) // _FIELDS)
+            batch = [tuple([popleft() for _ in range(_FIELDS)]) for _ in range(count)]
+            self._taken += count
             return batch
 
     def _put_back(self, batch: list[tuple]) -> None:
         with self._lock:
             # The batch is older than everything queued: when room is short, its oldest go.
-            room = self.max_queue - len(self._queue)
+            room = self.max_queue - len(self._queue) // _FIELDS
             keep = batch[-room:] if room > 0 else []
             self._readded += len(keep)
-            self._queue.extendleft(reversed(keep))
+            self._lost += len(batch) - len(keep)
+            self._queue.extendleft([field for record in reversed(keep) for field in reversed(record)])
 
     def _flush_once(self) -> bool:
         batch = self._take()
         if not batch:
             return True
-        body = json.dumps({"exposures": [_wire(item) for item in batch]}, separators=(",", ":")).encode()
+        # default=str: an attribute value JSON cannot encode (a date, a Decimal) goes as text
+        # rather than failing the whole batch forever.
+        body = json.dumps({"exposures": [_wire(item) for item in batch]}, separators=(",", ":"),
+                          default=str).encode()
         try:
             response = self._request("POST", "/api/v1/exposures", body,
                                      {"Content-Type": "application/json"})
@@ -360,7 +477,7 @@ class Client(FlagsMixin):
             ok = True
             while ok and self._queue and not self._stop.is_set():
                 ok = self._flush_once()
-                if ok and len(self._queue) < self.batch_size:
+                if ok and len(self._queue) < self.batch_size * _FIELDS:
                     break
             if ok:
                 backoff = 0.0
@@ -369,20 +486,20 @@ class Client(FlagsMixin):
 
 
 _now = time.time
+_FIELDS = 7  # experiment, variant, unit_id, timestamp, attributes, config version, phase
 
 
 class _Counter:
     """A thread-safe counter without a lock: ``next()`` on ``itertools.count`` is atomic in
     CPython. Reading also advances it, so reads are counted and subtracted."""
 
-    __slots__ = ("_count", "_reads")
+    __slots__ = ("_count", "_reads", "add")
 
     def __init__(self) -> None:
         self._count = itertools.count()
         self._reads = 0
-
-    def add(self) -> None:
-        next(self._count)
+        #: Count one: ``next`` on the count through a C partial (no Python frame per call).
+        self.add = functools.partial(next, self._count)
 
     def value(self) -> int:
         """Call under a lock shared by all readers."""
@@ -395,11 +512,23 @@ def _wire(item: tuple) -> dict[str, Any]:
     """A queued exposure as ``POST /api/v1/exposures`` takes it."""
     experiment, variant, unit_id, ts, attributes, version, phase = item
     out = {"experiment": experiment, "variant": variant, "unit_id": unit_id, "timestamp": _iso(ts),
-           "attributes": attributes, "config_version": version}
+           "attributes": {} if attributes is None else attributes if type(attributes) is dict else dict(attributes),
+           "config_version": version}
     if phase is not None:
         out["phase"] = phase
     return out
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted (exposures come in bursts)
+
+
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")  # noqa: UP017
+    """``2026-01-02T03:04:05.678Z``: the date and time formatted once per second, not per item."""
+    global _second
+    millis = int(ts * 1000)
+    second, fraction = divmod(millis, 1000)
+    cached = _second
+    if cached[0] != second:
+        text = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")  # noqa: UP017
+        cached = _second = (second, text)
+    return f"{cached[1]}.{fraction:03d}Z"

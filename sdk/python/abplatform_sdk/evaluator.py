@@ -7,10 +7,15 @@ and a server answer never disagree. The test suite checks it against ``assignmen
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import operator as _op
 import re
+import struct
+import sys
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -31,8 +36,19 @@ NO_CONFIG = "no_config"
 
 _OVERRIDABLE = frozenset({"draft", "running", "paused"})
 _SHIPPABLE = frozenset({"completed", "archived"})
-_sha256 = hashlib.sha256
+_sha256: Callable[..., Any] = hashlib.sha256
+if sys.implementation.name == "cpython":
+    # CPython's own SHA-256 (HACL* from 3.12, ``_sha256`` before): the same digest without an
+    # OpenSSL context allocated and freed per unit, about 10 % faster per evaluation here.
+    # Any other interpreter, or a build without it, keeps hashlib's.
+    for _module in ("_sha2", "_sha256"):
+        try:
+            _sha256 = importlib.import_module(_module).sha256
+        except (ImportError, AttributeError):
+            continue
+        break
 _from_bytes = int.from_bytes
+_unpack_u64 = struct.Struct(">Q").unpack_from  # the first 8 bytes of a digest, big-endian
 
 
 class DocumentError(ValueError):
@@ -40,19 +56,32 @@ class DocumentError(ValueError):
 
 
 class Assignment:
-    """One answer. ``payload`` is shared with the evaluator: treat it as read-only."""
+    """One answer, frozen: the evaluator hands the same object to every unit that gets the same
+    answer (it names no unit), so nothing may change it. ``payload`` is shared as well: treat
+    it as read-only."""
 
     __slots__ = ("experiment", "variant", "in_experiment", "reason", "detail", "payload", "phase")
 
     def __init__(self, experiment: str, variant: str | None, in_experiment: bool, reason: str,
                  detail: str, payload: Any, phase: int | None = None) -> None:
-        self.experiment = experiment
-        self.variant = variant
-        self.in_experiment = in_experiment
-        self.reason = reason
-        self.detail = detail
-        self.payload = payload
-        self.phase = phase
+        init = object.__setattr__
+        init(self, "experiment", experiment)
+        init(self, "variant", variant)
+        init(self, "in_experiment", in_experiment)
+        init(self, "reason", reason)
+        init(self, "detail", detail)
+        init(self, "payload", payload)
+        init(self, "phase", phase)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"Assignment is frozen (shared between calls); cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Assignment is frozen (shared between calls); cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple:
+        return (Assignment, (self.experiment, self.variant, self.in_experiment, self.reason,
+                             self.detail, self.payload, self.phase))
 
     @property
     def records_exposure(self) -> bool:
@@ -84,10 +113,13 @@ def override_hash(override_salt: str, unit_id: str) -> str:
 
 
 def _bucketer(namespace: str, salt: str) -> Callable[[str], int]:
-    prefix = f"{namespace}:{salt}:".encode()
+    copy = _sha256(f"{namespace}:{salt}:".encode()).copy  # resume after the prefix
+    unpack = _unpack_u64
 
     def _bucket(unit_id: str) -> int:
-        return _from_bytes(_sha256(prefix + unit_id.encode()).digest()[:8], "big") % BUCKETS
+        h = copy()
+        h.update(unit_id.encode())
+        return unpack(h.digest())[0] % BUCKETS
 
     return _bucket
 
@@ -278,12 +310,133 @@ def rule_passes(rule: Mapping[str, Any], attributes: Mapping[str, Any]) -> bool:
 
 
 # --- the evaluator (sections 3, 4, 6, 7) ---------------------------------------------------------
+#
+# Speed: everything that does not depend on the unit is computed once per experiment when the
+# document is compiled. Every possible answer except a targeting failure detail is a shared,
+# frozen Assignment (the assigned answer of each variant too: it names no unit), the variant
+# ranges become a sorted list of edges looked up with bisect (the gaps of a partial traffic
+# allocation are segments answering traffic_allocation), and the common experiment (no
+# override, no layer) is one closure: targeting checks, one SHA-256 of a prebuilt prefix, one
+# lookup. Nothing is allocated per call on that path.
+
+Assigner = Callable[..., Assignment]
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _segments(ranges: Iterable[tuple[int, int, Assignment]], outside: Assignment
+              ) -> tuple[list[int], tuple[Assignment, ...]]:
+    """Edges and answers so that ``answers[bisect_right(edges, b)]`` is the answer of bucket b."""
+    edges: list[int] = []
+    answers: list[Assignment] = []
+    position = 0
+    for start, end, answer in sorted(ranges, key=lambda r: r[0]):
+        if start > position:  # a gap: outside the traffic allocation
+            if answers:
+                edges.append(position)
+            answers.append(outside)
+        if answers:
+            edges.append(start)
+        answers.append(answer)
+        position = end
+    if position < BUCKETS or not answers:
+        if answers:
+            edges.append(position)
+        answers.append(outside)
+    return edges, tuple(answers)
+
+
+def _lookup(edges: list[int], answers: tuple[Assignment, ...]) -> tuple[int, tuple[Assignment, ...]] | None:
+    """``(step, table)`` with ``table[b // step]`` the answer of bucket b, when every edge is a
+    multiple of a step giving a small table (50/50: step 5,000, two entries); else None."""
+    step = math.gcd(BUCKETS, *edges)
+    if BUCKETS // step > 1_000:
+        return None
+    table = tuple(answers[bisect_right(edges, b)] for b in range(0, BUCKETS, step))
+    return step, table
+
+
+def _assigner(prefix: bytes, edges: list[int], answers: tuple[Assignment, ...],
+              checks: tuple[Check, ...], targeting: Callable[[str], Assignment],
+              layer: tuple | None = None) -> Assigner:
+    """``(unit_id, attributes=None) -> Assignment`` for a running experiment without overrides:
+    the targeting checks, the layer slot if any, then the bucket of ``exp:<salt>:<unit_id>``
+    (SHA-256 resumed from a hash object that has already taken the prefix)."""
+    if not edges and not checks and layer is None:  # one answer for every unit
+        [only] = answers
+        return lambda unit_id, attributes=None: only
+    copy, unpack, empty = _sha256(prefix).copy, _unpack_u64, _EMPTY
+    layer_copy = holdout_end = layer_start = layer_end = holdout = other = None
+    if layer is not None:
+        layer_prefix, holdout_end, layer_start, layer_end, holdout, other = layer
+        layer_copy = _sha256(layer_prefix).copy
+    lookup = _lookup(edges, answers)
+    if lookup is not None:
+        step, table = lookup
+
+        def assign_table(unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
+            if checks:
+                for check in checks:
+                    failure = check(empty if attributes is None else attributes)
+                    if failure is not None:
+                        return targeting(failure)
+            data = unit_id.encode()
+            if layer_copy is not None:
+                h = layer_copy()
+                h.update(data)
+                slot = unpack(h.digest())[0] % BUCKETS
+                if slot < holdout_end:
+                    return holdout
+                if not layer_start <= slot < layer_end:
+                    return other
+            h = copy()
+            h.update(data)
+            return table[unpack(h.digest())[0] % BUCKETS // step]
+        return assign_table
+    bisect = bisect_right
+
+    def assign_bisect(unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
+        if checks:
+            for check in checks:
+                failure = check(empty if attributes is None else attributes)
+                if failure is not None:
+                    return targeting(failure)
+        data = unit_id.encode()
+        if layer_copy is not None:
+            h = layer_copy()
+            h.update(data)
+            slot = unpack(h.digest())[0] % BUCKETS
+            if slot < holdout_end:
+                return holdout
+            if not layer_start <= slot < layer_end:
+                return other
+        h = copy()
+        h.update(data)
+        return answers[bisect(edges, unpack(h.digest())[0] % BUCKETS)]
+    return assign_bisect
+
+
+def _targeting_answers(key: str, control: tuple[str | None, Any]) -> Callable[[str], Assignment]:
+    """The ``targeting`` answer of one experiment for a failure detail, built once per detail
+    (a rule's detail does not depend on the unit, so the cache stays small; capped anyway)."""
+    cache: dict[str, Assignment] = {}
+
+    def answer(failure: str) -> Assignment:
+        hit = cache.get(failure)
+        if hit is None:
+            hit = Assignment(key, control[0], False, TARGETING, failure, control[1])
+            if len(cache) < 64:
+                cache[failure] = hit
+        return hit
+
+    return answer
+
 
 class _Experiment:
     __slots__ = (
         "key", "status", "running", "phase", "bucketer", "ranges", "control", "variants",
         "checks", "layer", "layer_start", "layer_end", "overrides", "override_salt",
-        "hashed_overrides", "fixed",
+        "hashed_overrides", "fixed", "prefix", "edges", "answers", "forced", "targeting",
+        "holdout", "other_experiment", "assign",
     )
 
     def __init__(self, spec: Mapping[str, Any], layers: Mapping[str, tuple], audiences: Any = None) -> None:
@@ -294,9 +447,12 @@ class _Experiment:
             self.variants = {str(v["key"]): (v.get("payload") or {}) for v in variants}
         except (KeyError, TypeError, AttributeError) as exc:
             raise DocumentError(f"experiment entry is malformed: {exc!r}") from exc
+        key = self.key
         self.running = self.status == "running"
         self.phase = spec.get("phase")
-        self.bucketer = _bucketer("exp", str(spec.get("salt") or self.key))
+        salt = str(spec.get("salt") or key)
+        self.bucketer = _bucketer("exp", salt)
+        self.prefix = f"exp:{salt}:".encode()
         control = next((v for v in variants if v.get("is_control")), variants[0] if variants else None)
         self.control = (str(control["key"]), control.get("payload") or {}) if control else (None, {})
         bounds = variant_ranges([v.get("weight", 0) for v in variants], spec.get("traffic_allocation", 100))
@@ -304,19 +460,29 @@ class _Experiment:
             (bounds[i][0], bounds[i][1], str(variants[i]["key"]), variants[i].get("payload") or {})
             for i in range(len(variants)) if bounds[i][1] > bounds[i][0]
         )
+        outside = self._fallback(TRAFFIC_ALLOCATION, "unit is outside the traffic allocation")
+        self.edges, self.answers = _segments(
+            ((start, end, Assignment(key, variant, True, ASSIGNED, "unit hashed into variant",
+                                     payload, self.phase))
+             for start, end, variant, payload in self.ranges), outside)
         self.checks = tuple(compile_rule(r) for r in spec.get("targeting") or [])
         if spec.get("audiences") and audiences is not None:  # section 5a: like targeting rules
             self.checks += audiences.checks(spec["audiences"])
+        self.targeting = _targeting_answers(key, self.control)
         self.layer = None
         self.layer_start = self.layer_end = 0
+        self.holdout = self.other_experiment = None
         layer_key = spec.get("layer")
         if layer_key is not None:
             if layer_key not in layers:
-                raise DocumentError(f"experiment {self.key!r} names unknown layer {layer_key!r}")
+                raise DocumentError(f"experiment {key!r} names unknown layer {layer_key!r}")
             self.layer = layers[layer_key]
             layer_range = spec.get("layer_range")
             if layer_range:
                 self.layer_start, self.layer_end = int(layer_range[0]), int(layer_range[1])
+            self.holdout = self._fallback(LAYER_HOLDOUT, f"unit is in the holdout of layer {layer_key!r}")
+            self.other_experiment = self._fallback(
+                LAYER_OTHER_EXPERIMENT, f"unit belongs to another experiment of layer {layer_key!r}")
         self.overrides = {
             str(u): str(v) for u, v in (spec.get("overrides") or {}).items() if str(v) in self.variants
         }
@@ -325,17 +491,41 @@ class _Experiment:
             str(h): str(v) for h, v in (spec.get("hashed_overrides") or {}).items()
             if str(v) in self.variants
         }
+        self.forced = {
+            v: Assignment(key, v, self.running, OVERRIDE, f"unit is forced into {v!r}",
+                          self.variants[v], self.phase)
+            for v in {*self.overrides.values(), *self.hashed_overrides.values()}
+        }
         self.fixed = None
         shipped = spec.get("shipped_variant")
         if shipped is not None and self.status in _SHIPPABLE and str(shipped) in self.variants:
-            self.fixed = Assignment(self.key, str(shipped), False, SHIPPED,
+            self.fixed = Assignment(key, str(shipped), False, SHIPPED,
                                     f"experiment is {self.status}", self.variants[str(shipped)])
         elif spec.get("enabled", True) is False:
             self.fixed = Assignment(self.key, self.control[0], False, DISABLED_IN_ENVIRONMENT,
                                     "experiment is switched off in this environment", self.control[1])
         elif not self.running:
-            self.fixed = Assignment(self.key, self.control[0], False, NOT_RUNNING,
+            self.fixed = Assignment(key, self.control[0], False, NOT_RUNNING,
                                     f"experiment is {self.status}", self.control[1])
+        self.assign = self._compile()
+
+    def _fallback(self, reason: str, detail: str) -> Assignment:
+        return Assignment(self.key, self.control[0], False, reason, detail, self.control[1])
+
+    def _compile(self) -> Assigner:
+        """The fastest ``(unit_id, attributes=None) -> Assignment`` for this experiment."""
+        fixed = self.fixed
+        if fixed is not None and (self.status not in _OVERRIDABLE
+                                  or not (self.overrides or self.hashed_overrides)):
+            return lambda unit_id, attributes=None: fixed
+        if fixed is None and not (self.overrides or self.hashed_overrides):
+            layer = None
+            if self.layer is not None:
+                layer = (self.layer[3], self.layer[2], self.layer_start, self.layer_end,
+                         self.holdout, self.other_experiment)
+            return _assigner(self.prefix, self.edges, self.answers, self.checks, self.targeting, layer)
+        general = self.evaluate
+        return lambda unit_id, attributes=None: general(unit_id, _EMPTY if attributes is None else attributes, None)
 
     def _forced(self, unit_id: str) -> str | None:
         if self.overrides:
@@ -347,23 +537,23 @@ class _Experiment:
         return None
 
     def evaluate(self, unit_id: str, attributes: Mapping[str, Any], layer_buckets: dict | None) -> Assignment:
+        """Every case, in the order of section 6 (``assign`` is the compiled shortcut)."""
         fixed = self.fixed
         if fixed is not None and self.status not in _OVERRIDABLE:
             return fixed
         if self.overrides or self.hashed_overrides:
             forced = self._forced(unit_id)
             if forced is not None:
-                return Assignment(self.key, forced, self.running, OVERRIDE,
-                                  f"unit is forced into {forced!r}", self.variants[forced], self.phase)
+                return self.forced[forced]
         if fixed is not None:
             return fixed
         for check in self.checks:
             failure = check(attributes)
             if failure is not None:
-                return Assignment(self.key, self.control[0], False, TARGETING, failure, self.control[1])
+                return self.targeting(failure)
         layer = self.layer
         if layer is not None:
-            key, bucketer, holdout_end = layer
+            key, bucketer, holdout_end, _ = layer
             if layer_buckets is None:
                 slot = bucketer(unit_id)
             else:
@@ -371,18 +561,10 @@ class _Experiment:
                 if slot is None:
                     slot = layer_buckets[key] = bucketer(unit_id)
             if slot < holdout_end:
-                return Assignment(self.key, self.control[0], False, LAYER_HOLDOUT,
-                                  f"unit is in the holdout of layer {key!r}", self.control[1])
+                return self.holdout
             if not self.layer_start <= slot < self.layer_end:
-                return Assignment(self.key, self.control[0], False, LAYER_OTHER_EXPERIMENT,
-                                  f"unit belongs to another experiment of layer {key!r}", self.control[1])
-        b = self.bucketer(unit_id)
-        for start, end, variant, payload in self.ranges:
-            if start <= b < end:
-                return Assignment(self.key, variant, True, ASSIGNED, "unit hashed into variant",
-                                  payload, self.phase)
-        return Assignment(self.key, self.control[0], False, TRAFFIC_ALLOCATION,
-                          "unit is outside the traffic allocation", self.control[1])
+                return self.other_experiment
+        return self.answers[bisect_right(self.edges, self.bucketer(unit_id))]
 
 
 class Evaluator:
@@ -404,7 +586,8 @@ class Evaluator:
         try:
             layers = {
                 str(k): (str(k), _bucketer("layer", str(v.get("salt") or k)),
-                         percent_to_units(v.get("holdout_percent") or 0))
+                         percent_to_units(v.get("holdout_percent") or 0),
+                         f"layer:{v.get('salt') or k}:".encode())
                 for k, v in (document.get("layers") or {}).items()
             }
         except (AttributeError, TypeError, ValueError) as exc:
@@ -426,6 +609,9 @@ class Evaluator:
             self.flags = FlagEvaluator(document.get("flags"), self._experiments, audiences)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise DocumentError(f"flag entry is malformed: {exc!r}") from exc
+        #: key -> ``(unit_id, attributes=None) -> Assignment``: the hot path of ``evaluate`` and
+        #: of ``Client.assign`` (one dict lookup, one call).
+        self._assigners: dict[str, Assigner] = {k: e.assign for k, e in self._experiments.items()}
 
     def __contains__(self, key: object) -> bool:
         return key in self._experiments
@@ -435,22 +621,26 @@ class Evaluator:
         return tuple(self._experiments)
 
     def evaluate(self, key: str, unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
-        """The answer for one experiment; an unknown key answers ``unknown_experiment``."""
-        experiment = self._experiments.get(key)
-        if experiment is None:
+        """The answer for one experiment; an unknown key answers ``unknown_experiment``.
+
+        The answer may be shared with other calls (it is frozen): it names no unit."""
+        assign = self._assigners.get(key)
+        if assign is None:
             return Assignment(key, None, False, UNKNOWN_EXPERIMENT, "no such experiment", {})
-        return experiment.evaluate(unit_id, attributes or {}, None)
+        return assign(unit_id, attributes)
 
     def evaluate_many(self, unit_id: str, attributes: Mapping[str, Any] | None = None,
                       keys: Iterable[str] | None = None) -> list[Assignment]:
         """Answers for ``keys`` (default: every running experiment), one layer hash per layer."""
-        attributes = attributes or {}
+        attributes = _EMPTY if attributes is None else attributes
         layer_buckets: dict[str, int] = {}
         out = []
         for key in self.running_keys if keys is None else keys:
             experiment = self._experiments.get(key)
             if experiment is None:
                 out.append(Assignment(key, None, False, UNKNOWN_EXPERIMENT, "no such experiment", {}))
+            elif experiment.layer is None:
+                out.append(experiment.assign(unit_id, attributes))
             else:
                 out.append(experiment.evaluate(unit_id, attributes, layer_buckets))
         return out
