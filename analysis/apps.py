@@ -6,6 +6,7 @@ class AnalysisConfig(AppConfig):
     verbose_name = "Analysis"
 
     def ready(self) -> None:
-        from . import signals
+        from . import mirror, signals
 
         signals.connect()
+        mirror.connect()

@@ -291,4 +291,7 @@ def test_clickhouse_init_prints_replacing_merge_trees_with_monthly_partitions():
     text = out.getvalue()
     assert text.count("ENGINE = ReplacingMergeTree") == 2
     assert 'PARTITION BY toYYYYMM("timestamp") ORDER BY "event_id"' in text
-    assert 'PARTITION BY toYYYYMM("first_seen")' in text
+    # Exposures: the earliest first_seen wins (the upsert's rule); not partitioned by it, since
+    # it can still move and copies of one key must meet in one partition.
+    assert 'ENGINE = ReplacingMergeTree("ver") ORDER BY ("experiment_id", "phase", "unit_id")' in text
+    assert 'PARTITION BY toYYYYMM("first_seen")' not in text
