@@ -118,6 +118,7 @@ CLICKHOUSE_URL = env.str("CLICKHOUSE_URL", default="")
 # many batches (then the event API answers 503 + Retry-After); entries a loader took but did not
 # acknowledge are claimed by another after CLICKHOUSE_LOADER_CLAIM_SECONDS; the loader runs
 # every CLICKHOUSE_LOAD_SECONDS and inserts about CLICKHOUSE_LOAD_ROWS rows per INSERT.
+CLICKHOUSE_STREAM_KEY = env.str("CLICKHOUSE_STREAM_KEY", default="abp:clickhouse:stream")
 CLICKHOUSE_STREAM_MAX_ENTRIES = env.int("CLICKHOUSE_STREAM_MAX_ENTRIES", default=20_000)
 CLICKHOUSE_LOADER_CLAIM_SECONDS = env.float("CLICKHOUSE_LOADER_CLAIM_SECONDS", default=60)
 CLICKHOUSE_LOAD_SECONDS = env.float("CLICKHOUSE_LOAD_SECONDS", default=5)
