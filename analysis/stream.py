@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -76,8 +76,14 @@ def redis_client() -> Any:
     return client
 
 
+_ZERO = timedelta(0)
+
+
 def _ts(value: datetime) -> str:
-    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+    """``YYYY-MM-DD hh:mm:ss.ffffff`` in UTC (isoformat is C code: 5x faster than strftime)."""
+    if value.utcoffset() != _ZERO:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def event_lines(rows: Iterable[Sequence[Any]], received_at: datetime) -> list[str]:

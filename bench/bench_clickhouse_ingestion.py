@@ -87,11 +87,21 @@ print(json.dumps({"seconds": elapsed, "busy_seconds": time.perf_counter() - (fir
 """
 
 
+def _message(proc: subprocess.Popen) -> dict:
+    """The loader's next JSON line (other output, e.g. clickhouse_init's, is skipped)."""
+    while True:
+        text = proc.stdout.readline()
+        if not text:
+            raise RuntimeError("the loader process ended early")
+        if text.startswith("{"):
+            return json.loads(text)
+
+
 def start_loader(env: dict, target: int, prefill: int) -> subprocess.Popen:
     proc = subprocess.Popen([PYTHON, "-c", LOADER, str(target), str(prefill)], env=env, cwd=ROOT,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     while True:
-        line = json.loads(proc.stdout.readline())
+        line = _message(proc)
         if "prefill_seconds" in line:
             print(f"  prefilled ClickHouse with {prefill:,} events in {line['prefill_seconds']:.1f} s", flush=True)
         if line.get("ready"):
@@ -99,7 +109,7 @@ def start_loader(env: dict, target: int, prefill: int) -> subprocess.Popen:
 
 
 def finish_loader(proc: subprocess.Popen) -> dict:
-    result = json.loads(proc.stdout.readline())
+    result = _message(proc)
     proc.wait(timeout=60)
     return result
 
@@ -136,6 +146,7 @@ def main() -> None:
     bodies3 = [json.dumps({"events": b}, separators=(",", ":")).encode() for b in batches3]
 
     port = free_port()
+    loaders: list[subprocess.Popen] = []
     server = subprocess.Popen(
         [GUNICORN, "config.wsgi:application", "-w", str(args.workers), "-b", f"127.0.0.1:{port}",
          "--log-level", "warning", "--timeout", "120"], env=env, cwd=ROOT)
@@ -145,6 +156,7 @@ def main() -> None:
         for _ in range(args.workers * 4):
             post(port, key, warm)
         loader = start_loader(env, 2 * args.events, args.prefill)
+        loaders.append(loader)
         # 1. HTTP into the stream, loader idle.
         http1 = run_http(port, key, bodies, args.clients)
         pending = r.xlen(env["CLICKHOUSE_STREAM_KEY"])
@@ -164,6 +176,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        for proc in loaders:
+            if proc.poll() is None:
+                proc.kill()
         r.delete(env["CLICKHOUSE_STREAM_KEY"])
         for k in r.scan_iter(f"*{prefix}*"):
             r.delete(k)
