@@ -12,6 +12,7 @@ import math
 import os
 import random
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 
@@ -317,3 +318,28 @@ def test_clickhouse_reads_the_event_join_once(generated):
     assert '"analysis_event" e FINAL JOIN x ON' in ch_sql
     assert ch_sql.endswith("SETTINGS do_not_merge_across_partitions_select_final = 1")
     assert "CROSS JOIN c" in pg_sql and "OVER ()" not in pg_sql and "FROM x JOIN" in pg_sql
+
+
+@chdb_only
+def test_clickhouse_init_copy_moves_a_deployment_over(generated, settings):
+    """``clickhouse_init --copy``: Django's events and exposures into ClickHouse (chdb:// client);
+    run twice, the reports are unchanged (copies read once)."""
+    from django.core.management import call_command
+
+    from analysis import clickhouse
+    from analysis.models import Event
+
+    Event.objects.filter(pk__in=Event.objects.order_by("pk").values("pk")[:5]).update(properties={"plan": "pro"})
+    want = queries.metric_statistics(generated)
+    settings.ANALYTICS_BACKEND, settings.CLICKHOUSE_URL = "clickhouse", "chdb://"
+    clickhouse._client.cache_clear()
+    try:
+        for table in clickhouse.tables():
+            clickhouse.client().command(f'DROP TABLE IF EXISTS "{table}"')
+        call_command("clickhouse_init", "--copy", stdout=StringIO())
+        call_command("clickhouse_init", "--copy", stdout=StringIO())
+        assert_same_tables(queries.metric_statistics(generated), want)
+        (row,) = clickhouse.client().query('SELECT count(), countIf(properties != \'{}\') FROM "analysis_event" FINAL').result_rows
+        assert row == (Event.objects.count(), 5)
+    finally:
+        clickhouse._client.cache_clear()
