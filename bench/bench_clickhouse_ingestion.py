@@ -10,7 +10,9 @@ figures, in events per second:
    away, up to ``CLICKHOUSE_STREAM_MAX_ENTRIES``);
 2. the loader alone, draining what phase 1 left (stream -> INSERT -> XACK/XDEL);
 3. end to end: HTTP and the loader at once, from the first request until ClickHouse holds
-   every event (``count() FINAL``).
+   every event (``count() FINAL``). The loader waits ``--pause`` seconds after a round that
+   found less than ``--rows`` rows, as the beat job does (``CLICKHOUSE_LOAD_SECONDS``), so it
+   inserts large batches instead of competing with the web workers for the CPUs.
 
 ``--prefill N`` first puts N events in the ClickHouse table (generated inside chdb), to show the
 loader's rate does not depend on the table size.
@@ -72,14 +74,15 @@ sys.stdin.readline()  # go
 started = time.perf_counter()
 loaded = rounds = 0
 first = None
+pause = float(sys.argv[3])
 while loaded < target:
     result = loader.load_once()
     if result.events:
         first = first or time.perf_counter()
     loaded += result.events
     rounds += 1
-    if not result.entries:
-        time.sleep(0.02)
+    if result.events + result.exposures < loader._rows_target() and loaded < target:
+        time.sleep(pause)  # as the beat job: wait for a full INSERT rather than spin on small ones
 elapsed = time.perf_counter() - started
 (final,) = ch.query("SELECT count() FROM analysis_event FINAL").result_rows[0]
 print(json.dumps({"seconds": elapsed, "busy_seconds": time.perf_counter() - (first or started),
@@ -97,8 +100,8 @@ def _message(proc: subprocess.Popen) -> dict:
             return json.loads(text)
 
 
-def start_loader(env: dict, target: int, prefill: int) -> subprocess.Popen:
-    proc = subprocess.Popen([PYTHON, "-c", LOADER, str(target), str(prefill)], env=env, cwd=ROOT,
+def start_loader(env: dict, target: int, prefill: int, pause: float) -> subprocess.Popen:
+    proc = subprocess.Popen([PYTHON, "-c", LOADER, str(target), str(prefill), str(pause)], env=env, cwd=ROOT,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     while True:
         line = _message(proc)
@@ -122,6 +125,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
     parser.add_argument("--rows", type=int, default=50_000, help="rows per ClickHouse INSERT")
     parser.add_argument("--prefill", type=int, default=0, help="events already in ClickHouse")
+    parser.add_argument("--pause", type=float, default=1.0,
+                        help="seconds the loader waits after a round short of --rows (the beat interval)")
     parser.add_argument("--database", default="abp_bench_chi")
     args = parser.parse_args()
 
@@ -155,7 +160,7 @@ def main() -> None:
         warm = json.dumps({"events": []}).encode()
         for _ in range(args.workers * 4):
             post(port, key, warm)
-        loader = start_loader(env, 2 * args.events, args.prefill)
+        loader = start_loader(env, 2 * args.events, args.prefill, args.pause)
         loaders.append(loader)
         # 1. HTTP into the stream, loader idle.
         http1 = run_http(port, key, bodies, args.clients)
@@ -192,7 +197,7 @@ def main() -> None:
 
     n = args.events
     print(f"\nClickHouse ingestion (chdb loader process), {n:,} events per phase, batches of {args.batch:,}, "
-          f"{args.rows:,} rows per INSERT, ClickHouse table prefilled with {args.prefill:,} events, "
+          f"{args.rows:,} rows per INSERT (loader pauses {args.pause:g} s after a short round), ClickHouse table prefilled with {args.prefill:,} events, "
           f"{os.cpu_count()} CPUs shared by server, Redis, PostgreSQL, loader and clients")
     print(f"  1. HTTP -> stream (loader stopped), gunicorn {args.workers} workers, {args.clients} clients: "
           f"{n / http1['seconds']:>9,.0f} ev/s (p50 {http1['p50'] * 1000:.0f} ms, p99 {http1['p99'] * 1000:.0f} ms; "
