@@ -6,7 +6,7 @@ class AnalysisConfig(AppConfig):
     verbose_name = "Analysis"
 
     def ready(self) -> None:
-        from . import mirror, signals
+        from . import checks, mirror, signals  # noqa: F401 - checks registers itself
 
         signals.connect()
         mirror.connect()

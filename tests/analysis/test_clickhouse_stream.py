@@ -295,7 +295,6 @@ def test_erasure_answers_503_when_the_stream_is_unreachable(ch, settings, api_cl
     assert not UnitTombstone.objects.exists()  # rolled back: the retry erases for real
 
 
-@pytest.mark.celery
 def test_the_beat_task_and_the_command_load_the_stream(ch, settings):
     from io import StringIO
 
@@ -343,3 +342,14 @@ def test_the_stream_loader_and_erasure_on_a_real_server(settings, db, api_client
     finally:
         stream.redis_client().delete(settings.CLICKHOUSE_STREAM_KEY)
         clickhouse._client.cache_clear()
+
+
+def test_system_checks_name_the_missing_setting(settings):
+    from analysis.checks import clickhouse_settings
+
+    settings.ANALYTICS_BACKEND, settings.CLICKHOUSE_URL, settings.REDIS_URL = "clickhouse", "", None
+    assert [e.id for e in clickhouse_settings(None)] == ["analysis.E002", "analysis.E003"]
+    settings.ANALYTICS_BACKEND = "bigquery"
+    assert [e.id for e in clickhouse_settings(None)] == ["analysis.E001"]
+    settings.ANALYTICS_BACKEND = "django"
+    assert clickhouse_settings(None) == []
