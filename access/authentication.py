@@ -18,6 +18,7 @@ class APIKeyUser:
     def __init__(self, record: KeyRecord) -> None:
         self.key = record
         self.scope = record.scope
+        self.environment = record.environment
         self.pk = self.id = record.prefix
 
     def __str__(self) -> str:

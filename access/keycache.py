@@ -28,6 +28,8 @@ class KeyRecord:
     scope: str
     revoked: bool
     expiry_date: datetime | None
+    #: The environment whose configuration the key sees.
+    environment: str = "production"
 
     @property
     def expired(self) -> bool:
@@ -86,9 +88,10 @@ def lookup(raw_key: str) -> KeyRecord | None:
     prefix, dot, _ = raw_key.partition(".")
     record = None
     if dot and 0 < len(prefix) <= 8:
-        obj = APIKey.objects.filter(prefix=prefix).first()
+        obj = APIKey.objects.filter(prefix=prefix).select_related("environment").first()
         if obj is not None and obj.is_valid(raw_key):
-            record = KeyRecord(obj.id, obj.prefix, obj.name, obj.scope, obj.revoked, obj.expiry_date)
+            record = KeyRecord(obj.id, obj.prefix, obj.name, obj.scope, obj.revoked, obj.expiry_date,
+                               obj.environment_key)
     with _lock:
         if len(_records) > 10_000:  # bound memory against floods of bogus keys
             _records.clear()

@@ -28,6 +28,9 @@ EXPERIMENT_PERMISSIONS = [
 
 _DEFINITION_MODELS = ["experiment", "variant", "experimentmetric", "targetingrule", "override", "metric", "layer"]
 _CHILD_MODELS = ["variant", "experimentmetric", "targetingrule", "override"]
+#: Feature flags and saved audiences (PMs edit them; analysts read them).
+_FLAG_MODELS = ["flag", "flagenvironment", "flagrule", "flagruleaudience", "audience", "experimentaudience",
+                "experimentenvironment"]
 
 
 def _perms(app: str, actions: Iterable[str], models: Iterable[str]) -> set[str]:
@@ -39,6 +42,8 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         _perms("experiments", ["add", "change", "view"], _DEFINITION_MODELS)
         | _perms("experiments", ["delete"], [*_CHILD_MODELS, "experiment"])  # drafts only (the admin checks)
         | _perms("experiments", ["view", "add"], ["approvalrequest"])
+        | _perms("experiments", ["add", "change", "view", "delete"], _FLAG_MODELS)
+        | _perms("access", ["view"], ["environment"])
         | _perms("analysis", ["add", "change", "view"], ["conclusion"])  # learnings of completed experiments
         | {f"experiments.{codename}" for codename in (
             "start_experiment", "complete_experiment", "approve_experiment", "view_report", "export_report")}
@@ -47,7 +52,8 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
         | _perms("automation", ["view"], ["delivery", "alertstate"])
     ),
     ANALYST: (
-        _perms("experiments", ["view"], [*_DEFINITION_MODELS, "approvalrequest"])
+        _perms("experiments", ["view"], [*_DEFINITION_MODELS, *_FLAG_MODELS, "approvalrequest"])
+        | _perms("access", ["view"], ["environment"])
         | _perms("assignment", ["view"], ["exposure"])
         | _perms("analysis", ["view"], ["event", "reportsnapshot"])
         | _perms("analysis", ["add", "change", "view"], ["conclusion"])

@@ -16,7 +16,7 @@ COLUMNS = [
     "units", "mean", "lift_absolute", "ci_absolute_low", "ci_absolute_high",
     "lift_relative", "ci_relative_low", "ci_relative_high", "p_value", "p_value_adjusted",
     "significant", "chance_to_beat_control", "expected_loss", "guardrail_alert",
-    "srm_p_value", "srm_passed", "recommendation", "phase",
+    "srm_p_value", "srm_passed", "recommendation", "phase", "p_value_segments",
 ]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -53,6 +53,7 @@ def _variant_row(m: dict[str, Any], v: dict[str, Any]) -> dict[str, Any]:
         "p_value": v.get("p_value"), "p_value_adjusted": v.get("p_value_adjusted"),
         "significant": v.get("significant"), "chance_to_beat_control": v.get("chance_to_beat_control"),
         "expected_loss": v.get("expected_loss"), "guardrail_alert": v.get("guardrail_alert"),
+        "p_value_segments": v.get("p_value_segments"),
     }
 
 

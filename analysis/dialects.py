@@ -17,12 +17,19 @@ against another store (see ``analysis.engines`` for the DuckDB/chdb adapters).
 """
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+#: A decimal number as text, as targeting reads it (``experiments.operands.DECIMAL``), bounded to
+#: 100 integer digits, 100 decimals and a two-digit exponent so no engine's cast can overflow
+#: (PostgreSQL raises on out-of-range doubles); longer numeric strings are not numbers in SQL.
+DECIMAL_PATTERN = r"^-?(0|[1-9][0-9]{0,99})(\.[0-9]{1,100})?([eE][+-]?[0-9]{1,2})?$"
 
 
 class Dialect:
@@ -93,6 +100,26 @@ class Dialect:
         parsed = datetime.fromisoformat(str(value))
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
+    # --- audience conditions (analysis.segments): typed JSON attributes and substring ---------
+
+    def json_string(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        """The attribute as text only when it is a JSON string (else SQL NULL)."""
+        return (f"CASE WHEN jsonb_typeof(CAST({column} AS JSONB) -> CAST(%s AS TEXT)) = 'string' "
+                f"THEN {column} ->> CAST(%s AS TEXT) END"), [attribute, attribute]
+
+    def json_number(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        """The attribute as a double when it is a JSON number or a decimal string (as targeting
+        reads it, ``experiments.operands.as_number``); else SQL NULL (booleans included)."""
+        text = f"({column} ->> CAST(%s AS TEXT))"
+        kind = f"jsonb_typeof(CAST({column} AS JSONB) -> CAST(%s AS TEXT))"
+        sql = (f"CASE WHEN {kind} = 'number' OR ({kind} = 'string' AND {text} ~ %s) "
+               f"THEN CAST({text} AS {self.float_type}) END")
+        return sql, [attribute, attribute, attribute, DECIMAL_PATTERN, attribute]
+
+    def contains(self, haystack: str, needle: str) -> str:
+        """``needle`` (an SQL expression) occurs in ``haystack`` (case-sensitive)."""
+        return f"strpos({haystack}, {needle}) > 0"
+
     def __repr__(self) -> str:
         return f"<Dialect {self.name}>"
 
@@ -127,6 +154,30 @@ class SQLite(Dialect):
         from django.db import connection  # the text format Django stores
 
         return connection.ops.adapt_datetimefield_value(value)
+
+    # --- audience conditions (analysis.segments) ----------------------------------------------
+
+    def json_string(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        path = f'$."{attribute}"'  # safe: the caller validated the name (no quotes)
+        return f"CASE WHEN json_type({column}, %s) = 'text' THEN json_extract({column}, %s) END", [path, path]
+
+    def json_number(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        path = f'$."{attribute}"'
+        sql = (f"CASE json_type({column}, %s) WHEN 'integer' THEN CAST(json_extract({column}, %s) AS REAL) "
+               f"WHEN 'real' THEN json_extract({column}, %s) "
+               f"WHEN 'text' THEN abp_number(json_extract({column}, %s)) END")
+        return sql, [path] * 4
+
+    def contains(self, haystack: str, needle: str) -> str:
+        return f"instr({haystack}, {needle}) > 0"
+
+
+def sqlite_number(value: Any) -> float | None:
+    """``abp_number``: a decimal string as a finite float (else None), for ``SQLite.json_number``."""
+    if not isinstance(value, str) or not re.fullmatch(DECIMAL_PATTERN, value):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def sqlite_shift_hours(value: str | None, hours: int) -> str | None:
@@ -184,6 +235,20 @@ class ClickHouse(Dialect):
         # Compared with a DateTime64(6, 'UTC') column, the text is read in UTC to the microsecond.
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
+    # --- audience conditions (analysis.segments) ----------------------------------------------
+
+    def json_string(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        return f"if(JSONType({column}, %s) = 'String', JSONExtractString({column}, %s), NULL)", [attribute] * 2
+
+    def json_number(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        sql = (f"multiIf(JSONType({column}, %s) IN ('Int64', 'UInt64', 'Double'), JSONExtractFloat({column}, %s), "
+               f"JSONType({column}, %s) = 'String' AND match(JSONExtractString({column}, %s), %s), "
+               f"toFloat64OrNull(JSONExtractString({column}, %s)), NULL)")
+        return sql, [attribute, attribute, attribute, attribute, DECIMAL_PATTERN, attribute]
+
+    def contains(self, haystack: str, needle: str) -> str:
+        return f"position({haystack}, {needle}) > 0"
+
 
 class DuckDB(Dialect):
     """DuckDB (tests only). Timestamps are naive UTC ``TIMESTAMP``; attributes JSON text."""
@@ -201,6 +266,21 @@ class DuckDB(Dialect):
 
     def timestamp(self, value: datetime) -> Any:
         return value.astimezone(UTC).replace(tzinfo=None)
+
+    # --- audience conditions (analysis.segments) ----------------------------------------------
+
+    def json_string(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        path = f'$."{attribute}"'
+        return (f"CASE WHEN json_type({column}, %s) = 'VARCHAR' THEN json_extract_string({column}, %s) END",
+                [path, path])
+
+    def json_number(self, column: str, attribute: str) -> tuple[str, list[Any]]:
+        path = f'$."{attribute}"'
+        kind = f"json_type({column}, %s)"
+        text = f"json_extract_string({column}, %s)"
+        sql = (f"CASE WHEN {kind} IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN TRY_CAST({text} AS DOUBLE) "
+               f"WHEN {kind} = 'VARCHAR' AND regexp_full_match({text}, %s) THEN TRY_CAST({text} AS DOUBLE) END")
+        return sql, [path, path, path, path, DECIMAL_PATTERN[1:-1], path]
 
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (PostgreSQL(), SQLite(), ClickHouse(), DuckDB())}

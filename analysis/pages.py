@@ -33,7 +33,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from experiments.models import Experiment
 
-from . import charts, conclusions, selectors, sharing, tasks
+from . import charts, conclusions, daily_charts, selectors, sharing, tasks
 from .models import Conclusion, ShareLink
 from .report_api import (
     RESULTS_PARAMS,
@@ -135,6 +135,7 @@ def _variant_row(v: dict[str, Any], kind: str) -> dict[str, Any]:
         "units": f"{v['units']:,}" if isinstance(v.get("units"), int) else "–",
         "mean": fmt_mean(v.get("mean"), kind),
         "mean_adjusted": fmt_mean(v.get("mean_adjusted"), kind) if "mean_adjusted" in v else "",
+        "value_ci": fmt_ci(v.get("ci"), lambda x: fmt_mean(x, kind)),  # quantile metrics
         "lift_abs": fmt_abs(lift.get("absolute"), kind),
         "ci_abs": fmt_ci(lift.get("ci_absolute"), lambda x: fmt_abs(x, kind)),
         "lift_rel": fmt_rel(lift.get("relative")),
@@ -183,7 +184,7 @@ def present_metrics(payload: dict[str, Any], history: list[dict[str, Any]],
             "history_table": mark_safe(charts.lift_history_table(  # noqa: S308 - escaped in charts
                 history, m.get("metric"), distinct_labels([h["computed_at"] for h in history])))
             if len(history) > 1 and _charted(history, m.get("metric")) else "",
-            "mean_label": "Rate" if kind == "conversion" else "Mean",
+            "mean_label": "Rate" if kind == "conversion" else (m.get("quantile_label") or "Mean"),
             "alert": any(v.get("guardrail_alert") for v in m.get("variants") or []),
         })
     return out
@@ -224,7 +225,7 @@ def present_segments(payload: dict[str, Any], kinds: dict[str, str]) -> list[dic
                 kind = kinds.get(m.get("metric"), "")
                 for v in m.get("variants") or []:
                     rows.append({"value": value, "metric": m.get("name") or m.get("metric"),
-                                 **_variant_row(v, kind)})
+                                 **_variant_row(v, kind), "p_segments": fmt_p(v.get("p_value_segments"))})
         out.append({"attribute": attribute, "rows": rows})
     return out
 
@@ -360,6 +361,9 @@ def _detail_context(request: HttpRequest, experiment: Experiment, *, shared: boo
             hidden_metrics=0 if show_all else max(0, len(payload.get("metrics") or []) - MAX_METRICS_SHOWN),
             all_metrics_url=f"?{urlencode({**({'at': raw_at} if raw_at else {}), 'metrics': 'all'})}",
             segments=present_segments(payload, kinds),
+            daily=[{**d, **{k: mark_safe(d[k]) for k in ("value_svg", "lift_svg", "value_table", "lift_table")}}  # noqa: S308 - escaped in charts
+                   for d in daily_charts.present(payload, limit=None if show_all else MAX_HISTORY_CHARTS)],
+            daily_series=payload.get("daily_series") or {},
             exposures_svg=mark_safe(charts.daily_exposures_chart(  # noqa: S308 - escaped in charts
                 payload.get("daily_exposures") or [], variants=variant_keys, width=820, partial_day=today,
                 partial_label=f"partial day (data until {snapshot.data_to:%H:%M} UTC)" if today else "")),

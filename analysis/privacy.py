@@ -42,6 +42,7 @@ def erase_unit(unit_id: str) -> dict[str, int]:
     after the commit (they receive nothing new about the unit once it is erased).
     """
     from assignment import services as assignment_services
+    from experiments.flags import erase_unit as erase_from_flag_rules
     from experiments.models import Override
 
     at = timezone.now()
@@ -54,6 +55,7 @@ def erase_unit(unit_id: str) -> dict[str, int]:
         _, per_model = Override.objects.filter(unit_id=unit_id).delete()
         overrides = per_model.get(Override._meta.label, 0)
         Override.history.filter(unit_id=unit_id).delete()
+        erase_from_flag_rules(unit_id)  # feature flags' listed units, with their history
         if clickhouse.enabled():  # under the same lock: a loader inserts before, or sees the tombstone
             events += stream.purge_unit(unit_id) + clickhouse_erase(unit_id)
     redact_admin_log(unit_id)

@@ -19,10 +19,12 @@ Rules (what a report counts):
   Ratio metrics: the numerator (``numerator_aggregation`` of ``event``) is capped per unit, the
   denominator (``denominator_aggregation`` of ``denominator_event``; the numerator's event when
   blank) is not; the per-variant ratio is sum(numerators) / sum(denominators).
-* CUPED pre-period (only when ``experiment.cuped``; not for ratio metrics, which the engine does
-  not adjust): the same per-unit value over ``[first_seen - P, first_seen)``, with P the
-  metric's conversion window, or 14 days when it has none; units without pre-period events
-  contribute 0.
+* CUPED pre-period (only when ``experiment.cuped``; not for quantile metrics): the same per-unit
+  value over ``[first_seen - P, first_seen)``, with P the metric's conversion window, or 14 days
+  when it has none; units without pre-period events contribute 0. Ratio metrics get the
+  pre-period numerator and denominator, their squares and every cross product with each other
+  and with the post-period numerator and denominator (``analysis.stats.cuped_ratio``).
+* Quantile metrics are not sums: ``analysis.quantiles`` picks their order statistics.
 * ``until`` ("as of" reports): only exposures with ``first_seen < until`` and events with
   ``timestamp < until``.
 * ``since`` (date ranges, ``?from=`` of the results API): only exposures with
@@ -96,7 +98,7 @@ def metric_statistics(
 def segment_statistics(
     experiment, attribute: str, *, until: datetime | None = None, max_segments: int = 20,
     metrics: Collection[str] | None = None, min_units: int = 1, phase: int | None = None,
-    since: datetime | None = None,
+    since: datetime | None = None, expression: tuple[str, list[Any]] | None = None,
 ) -> dict[str, dict[str, dict[str, VariantStats]]]:
     """``{segment: {metric_key: {variant_key: VariantStats}}}`` split by a unit attribute.
 
@@ -106,12 +108,14 @@ def segment_statistics(
     biggest first, ``"(other)"`` last. ``metrics`` limits the metrics computed (e.g. to the
     primary ones: each metric adds aggregate columns to the query). Values with fewer than
     ``min_units`` units are folded into ``"(other)"`` too (a rare value can name a unit).
+    ``expression`` (SQL text over the exposure row, and its parameters) replaces the attribute's
+    value as the segment (``analysis.segments``: audience membership); ``attribute`` then names it.
     """
-    if not isinstance(attribute, str) or not ATTRIBUTE_RE.fullmatch(attribute):
+    if expression is None and (not isinstance(attribute, str) or not ATTRIBUTE_RE.fullmatch(attribute)):
         raise ValueError("attribute must be 1-64 letters, digits, '_', '.', '-', not starting with a digit")
     if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
         raise ValueError("max_segments must be a positive integer")
-    return _statistics(experiment, until=until, segment=(attribute, max_segments, max(1, int(min_units))),
+    return _statistics(experiment, until=until, segment=(attribute, max_segments, max(1, int(min_units)), expression),
                        only=metrics, phase=phase, since=since)
 
 
@@ -172,6 +176,7 @@ class _Spec:
     cap: float | None
     window: int | None  # hours
     pre: int | None  # hours of the pre-period, None: no pre-period statistics
+    quantile: float | None = None  # quantile metrics: the level q
 
 
 def _specs(experiment) -> list[_Spec]:
@@ -187,7 +192,7 @@ def _specs(experiment) -> list[_Spec]:
         ratio = kind == "ratio"
         window = m.conversion_window_hours or None
         pre = None
-        if experiment.cuped and not ratio:
+        if experiment.cuped and kind != "quantile":
             pre = window or DEFAULT_PRE_PERIOD_HOURS
         specs.append(_Spec(
             key=m.key, kind=kind, event=m.event, aggregation=aggregation,
@@ -195,6 +200,7 @@ def _specs(experiment) -> list[_Spec]:
             den_aggregation=m.denominator_aggregation if ratio else None,
             cap=m.cap if (m.cap is not None and kind != "conversion") else None,
             window=window, pre=pre,
+            quantile=float(m.quantile) if kind == "quantile" and m.quantile is not None else None,
         ))
     return specs
 
@@ -299,8 +305,8 @@ def _statistics(experiment, *, until, segment, only=None, phase=None, since=None
     # Segments: rank them by units, fold the tail into "(other)".
     seg_sql, seg_params = None, []
     if segment is not None:
-        attribute, max_segments, min_units = segment
-        key_sql, key_params = _segment_key_sql(x.attributes, attribute)
+        attribute, max_segments, min_units, expression = segment
+        key_sql, key_params = expression or _segment_key_sql(x.attributes, attribute)
         ranked = _fetch(
             f"SELECT s, COUNT(*) AS n FROM (SELECT {key_sql} AS s FROM {x.table} WHERE {x.where}) AS k "
             f"GROUP BY s ORDER BY n DESC, s LIMIT %s",
@@ -336,15 +342,26 @@ def _statistics(experiment, *, until, segment, only=None, phase=None, since=None
     for row in rows:
         n[(row[2] if seg_sql else None, row[0])] = int(row[1])
 
-    sums = _metric_sums(specs, x, until, seg_sql, seg_params) if specs and n else {}
+    sum_specs = [s for s in specs if s.kind != "quantile"]
+    sums = _metric_sums(sum_specs, x, until, seg_sql, seg_params) if sum_specs and n else {}
+    q_stats = {}
+    if n and len(sum_specs) < len(specs):
+        from .quantiles import quantile_statistics
+
+        q_stats = quantile_statistics([s for s in specs if s.kind == "quantile"], x, until, seg_sql, seg_params,
+                                      alpha=float(experiment.significance_level))
 
     out: dict[Any, dict[str, dict[str, VariantStats]]] = {}
     for seg in order:
         per_metric = {}
-        for i, spec in enumerate(specs):
+        for spec in specs:
             per_variant = {}
             for variant_id, key in variants.items():
+                if spec.kind == "quantile":
+                    per_variant[key] = q_stats.get((seg, variant_id, spec.key)) or VariantStats(n=0)
+                    continue
                 s = sums.get((seg, variant_id))
+                i = sum_specs.index(spec)
                 per_variant[key] = _variant_stats(spec, n.get((seg, variant_id), 0), s[i] if s else None)
             per_metric[spec.key] = per_variant
         out[seg] = per_metric
@@ -389,6 +406,8 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
             cols.append(columns.get(spec.den_event, spec.den_aggregation, "post", spec.window, shift_col))
         if spec.pre:
             cols.append(columns.get(spec.event, spec.aggregation, "pre", spec.pre, shift_col))
+            if spec.kind == "ratio":
+                cols.append(columns.get(spec.den_event, spec.den_aggregation, "pre", spec.pre, shift_col))
         value_cols.append(cols)
 
     ev = Event._meta
@@ -446,6 +465,11 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
             p = f"p{i}"
             v_select.append(f"{_value_sql(spec, rest.pop(0), v_params)} AS {p}")
             sums_select += [f"SUM({p})", f"SUM({p} * {p})", f"SUM({p} * {y})"]
+            if spec.kind == "ratio":  # CUPED for ratios: the pre-period denominator and cross sums
+                pd = f"pd{i}"
+                v_select.append(f"{_value_sql(spec, rest.pop(0), v_params, capped=False)} AS {pd}")
+                sums_select += [f"SUM({pd})", f"SUM({pd} * {pd})", f"SUM({p} * {pd})",
+                                f"SUM({p} * d{i})", f"SUM({pd} * {y})", f"SUM({pd} * d{i})"]
     seg_out = ", s" if seg_sql else ""
     materialized = _d().cte("exposures")
     v_cte = f"v AS (SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u)"
@@ -490,8 +514,11 @@ def _has_moments(spec: _Spec) -> bool:
 
 
 def _width(spec: _Spec) -> int:
-    """Aggregate columns per metric: sum, sum_sq, clamped, [ratio 3], [moments 4], [pre 3]."""
-    return 3 + (3 if spec.kind == "ratio" else 0) + (4 if _has_moments(spec) else 0) + (3 if spec.pre else 0)
+    """Aggregate columns per metric: sum, sum_sq, clamped, [ratio 3], [moments 4], [pre 3],
+    [ratio pre 6]."""
+    ratio = spec.kind == "ratio"
+    return (3 + (3 if ratio else 0) + (4 if _has_moments(spec) else 0) + (3 if spec.pre else 0)
+            + (6 if spec.pre and ratio else 0))
 
 
 def _centred(n: int, rows: int, c: float, z1: float, z2: float, z3: float) -> tuple[float, float]:
@@ -524,14 +551,18 @@ def _variant_stats(spec: _Spec, n: int, sums: tuple | None) -> VariantStats:
         den_sum, den_sum_sq, cross = rest[:3]
         rest = rest[3:]
     pre_sum = pre_sum_sq = pre_cross = None
+    ratio_pre: dict[str, float] = {}
     if spec.pre:
         pre_sum, pre_sum_sq, pre_cross = rest[:3]
+        if ratio:
+            names = ("pre_den_sum", "pre_den_sum_sq", "pre_num_den", "pre_num_x_den", "pre_den_x_num", "pre_den_x_den")
+            ratio_pre = dict(zip(names, rest[3:9], strict=True))
     if spec.kind == "conversion":
         q = s
     return VariantStats(
         n=n, sum=s, sum_sq=q, den_sum=den_sum, den_sum_sq=den_sum_sq, cross_sum=cross,
         pre_sum=pre_sum, pre_sum_sq=pre_sum_sq, pre_cross=pre_cross,
-        m2=m2, m3=m3, clamped_units=clamped,
+        m2=m2, m3=m3, clamped_units=clamped, **ratio_pre,
     )
 
 

@@ -58,6 +58,10 @@ class VariantResultSerializer(serializers.Serializer):
     mean = _float()
     status = serializers.CharField()
     mean_adjusted = _float(required=False)
+    ci = _interval(required=False, help_text="Quantile metrics: the variant's order-statistic confidence interval.")
+    ci_ranks = serializers.ListField(
+        child=serializers.IntegerField(), allow_null=True, required=False, min_length=2, max_length=2,
+        help_text="Quantile metrics: the ranks of the interval's ends among the variant's units.")
     lift = LiftSerializer(required=False, allow_null=True)
     p_value = _float(required=False)
     p_value_adjusted = _float(required=False)
@@ -72,7 +76,7 @@ class VariantResultSerializer(serializers.Serializer):
         required=False, help_text="Sequential off and the planned size not reached: nothing is called yet.")
     would_be_significant = serializers.BooleanField(
         required=False, help_text="Early looks: what the fixed-horizon test would say at face value.")
-    test = serializers.CharField(required=False, help_text="welch_t, two_proportion_z, fisher_exact, ...")
+    test = serializers.CharField(required=False, help_text="welch_t, two_proportion_z, fisher_exact, quantile_z, ...")
     warnings = serializers.ListField(child=serializers.CharField(), required=False)
     sequential = serializers.DictField(required=False, help_text="Always-valid p-value and intervals (mSPRT).")
     cuped = serializers.DictField(required=False, help_text="Variance reduction with pre-exposure data.")
@@ -93,6 +97,8 @@ class MetricResultSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=ExperimentMetric.Role.choices)
     direction = serializers.CharField()
     family = serializers.CharField(required=False, help_text="The multiple-comparisons family.")
+    quantile = _float(required=False, help_text="Quantile metrics: the level q (0.9 for p90).")
+    quantile_label = serializers.CharField(required=False, help_text='Quantile metrics: "median", "p90", "p99", ...')
     status = serializers.CharField()
     reason = serializers.CharField(required=False, allow_null=True)
     variants = VariantResultSerializer(many=True)
@@ -146,6 +152,16 @@ class SegmentVariantSerializer(serializers.Serializer):
     p_value_adjusted = _float(required=False)
     significant = serializers.BooleanField(required=False, allow_null=True)
     chance_to_beat_control = _float(required=False)
+    p_value_segments = _float(
+        required=False, help_text="Benjamini-Hochberg-adjusted across the segment values shown (per metric and variant).")
+
+
+class SegmentsInfoSerializer(serializers.Serializer):
+    caveat = serializers.CharField(help_text="Segments are exploratory; how p_value_segments is adjusted.")
+    dimensions = serializers.ListField(child=serializers.CharField())
+    max_segments = serializers.IntegerField(help_text="Values kept per dimension (REPORT_MAX_SEGMENTS); the rest is (other).")
+    min_units = serializers.IntegerField(help_text="Smaller values are merged into (other) (REPORT_SEGMENT_MIN_UNITS).")
+    notes = serializers.ListField(child=serializers.CharField(), help_text="Breakdowns skipped, and why.")
 
 
 class SegmentMetricSerializer(serializers.Serializer):
@@ -162,6 +178,45 @@ class DailyExposureSerializer(serializers.Serializer):
     date = serializers.DateField()
     variant = serializers.CharField()
     units = serializers.IntegerField()
+
+
+class DailyPointSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    partial = serializers.BooleanField(help_text="True for the day the data stops in, before its end.")
+    units = serializers.IntegerField(help_text="Units first exposed by the end of the day (cumulative).")
+    value = _float(help_text="The day's increment of the metric per unit exposed by then (ratio: the day's ratio).")
+    mean = _float(help_text="Cumulative mean (rate, ratio) as of the end of the day.")
+    lift = _float(help_text="Cumulative relative lift vs control (treatments only).")
+    ci_relative = _interval()
+    lift_absolute = _float()
+    ci_absolute = _interval()
+    p_value = _float()
+
+
+class DailyVariantSerializer(serializers.Serializer):
+    variant = serializers.CharField()
+    is_control = serializers.BooleanField()
+    points = DailyPointSerializer(many=True)
+
+
+class DailyMetricSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    role = serializers.CharField()
+    variants = DailyVariantSerializer(many=True)
+
+
+class DailySeriesSerializer(serializers.Serializer):
+    days = serializers.ListField(child=serializers.DateField())
+    partial_day = serializers.DateField(allow_null=True)
+    omitted_days = serializers.IntegerField(help_text="Earlier days left out (REPORT_DAILY_MAX_DAYS); still cumulated.")
+    definition = serializers.CharField(required=False)
+    metrics = DailyMetricSerializer(many=True)
+    excluded = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="Metrics without a per-day series (quantile metrics: order statistics have no daily increments).")
+    error = serializers.CharField(required=False)
 
 
 class ResultsVariantSerializer(serializers.Serializer):
@@ -212,9 +267,14 @@ class ResultsSerializer(serializers.Serializer):
     decision = DecisionSerializer()
     segments = serializers.DictField(
         child=serializers.DictField(child=SegmentMetricSerializer(many=True)),
-        help_text="attribute -> value -> per-metric summaries (primary metrics only).",
+        help_text="dimension (a unit attribute, or audience:<key> with values member/non-member) -> value -> "
+                  "per-metric summaries (every metric).",
     )
+    segments_info = SegmentsInfoSerializer(required=False, allow_null=True)
     daily_exposures = DailyExposureSerializer(many=True)
+    daily_series = DailySeriesSerializer(
+        required=False, help_text="Per-day series of every metric and variant: the day's value and the cumulative "
+                                  "estimate with its interval (see docs).")
     phase = serializers.IntegerField(required=False, help_text="The experiment phase analysed.")
     phase_started_at = serializers.DateTimeField(required=False, allow_null=True)
     phase_ended_at = serializers.DateTimeField(required=False, allow_null=True)

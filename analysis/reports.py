@@ -23,34 +23,17 @@ from assignment.selectors import sdk_exposure_checks
 from experiments.models import Experiment, ExperimentMetric, Metric, Phase
 
 from .models import ReportSnapshot
+from .segments import breakdowns, segment_attributes  # noqa: F401 - segment_attributes: public here too
 from .selectors import lift_series
 from .stats import MetricInput, StatsInputError, VariantStats, analyze_experiment
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SEGMENT_ATTRIBUTES = ["country", "platform", "plan"]
 #: Test-only hook: seconds to sleep inside the write transaction, after the snapshot row is
 #: inserted and before it is committed, so a test can kill a worker mid-computation.
 TEST_DELAY_ENV = "REPORT_TEST_DELAY_SECONDS"
-#: Per-variant fields kept in segment summaries (segments are a breakdown, not a full report).
-SEGMENT_VARIANT_FIELDS = (
-    "variant", "is_control", "units", "mean", "status", "lift", "p_value", "p_value_adjusted",
-    "significant", "chance_to_beat_control",
-)
-
-
 class ReportError(Exception):
     """The experiment cannot be analysed as configured (e.g. it has no control variant)."""
-
-
-def segment_attributes(experiment: Experiment) -> list[str]:
-    """Unit attributes to break results down by: the experiment's own list (frozen at the start),
-    else the configured ones plus the targeting ones."""
-    if experiment.segment_attributes:
-        return [str(n) for n in experiment.segment_attributes if n]
-    configured = getattr(settings, "REPORT_SEGMENT_ATTRIBUTES", DEFAULT_SEGMENT_ATTRIBUTES)
-    names = [*configured, *(rule.attribute for rule in experiment.targeting_rules.all())]
-    return list(dict.fromkeys(str(n) for n in names if n))
 
 
 def _queries():
@@ -73,6 +56,7 @@ def _metric_input(em: ExperimentMetric, per_variant: dict[str, VariantStats]) ->
         key=m.key, name=m.name, kind=m.kind, role=em.role, direction=m.direction,
         variants={str(k): v for k, v in (per_variant or {}).items()},
         non_inferiority_margin=em.non_inferiority_margin,
+        quantile=float(m.quantile) if m.kind == Metric.Kind.QUANTILE and m.quantile is not None else None,
     )
 
 
@@ -116,52 +100,18 @@ def _test_delay() -> None:
         time.sleep(seconds)
 
 
-def _segment_summary(result: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "metric": m["metric"],
-            "name": m["name"],
-            "kind": m["kind"],
-            "role": m["role"],
-            "direction": m["direction"],
-            "status": m["status"],
-            "variants": [{k: v.get(k) for k in SEGMENT_VARIANT_FIELDS} for v in m["variants"]],
-        }
-        for m in result["metrics"]
-    ]
+def _daily_series(experiment: Experiment, *, until: datetime, common: dict[str, Any], ems: list, variants: list,
+                  phase: int | None, since: datetime | None) -> dict[str, Any]:
+    """Per-day series of every metric (``analysis.daily``); a failure costs only this block."""
+    from .daily import daily_series
 
-
-def _segments(
-    experiment: Experiment, primary: list[ExperimentMetric], common: dict[str, Any], until: datetime,
-    phase: int | None = None, since: datetime | None = None,
-) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Primary metrics only, per value of each segment attribute (kept cheap on purpose)."""
-    if not primary:
-        return {}
-    max_segments = getattr(settings, "REPORT_MAX_SEGMENTS", 20)
-    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for attribute in segment_attributes(experiment):
-        try:
-            per_value = _queries().segment_statistics(
-                experiment, attribute, until=until, max_segments=max_segments,
-                min_units=getattr(settings, "REPORT_SEGMENT_MIN_UNITS", 20),  # privacy: see analysis.privacy
-                phase=phase, since=since,
-            )
-        except ValueError:  # a misconfigured attribute name must not cost the whole report
-            logger.exception("cannot segment %s by %r", experiment.key, attribute)
-            continue
-        block: dict[str, list[dict[str, Any]]] = {}
-        for value, stats in per_value.items():
-            inputs = [_metric_input(em, stats.get(em.metric.key, {})) for em in primary]
-            try:
-                result = analyze_experiment(metrics=inputs, exposure_counts=None, **common)
-            except StatsInputError:
-                logger.exception("segment %s=%s of %s could not be analysed", attribute, value, experiment.key)
-                continue
-            block[str(value)] = _segment_summary(result)
-        if block:
-            out[attribute] = block
-    return out
+    try:
+        return daily_series(experiment, until=until, common=common, metric_links=list(ems),
+                            variant_keys={v.pk: v.key for v in variants},
+                            planned_sample_size=experiment.planned_sample_size, phase=phase, since=since)
+    except Exception:  # noqa: BLE001 - the report itself must still be stored
+        logger.exception("daily series of %s could not be computed", experiment.key)
+        return {"days": [], "partial_day": None, "omitted_days": 0, "metrics": [], "error": "not computed"}
 
 
 def _apply_frozen_plan(experiment: Experiment, plan: dict[str, Any]) -> None:
@@ -193,13 +143,14 @@ def _phase_of(experiment: Experiment, number: int | None) -> Phase | None:
 
 def build_payload(
     experiment: Experiment, *, until: datetime, include_segments: bool = True, phase: Phase | None = None,
-    since: datetime | None = None,
+    since: datetime | None = None, audiences: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Aggregate and analyse ``experiment`` with data up to ``until``; returns the JSON payload.
 
     With ``phase``, only that phase's exposures count and, for an ended phase, its frozen plan
     (metrics and roles, alpha, correction, weights, ...) is used. With ``since``, only units first
-    exposed at or after it count (a date range; see ``compute_window``).
+    exposed at or after it count (a date range; see ``compute_window``). ``audiences`` (saved
+    audience definitions as dicts, ``analysis.segments``) add ``audience:<key>`` breakdowns.
     """
     number = phase.number if phase is not None else None
     notes: list[str] = []
@@ -252,7 +203,10 @@ def build_payload(
         )
     except StatsInputError as exc:
         raise ReportError(str(exc)) from exc
-    primary = [em for em in ems if em.role == ExperimentMetric.Role.PRIMARY]
+    segments, segments_info = {}, None
+    if include_segments:
+        segments, segments_info = breakdowns(experiment, list(ems), common, until, phase=number, since=since,
+                                             audiences=audiences or [], metric_input=_metric_input)
     daily = [
         {"date": _day(row["date"]), "variant": str(row["variant"]), "units": int(row["units"])}
         for row in queries.daily_exposures(experiment, phase=number, since=since, until=until)
@@ -266,7 +220,10 @@ def build_payload(
             {"key": v.key, "name": v.name, "weight": float(v.weight), "is_control": v.is_control}
             for v in variants
         ],
-        segments=_segments(experiment, primary, common, until, number, since) if include_segments else {},
+        segments=segments,
+        segments_info=segments_info,
+        daily_series=_daily_series(experiment, until=until, common=common, ems=ems, variants=variants,
+                                   phase=number, since=since),
         lift_series=lift_series(body),
         daily_exposures=[row for row in daily if row["date"] <= until_day],
         phase=number or 1,
@@ -288,6 +245,7 @@ def compute_report(
     include_segments: bool = True,
     flush: bool = True,
     phase: int | None = None,
+    audiences: list[dict[str, Any]] | None = None,
 ) -> ReportSnapshot:
     """Compute and store one snapshot of ``experiment`` (a model or its key).
 
@@ -305,7 +263,8 @@ def compute_report(
     phase_row = _phase_of(experiment, phase)
     if phase_row is not None and phase_row.ended_at is not None and until > phase_row.ended_at:
         until = phase_row.ended_at
-    payload = build_payload(experiment, until=until, include_segments=include_segments, phase=phase_row)
+    payload = build_payload(experiment, until=until, include_segments=include_segments, phase=phase_row,
+                            audiences=audiences)
     start = phase_row.started_at if phase_row is not None else experiment.started_at
     data_from = start if start and start <= until else None
     payload.update(computed_at=_iso(until), data_from=_iso(data_from), data_to=_iso(until))

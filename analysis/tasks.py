@@ -220,7 +220,10 @@ def compute_report(self, experiment_key: str, phase: int | None = None) -> dict[
         cache.set(alive_key(task_id), token, _lock_seconds())
     try:
         with Heartbeat(token, [key, *([alive_key(task_id)] if task_id else [])]):
-            snapshot = reports.compute_report(experiment_key, task_id=task_id, phase=phase)
+            # TODO(lead, at merge): pass the saved audiences (experiments.models_flags.Audience, from
+            # the flagsdefs branch) as dicts: [{"key", "match", "conditions"}, ...] -> audience:<key>
+            # breakdowns (analysis.segments). Until then there are none.
+            snapshot = reports.compute_report(experiment_key, task_id=task_id, phase=phase, audiences=[])
     except reports.ReportError as exc:
         if task_id:
             release_lock(pending_key(experiment.pk, phase), task_id)

@@ -12,7 +12,10 @@ what evaluation needs (docs/assignment.md, section 7a):
   ``hex(SHA-256("override:" + override_salt + ":" + unit_id))`` to the variant, with a
   per-experiment ``override_salt`` (from the server's secret, so it cannot be precomputed
   across installations);
-* only the layers those experiments use.
+* only the layers those experiments use, and only the audiences they or the flags use;
+* every flag, with ``units`` rules hashed like QA overrides: ``units`` is empty and
+  ``hashed_units`` maps ``hex(SHA-256("override:" + unit_salt + ":" + unit_id))`` to the value,
+  ``unit_salt`` being the override salt of ``"flag:" + key`` (section 6a).
 
 Pure Python, no Django import (the salt function is passed in), so the vectors can use it.
 """
@@ -48,6 +51,22 @@ def _canonical(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _client_flag(spec: Mapping[str, Any], override_salt: Callable[[str], str]) -> dict[str, Any]:
+    """A flag with its listed unit ids replaced by hashes (salted per flag, like overrides)."""
+    salt = override_salt(f"flag:{spec['key']}")
+    rules = []
+    for rule in spec.get("rules") or []:
+        if rule.get("type") == "units":
+            hashed = dict(rule.get("hashed_units") or {})
+            hashed.update(
+                (override_hash(salt, str(unit)), value)
+                for unit, value in sorted((rule.get("units") or {}).items())
+            )
+            rule = {**rule, "units": {}, "hashed_units": hashed}
+        rules.append(rule)
+    return {**spec, "unit_salt": salt, "rules": rules}
+
+
 def client_document(document: Mapping[str, Any], override_salt: Callable[[str], str]) -> dict[str, Any]:
     """The client-safe document derived from the full one (its own ``version``)."""
     experiments = []
@@ -76,6 +95,10 @@ def client_document(document: Mapping[str, Any], override_salt: Callable[[str], 
                 "layer_range": None, "variants": variants, "targeting": [], "overrides": {},
                 "shipped_variant": shipped,
             })
+            if "audiences" in spec:  # a shipped variant is served whatever the audiences
+                entry["audiences"] = []
+            if "enabled" in spec:
+                entry["enabled"] = spec["enabled"]
             experiments.append(entry)
     used = {e["layer"] for e in experiments if e.get("layer") is not None}
     body = {
@@ -85,6 +108,16 @@ def client_document(document: Mapping[str, Any], override_salt: Callable[[str], 
         "experiments": experiments,
         "scope": "client",
     }
+    if "environment" in document:
+        body["environment"] = document["environment"]
+    if "flags" in document or "audiences" in document:
+        flags = [_client_flag(spec, override_salt) for spec in document.get("flags") or []]
+        referenced = {a for e in experiments for a in e.get("audiences") or []}
+        referenced.update(a for f in flags for r in f.get("rules") or [] for a in r.get("audiences") or [])
+        body["audiences"] = {
+            k: v for k, v in (document.get("audiences") or {}).items() if k in referenced
+        }
+        body["flags"] = flags
     version = hashlib.sha256(_canonical(body)).hexdigest()[:20]
     out = {"schema_version": body["schema_version"], "version": version}
     if "generated_at" in document:

@@ -34,9 +34,12 @@ def canonical_json(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def build_document() -> tuple[dict[str, Any], Ids]:
-    """Read every layer and experiment (a handful of queries) into the document and its ids."""
-    from experiments.models import Experiment, Layer
+def build_document(environment: str = "production") -> tuple[dict[str, Any], Ids]:
+    """Read every layer, experiment, audience and flag (a handful of queries) into the document
+    of ``environment`` and its ids. Definitions are shared; flag rules and the flag and
+    experiment on/off state are the environment's own."""
+    from experiments.flags import flags_document
+    from experiments.models import Audience, Experiment, Layer
 
     layers = {
         layer.key: {"salt": layer.salt or layer.key, "holdout_percent": _number(layer.holdout_percent)}
@@ -48,7 +51,8 @@ def build_document() -> tuple[dict[str, Any], Ids]:
     queryset = (
         Experiment.objects.order_by("key")
         .select_related("layer")
-        .prefetch_related("variants", "targeting_rules", "overrides__variant")
+        .prefetch_related("variants", "targeting_rules", "overrides__variant", "audience_links__audience",
+                          "environment_states__environment")
     )
     for exp in queryset:
         variants = sorted(exp.variants.all(), key=lambda v: (v.position, v.pk))
@@ -85,6 +89,12 @@ def build_document() -> tuple[dict[str, Any], Ids]:
                 if o.variant.experiment_id == exp.pk
             },
             "shipped_variant": by_id.get(exp.shipped_variant_id),
+            "audiences": [
+                link.audience.key for link in sorted(exp.audience_links.all(), key=lambda a: (a.position, a.pk))
+            ],
+            "enabled": next(
+                (s.enabled for s in exp.environment_states.all() if s.environment.key == environment), True
+            ),
         })
         ids[exp.key] = (exp.pk, {v.key: v.pk for v in variants})
         phases[exp.key] = exp.current_phase
@@ -93,6 +103,15 @@ def build_document() -> tuple[dict[str, Any], Ids]:
         "hash": {"algorithm": ALGORITHM, "buckets": BUCKETS},
         "layers": layers,
         "experiments": experiments,
+        "environment": environment,
+        "audiences": {
+            a.key: {"match": a.match, "conditions": [
+                {"attribute": c.get("attribute"), "operator": c.get("operator"), "values": list(c.get("values") or [])}
+                for c in a.conditions or []
+            ]}
+            for a in Audience.objects.order_by("key")
+        },
+        "flags": flags_document(environment),
     }
     version = hashlib.sha256(canonical_json(body)).hexdigest()[:20]
     document = {

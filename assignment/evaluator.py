@@ -8,8 +8,10 @@ Order of decisions for one (experiment, unit):
 
 1. completed/archived with a shipped variant -> that variant, ``shipped``
 2. override for the unit (draft, running, paused) -> forced variant, ``override``
+2a. ``enabled: false`` (switched off in this document's environment) -> control,
+   ``disabled_in_environment``
 3. status other than running -> control, ``not_running``
-4. a targeting rule fails -> control, ``targeting``
+4. a targeting rule fails, or the unit is not in one of its ``audiences`` -> control, ``targeting``
 5. layer bucket in the layer's holdout -> control, ``layer_holdout``
 6. layer bucket outside the experiment's layer range -> control, ``layer_other_experiment``
 7. experiment bucket outside every variant's (allocation-scaled) range -> control,
@@ -22,7 +24,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .audiences import Audiences
 from .clientdoc import override_hash
+from .flags import FlagEvaluator, FlagResult
 from .hashing import (
     BUCKETS,
     EXPERIMENT_NAMESPACE,
@@ -42,9 +46,10 @@ LAYER_HOLDOUT = "layer_holdout"
 LAYER_OTHER_EXPERIMENT = "layer_other_experiment"
 TRAFFIC_ALLOCATION = "traffic_allocation"
 SHIPPED = "shipped"
+DISABLED_IN_ENVIRONMENT = "disabled_in_environment"
 REASONS = (
     ASSIGNED, OVERRIDE, NOT_RUNNING, TARGETING, LAYER_HOLDOUT, LAYER_OTHER_EXPERIMENT,
-    TRAFFIC_ALLOCATION, SHIPPED,
+    TRAFFIC_ALLOCATION, SHIPPED, DISABLED_IN_ENVIRONMENT,
 )
 OVERRIDABLE = frozenset({"draft", "running", "paused"})
 SHIPPABLE = frozenset({"completed", "archived"})
@@ -133,7 +138,9 @@ class _Experiment:
         "override_salt", "hashed_overrides",
     )
 
-    def __init__(self, spec: Mapping[str, Any], layers: Mapping[str, _Layer]):
+    def __init__(
+        self, spec: Mapping[str, Any], layers: Mapping[str, _Layer], audiences: Audiences | None = None
+    ):
         try:
             self.key = str(spec["key"])
             self.status = str(spec["status"])
@@ -155,6 +162,8 @@ class _Experiment:
             if end > start
         )
         self.checks = compile_rules(list(spec.get("targeting") or []))
+        if spec.get("audiences"):  # every listed audience must admit the unit, like targeting
+            self.checks += (audiences or Audiences(None)).checks(spec["audiences"])
         layer_key = spec.get("layer")
         self.layer = None
         self.layer_start = self.layer_end = 0
@@ -185,6 +194,11 @@ class _Experiment:
             self.fixed = Assignment(
                 self.key, str(shipped), False, SHIPPED,
                 f"experiment is {self.status}; variant {shipped!r} was shipped", payload,
+            )
+        elif spec.get("enabled", True) is False:
+            self.fixed = Assignment(
+                self.key, self.control[0], False, DISABLED_IN_ENVIRONMENT,
+                "experiment is switched off in this environment", self.control[1],
             )
         elif not self.running:
             self.fixed = Assignment(
@@ -255,11 +269,17 @@ class Evaluator:
         self.document = document
         self.version = document.get("version")
         layers = {str(k): _Layer(str(k), v) for k, v in (document.get("layers") or {}).items()}
+        audiences = Audiences(document.get("audiences"))
         self._experiments = {}
         for spec in document.get("experiments") or []:
-            compiled = _Experiment(spec, layers)
+            compiled = _Experiment(spec, layers, audiences)
             self._experiments[compiled.key] = compiled
         self.running_keys = tuple(k for k, e in self._experiments.items() if e.running)
+        try:
+            #: The document's feature flags (assignment.flags), sharing the compiled experiments.
+            self.flags = FlagEvaluator(document.get("flags"), self._experiments, audiences)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise DocumentError(f"flag entry is malformed: {exc!r}") from exc
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Evaluator:
@@ -287,6 +307,12 @@ class Evaluator:
         except KeyError:
             raise UnknownExperiment(key) from None
         return experiment.evaluate(unit_id, attributes or {})
+
+    def evaluate_flag(
+        self, key: str, unit_id: str, attributes: Mapping[str, Any] | None = None
+    ) -> FlagResult:
+        """One flag's value (``unknown_flag`` with value None for a key the document lacks)."""
+        return self.flags.evaluate(key, unit_id, attributes)
 
     def evaluate_many(
         self,

@@ -30,6 +30,7 @@ from access.permissions import IsClient
 
 from . import exposures, runtime
 from .models import ExposureCheck
+from .views import environment_of
 
 MAX_BATCH = 1000
 MAX_VERSION = 64
@@ -172,10 +173,10 @@ def _validate(item: Any, now: datetime) -> tuple[dict | None, dict[str, list[str
             "attributes": attributes, "ts": ts, "version": version}, None
 
 
-def check_and_record(items: list[Any], now: datetime | None = None) -> dict[str, Any]:
+def check_and_record(items: list[Any], now: datetime | None = None, environment: str = "production") -> dict[str, Any]:
     """Validate, re-evaluate and queue a batch; the answer of ``POST /api/v1/exposures``."""
     now = now or datetime.now(UTC)
-    current = runtime.current()
+    current = runtime.current(environment)
     rejected: list[dict] = []
     queued: list[exposures.Item] = []
     counts: dict[int, Counter] = {}
@@ -288,4 +289,4 @@ class ExposureBatchView(APIView):
         # Numbers beyond a double: outside the list the whole body is refused; inside, the
         # exposure holding one is (by index, in check_and_record).
         refuse_non_finite({k: v for k, v in body.items() if k != "exposures"})
-        return Response(check_and_record(items), status=status.HTTP_202_ACCEPTED)
+        return Response(check_and_record(items, environment=environment_of(request)), status=status.HTTP_202_ACCEPTED)

@@ -51,38 +51,52 @@ _recent: OrderedDict[str, State] = OrderedDict()
 
 
 _lock = threading.Lock()
-_state: State | None = None
-_stamp: object = None
-_checked_at = 0.0
-_built_at = 0.0
+
+
+@dataclass
+class _Slot:
+    """One environment's configuration in this process and when it was last checked."""
+
+    state: State | None = None
+    stamp: object = None
+    checked_at: float = 0.0
+    built_at: float = 0.0
+
+
+#: ``environment key -> its slot``; each environment is built, checked and served on its own.
+_slots: dict[str, _Slot] = {}
+_stamp: object = None  # the last stamp read by any environment (kept while the cache is down)
 
 
 def bump_version() -> None:
     """Tell every process (this one at once) that the definitions changed."""
-    global _checked_at, _stamp
+    global _stamp
     try:
         cache.set(STAMP_KEY, uuid.uuid4().hex, timeout=None)
     except Exception:  # the shared cache is down: other processes catch up by max age
         logger.warning("could not bump the assignment config stamp", exc_info=True)
     _stamp = None
-    _checked_at = 0.0
+    for slot in list(_slots.values()):
+        slot.stamp = None
+        slot.checked_at = 0.0
 
 
 def _read_stamp() -> object:
+    global _stamp
     try:
         stamp = cache.get(STAMP_KEY)
         if stamp is None:
             cache.add(STAMP_KEY, uuid.uuid4().hex, timeout=None)
             stamp = cache.get(STAMP_KEY)
+        _stamp = stamp
         return stamp
     except Exception:
         logger.warning("shared cache unavailable; config refreshed by age only", exc_info=True)
         return _stamp if _stamp is not None else "unavailable"
 
 
-def _build() -> State:
-    document, ids = build_document()
-    previous = _state
+def _build(environment: str, previous: State | None) -> State:
+    document, ids = build_document(environment)
     if previous is not None and previous.version == document["version"]:
         return previous  # nothing that matters changed: keep the compiled evaluator
     body = canonical_json(document)
@@ -109,38 +123,40 @@ def for_version(version: str | None) -> State | None:
     return _recent.get(version)
 
 
-def current() -> State:
-    """The configuration of this process, refreshed when the shared stamp moved."""
-    global _state, _stamp, _checked_at, _built_at
-    state = _state
+def current(environment: str = "production") -> State:
+    """The configuration of ``environment`` in this process, refreshed when the shared stamp moved."""
+    slot = _slots.get(environment)
     now = time.monotonic()
-    if state is not None and now - _checked_at < getattr(settings, "ASSIGNMENT_CONFIG_CHECK_SECONDS", 1.0):
-        return state
+    check = getattr(settings, "ASSIGNMENT_CONFIG_CHECK_SECONDS", 1.0)
+    if slot is not None and slot.state is not None and now - slot.checked_at < check:
+        return slot.state
     with _lock:
-        state = _state
-        if state is not None and now - _checked_at < getattr(settings, "ASSIGNMENT_CONFIG_CHECK_SECONDS", 1.0):
+        slot = _slots.setdefault(environment, _Slot())
+        state = slot.state
+        if state is not None and now - slot.checked_at < check:
             return state
         stamp = _read_stamp()
         max_age = getattr(settings, "ASSIGNMENT_CONFIG_MAX_AGE", 300.0)
-        if state is None or stamp != _stamp or now - _built_at >= max_age:
+        if state is None or stamp != slot.stamp or now - slot.built_at >= max_age:
             try:
-                state = _build()
+                state = _build(environment, state)
             except Exception:
                 if state is None:
                     raise
                 # Keep answering from the last good configuration; try again next check.
                 logger.exception("could not rebuild the assignment config; serving the previous one")
-                _checked_at = now
+                slot.checked_at = now
                 return state
-            _state, _stamp, _built_at = state, stamp, now
+            slot.state, slot.stamp, slot.built_at = state, stamp, now
             _remember(state)
-        _checked_at = now
+        slot.checked_at = now
         return state
 
 
 def reset() -> None:
     """Forget everything (tests)."""
-    global _state, _stamp, _checked_at, _built_at
+    global _stamp
     with _lock:
-        _state, _stamp, _checked_at, _built_at = None, None, 0.0, 0.0
+        _slots.clear()
+        _stamp = None
         _recent.clear()

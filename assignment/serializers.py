@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from access import jsonsafety
-from experiments.models import Experiment, TargetingRule
+from experiments.models import Audience, Experiment, TargetingRule
 
 from .evaluator import REASONS
 
@@ -259,6 +259,18 @@ class ConfigExperimentSerializer(serializers.Serializer):
         child=serializers.CharField(), required=False,
         help_text="Client document only: SHA-256 of override:<override_salt>:<unit_id> -> variant.",
     )
+    audiences = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="Saved audiences (keys of the document's audiences) the unit must belong to, every one.",
+    )
+    enabled = serializers.BooleanField(
+        required=False, help_text="Whether the experiment is on in this document's environment.",
+    )
+
+
+class ConfigAudienceSerializer(serializers.Serializer):
+    match = serializers.ChoiceField(choices=Audience.Match.choices)
+    conditions = ConfigRuleSerializer(many=True)
 
 
 class ConfigDocumentSerializer(serializers.Serializer):
@@ -269,6 +281,13 @@ class ConfigDocumentSerializer(serializers.Serializer):
     layers = serializers.DictField(child=ConfigLayerSerializer())
     experiments = ConfigExperimentSerializer(many=True)
     scope = serializers.CharField(required=False, help_text="'client' in the client-safe document.")
+    environment = serializers.CharField(required=False, help_text="The environment this document is for.")
+    audiences = serializers.DictField(child=ConfigAudienceSerializer(), required=False,
+                                      help_text="Saved audiences by key (named targeting conditions).")
+    flags = serializers.ListField(
+        child=serializers.DictField(), required=False,
+        help_text="Feature flags of this environment, sorted by key: key, type, default, enabled, unit_salt, rules.",
+    )
 
 
 class SingleAssignmentResponseSerializer(AssignmentSerializer):

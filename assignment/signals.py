@@ -1,5 +1,5 @@
-"""Invalidate every process's configuration when an experiment definition changes; tell the
-apps above (``analysis``) when exposures are written."""
+"""Invalidate every process's configuration when a definition (experiment, flag, audience,
+environment) changes; tell the apps above (``analysis``) when exposures are written."""
 from __future__ import annotations
 
 from django.db import transaction
@@ -24,9 +24,24 @@ def _changed(sender, **kwargs) -> None:
 
 
 def connect() -> None:
-    from experiments.models import Experiment, Layer, Override, TargetingRule, Variant
+    from access.models import Environment
+    from experiments.models import (
+        Audience,
+        Experiment,
+        ExperimentAudience,
+        ExperimentEnvironment,
+        Flag,
+        FlagEnvironment,
+        FlagRule,
+        FlagRuleAudience,
+        Layer,
+        Override,
+        TargetingRule,
+        Variant,
+    )
 
-    for model in (Layer, Experiment, Variant, TargetingRule, Override):
+    for model in (Layer, Experiment, Variant, TargetingRule, Override, Audience, ExperimentAudience,
+                  ExperimentEnvironment, Flag, FlagEnvironment, FlagRule, FlagRuleAudience, Environment):
         for signal in (post_save, post_delete):
             signal.connect(
                 _changed, sender=model, weak=False,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import exposure_api, views
+from . import exposure_api, flag_api, views
 
 urlpatterns = [
     path("assignments", views.AssignmentsView.as_view(), name="assignments"),
@@ -11,4 +11,6 @@ urlpatterns = [
     ),
     path("config", views.ConfigView.as_view(), name="assignment-config"),
     path("exposures", exposure_api.ExposureBatchView.as_view(), name="exposures"),
+    # Before any "flags/<key>" pattern of the definitions API.
+    path("flags/evaluate", flag_api.FlagEvaluateView.as_view(), name="flags-evaluate"),
 ]

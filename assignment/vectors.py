@@ -13,7 +13,8 @@ from typing import Any
 
 from .clientdoc import client_document, override_hash
 from .evaluator import Evaluator, variant_ranges
-from .hashing import BUCKETS, experiment_bucket, hash_input, layer_bucket
+from .flags import FLAG_REASONS, RULE_TYPES
+from .hashing import BUCKETS, bucket, experiment_bucket, hash_input, layer_bucket
 from .targeting import matches
 
 PATH = Path(__file__).with_name("vectors.json")
@@ -124,8 +125,136 @@ DOCUMENT: dict[str, Any] = {
     ],
 }
 
+# Audiences and per-environment switches (section 5a and row 2a of section 6): additive, so the
+# experiments above keep every answer they had before they existed.
+DOCUMENT["experiments"] += [
+    {
+        "key": "eu-promo", "status": "running", "salt": "eu-promo", "audiences": ["eu", "adults"],
+        "traffic_allocation": 100.0, "layer": None, "layer_range": None,
+        "variants": [
+            {"key": "control", "weight": 50.0, "is_control": True, "payload": {}},
+            {"key": "promo", "weight": 50.0, "is_control": False, "payload": {"banner": "EU"}},
+        ],
+        "targeting": [{"attribute": "email", "operator": "exists", "values": []}],
+        "overrides": {}, "shipped_variant": None,
+    },
+    {
+        "key": "ghost-audience", "status": "running", "salt": "ghost-audience",
+        "audiences": ["no-such-audience"],
+        "traffic_allocation": 100.0, "layer": None, "layer_range": None,
+        "variants": [
+            {"key": "control", "weight": 50.0, "is_control": True, "payload": {}},
+            {"key": "b", "weight": 50.0, "is_control": False, "payload": {"b": True}},
+        ],
+        "targeting": [], "overrides": {}, "shipped_variant": None,
+    },
+    {
+        "key": "disabled-test", "status": "running", "salt": "disabled-test", "enabled": False,
+        "traffic_allocation": 100.0, "layer": None, "layer_range": None,
+        "variants": [
+            {"key": "control", "weight": 50.0, "is_control": True, "payload": {"d": 0}},
+            {"key": "treatment", "weight": 50.0, "is_control": False, "payload": {"d": 1}},
+        ],
+        "targeting": [], "overrides": {"qa-user-1": "treatment"}, "shipped_variant": None,
+    },
+    {
+        "key": "disabled-shipped", "status": "completed", "salt": "disabled-shipped", "enabled": False,
+        "traffic_allocation": 100.0, "layer": None, "layer_range": None,
+        "variants": [
+            {"key": "control", "weight": 50.0, "is_control": True, "payload": {}},
+            {"key": "winner", "weight": 50.0, "is_control": False, "payload": {"w": 1}},
+        ],
+        "targeting": [], "overrides": {}, "shipped_variant": "winner",
+    },
+]
+
 for _spec in DOCUMENT["experiments"]:  # the phase travels with exposures; it does not change answers
     _spec.setdefault("phase", 1)
+    _spec.setdefault("audiences", [])
+    _spec.setdefault("enabled", True)
+
+DOCUMENT["environment"] = "production"
+DOCUMENT["audiences"] = {
+    "adults": {"match": "all", "conditions": [{"attribute": "age", "operator": "gte", "values": [18]}]},
+    "eu": {"match": "all", "conditions": [{"attribute": "country", "operator": "in", "values": ["DE", "FR"]}]},
+    "everyone": {"match": "all", "conditions": []},
+    "mobile": {"match": "any", "conditions": [
+        {"attribute": "platform", "operator": "in", "values": ["ios", "android"]},
+        {"attribute": "app_version", "operator": "semver_gte", "values": ["2.0.0"]},
+    ]},
+    "anyone": {"match": "any", "conditions": []},
+    "unused": {"match": "all", "conditions": [{"attribute": "country", "operator": "equals", "values": ["XX"]}]},
+}
+
+
+def _flag(key: str, value_type: str, default: Any, *rules: dict[str, Any], enabled: bool = True) -> dict[str, Any]:
+    return {"key": key, "type": value_type, "default": default, "enabled": enabled, "unit_salt": "",
+            "rules": list(rules)}
+
+
+def _ramp(key: str, rule_id: str, percent: float) -> dict[str, Any]:
+    """One flag of a ramp: the same rule salt at growing percentages (sticky: only adds units)."""
+    return _flag(key, "boolean", False, {"id": rule_id, "type": "rollout", "audiences": [], "value": True,
+                                         "percent": percent, "salt": "ramp"})
+
+
+DOCUMENT["flags"] = sorted([
+    _flag(
+        "new-checkout", "boolean", False,
+        {"id": "r1", "type": "units", "units": {"qa-user-1": True, "qa-user-2": False}, "hashed_units": {}},
+        {"id": "r2", "type": "force", "audiences": ["eu", "adults"], "value": True},
+        {"id": "r3", "type": "rollout", "audiences": [], "value": True, "percent": 30.0, "salt": "new-checkout"},
+    ),
+    _flag(
+        "checkout-color", "string", "blue",
+        {"id": "r4", "type": "experiment", "experiment": "checkout-button",
+         "values": {"control": "blue", "green": "green"}},
+        {"id": "r5", "type": "rollout", "audiences": ["mobile"], "value": "teal", "percent": 50.0,
+         "salt": "checkout-color"},
+    ),
+    _flag(
+        "max-items", "number", 10,
+        {"id": "r6", "type": "force", "audiences": ["no-such-audience"], "value": 99},
+        {"id": "r7", "type": "rollout", "audiences": ["everyone"], "value": 20.5, "percent": 33.33,
+         "salt": "max-items"},
+        {"id": "r8", "type": "force", "audiences": [], "value": 15},
+        {"id": "r9", "type": "force", "audiences": [], "value": 0},
+    ),
+    _flag(
+        "layout", "json", {"columns": 2},
+        {"id": "r10", "type": "experiment", "experiment": "no-such-experiment", "values": {"a": {"x": 1}}},
+        {"id": "r11", "type": "experiment", "experiment": "disabled-test",
+         "values": {"treatment": {"columns": 5}}},
+        {"id": "r12", "type": "experiment", "experiment": "paused-test", "values": {"treatment": [1, 2]}},
+        {"id": "r13", "type": "experiment", "experiment": "ranking-v2",
+         "values": {"b": {"columns": 3}, "c": [{"columns": 4}, None]}},
+        {"id": "r14", "type": "units", "units": {"u-3": {"columns": 1}, "😀": "smile"}, "hashed_units": {}},
+        {"id": "r15", "type": "force", "audiences": ["anyone", "adults"], "value": None},
+    ),
+    _flag(
+        "kill-switch", "boolean", True,
+        {"id": "r16", "type": "force", "audiences": [], "value": False},
+        enabled=False,
+    ),
+    _flag("empty", "string", ""),
+    _flag(
+        "copy", "string", "Buy",
+        {"id": "r17", "type": "experiment", "experiment": "checkout-copy",
+         "values": {"urgent": "Buy now"}},
+        {"id": "r18", "type": "rollout", "audiences": ["eu"], "value": "Kaufen", "percent": 0,
+         "salt": "copy"},
+        {"id": "r19", "type": "rollout", "audiences": ["mobile"], "value": "Tap to buy", "percent": 100,
+         "salt": "copy"},
+    ),
+    _ramp("ramp-00", "r20", 0.0),
+    _ramp("ramp-10", "r21", 10.0),
+    _ramp("ramp-50", "r22", 50.0),
+    _ramp("ramp-100", "r23", 100.0),
+], key=lambda f: f["key"])
+
+#: Flags of the vectors' ramp, in increasing percent: a unit on at one step is on at every later one.
+RAMP_FLAGS = ("ramp-00", "ramp-10", "ramp-50", "ramp-100")
+UNKNOWN_FLAG_KEY = "no-such-flag"
 
 UNIT_IDS = [f"u-{i}" for i in range(40)] + [
     "qa-user-1", "qa-user-2", "ünit-ß", "用户-42", "😀", " spaced id ", "a:b:c", "x" * 256,
@@ -147,6 +276,8 @@ HASH_CASES = [
     ("exp", "", ""),
     ("layer", "a:b", "c"),
     ("layer", "a", "b:c"),
+    ("flag", "new-checkout", "u-123"),
+    ("flag", "ramp", "用户-42"),
 ]
 
 RANGE_CASES = [
@@ -226,7 +357,7 @@ def build() -> dict[str, Any]:
                 "namespace": ns, "salt": salt, "unit_id": unit,
                 "input_hex": hash_input(ns, salt, unit).hex(),
                 "sha256_hex": hashlib.sha256(hash_input(ns, salt, unit)).hexdigest(),
-                "bucket": experiment_bucket(salt, unit) if ns == "exp" else layer_bucket(salt, unit),
+                "bucket": bucket(ns, salt, unit),
             }
             for ns, salt, unit in HASH_CASES
         ],
@@ -240,8 +371,35 @@ def build() -> dict[str, Any]:
             {"rule": rule, "attributes": attributes, "passes": matches([rule], attributes)}
             for rule, attributes in targeting_cases()
         ],
+        "flag_cases": flag_cases(DOCUMENT),
         **client_vectors(),
     }
+
+
+def flag_cases(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every flag of ``document`` (and one it lacks) for every vector unit: the answers any
+    evaluator must give (``value``, ``reason``, ``rule_id``, ``variant``; section 6a)."""
+    evaluator = Evaluator(document)
+    keys = [f["key"] for f in document.get("flags") or []] + [UNKNOWN_FLAG_KEY]
+    cases = []
+    for key in keys:
+        for i, unit in enumerate(UNIT_IDS):
+            attributes = ATTRIBUTE_SETS[(i + len(key)) % len(ATTRIBUTE_SETS)]
+            result = evaluator.evaluate_flag(key, unit, attributes)
+            cases.append({
+                "flag": key, "unit_id": unit, "attributes": attributes, "value": result.value,
+                "reason": result.reason, "rule_id": result.rule_id, "variant": result.variant,
+            })
+    return cases
+
+
+def check_flag_coverage(cases: list[dict[str, Any]], document: dict[str, Any]) -> None:
+    """Every reason and every rule kind decides at least one case (the vectors' promise)."""
+    reasons = {c["reason"] for c in cases}
+    assert reasons == set(FLAG_REASONS), set(FLAG_REASONS) - reasons
+    kinds = {r["id"]: r["type"] for f in document["flags"] for r in f["rules"]}
+    decided = {kinds[c["rule_id"]] for c in cases if c["rule_id"]}
+    assert decided == set(RULE_TYPES), set(RULE_TYPES) - decided
 
 
 def _vector_override_salt(key: str) -> str:
@@ -271,6 +429,7 @@ def client_vectors() -> dict[str, Any]:
                 "reason": answer.reason,
             })
     return {
+        "client_flag_cases": flag_cases(client),
         "overrides": [
             {"override_salt": salt, "unit_id": unit, "hash": override_hash(salt, unit)}
             for salt, unit in OVERRIDE_CASES

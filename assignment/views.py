@@ -49,6 +49,12 @@ _BAD_REQUEST = OpenApiResponse(
 )
 
 
+def environment_of(request) -> str:
+    """The environment whose configuration answers ``request``: its API key's, else production
+    (keys without one, session users)."""
+    return getattr(request.user, "environment", None) or "production"
+
+
 def _max_body() -> int:
     return getattr(settings, "ASSIGNMENT_MAX_BODY_BYTES", 64 * 1024)
 
@@ -163,7 +169,7 @@ class AssignmentsView(_HotView):
         if too_large is not None:
             return too_large
         unit_id, attributes, keys = parse_assignment_request(_json_body(request))
-        state = runtime.current()
+        state = runtime.current(environment_of(request))
         evaluator = state.evaluator
         if keys is not None:
             keys = list(dict.fromkeys(keys))
@@ -224,7 +230,7 @@ class ExperimentAssignmentView(_HotView):
         tags=["assignment"],
     )
     def get(self, request, key: str):
-        state = runtime.current()
+        state = runtime.current(environment_of(request))
         if key not in state.evaluator:
             raise NotFound(f"No experiment with key {key!r}.")
         params = request.query_params
@@ -290,7 +296,7 @@ class ConfigView(_HotView):
         tags=["assignment"],
     )
     def get(self, request):
-        state = runtime.current()
+        state = runtime.current(environment_of(request))
         if _wants_full(request):
             body, etag = state.body, state.etag
         else:

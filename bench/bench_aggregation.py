@@ -9,7 +9,10 @@ figure across sizes means memory does not grow with the data) and the tracemallo
 call itself. Data is generated inside PostgreSQL (``INSERT ... SELECT generate_series``), with the
 secondary indexes dropped during the load and rebuilt after it.
 
-    .venv/bin/python bench/bench_aggregation.py [--events 1000000,10000000] [--explain]
+    .venv/bin/python bench/bench_aggregation.py [--events 1000000,10000000] [--explain] [--quantile]
+
+``--quantile`` adds a p90 metric (per-unit purchase value, ``analysis.quantiles``: a
+``ROW_NUMBER()`` query of its own) and times it separately from the sum metrics.
 
 Takes a few minutes at 10M events. Needs PostgreSQL at postgres://postgres@127.0.0.1:5432.
 """
@@ -36,6 +39,8 @@ METRICS = [
      "numerator_aggregation": "sum", "denominator_event": "add_to_cart", "denominator_aggregation": "count"},
     {"key": "b-views", "name": "Page views", "event": "page_view", "kind": "count", "conversion_window_hours": 72},
 ]
+QUANTILE_METRIC = {"key": "b-p90", "name": "Purchase value p90", "event": "purchase", "kind": "quantile",
+                   "quantile": "0.9", "numerator_aggregation": "sum", "conversion_window_hours": 168}
 SECONDARY_INDEXES = ["event_unit_name_time", "event_name_time"]
 
 
@@ -57,17 +62,17 @@ def current_rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def setup_experiment():
+def setup_experiment(metrics=METRICS):
     from experiments import services
     from experiments.models import Metric
 
-    for m in METRICS:
+    for m in metrics:
         Metric.objects.create(**m)
     experiment = services.create_experiment({
         "key": "bench-agg", "name": "Aggregation bench", "traffic_allocation": 100, "cuped": True,
         "variants": [{"key": "control", "weight": 34, "is_control": True},
                      {"key": "a", "weight": 33}, {"key": "b", "weight": 33}],
-        "metrics": [{"metric": m["key"], "role": "primary"} for m in METRICS],
+        "metrics": [{"metric": m["key"], "role": "primary"} for m in metrics],
         "targeting": [],
     })
     return experiment
@@ -178,6 +183,13 @@ def measure(experiment, label: str) -> dict:
     out["metric_statistics"] = time.perf_counter() - started
     out["tracemalloc_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
+    if QUANTILE_METRIC["key"] in stats:
+        started = time.perf_counter()
+        queries.metric_statistics(experiment, metrics=[QUANTILE_METRIC["key"]])
+        out["quantile_s"] = time.perf_counter() - started
+        q = stats[QUANTILE_METRIC["key"]]["control"]
+        out["quantile"] = (f"p90 alone {out['quantile_s']:.2f} s (control: n={q.n:,} p90={q.quantile_value} "
+                           f"CI {q.quantile_lower}-{q.quantile_upper}, ranks {q.lower_rank}-{q.upper_rank})")
     started = time.perf_counter()
     segments = queries.segment_statistics(experiment, "country")
     out["segment_statistics"] = time.perf_counter() - started
@@ -201,6 +213,7 @@ def main() -> None:
     parser.add_argument("--events-per-unit", type=int, default=10)
     parser.add_argument("--database", default="abp_bench_agg")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE at each size")
+    parser.add_argument("--quantile", action="store_true", help="add a p90 metric and time it on its own")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.events.split(","))
 
@@ -212,7 +225,7 @@ def main() -> None:
     import django
 
     django.setup()
-    experiment = setup_experiment()
+    experiment = setup_experiment([*METRICS, QUANTILE_METRIC] if args.quantile else METRICS)
     print(f"{'events':>12s} {'units':>10s} {'load s':>8s} {'metric_statistics s':>20s} "
           f"{'segments s':>11s} {'exposures s':>12s} {'peak RSS MB':>12s} {'tracemalloc MB':>15s}", flush=True)
     before = 0
@@ -229,6 +242,8 @@ def main() -> None:
               f"{r['segment_statistics']:>11.2f} {r['exposures']:>12.2f} {r['rss_peak_mb']:>12.0f} "
               f"{r['tracemalloc_peak_mb']:>15.2f}   {r['sample']}", flush=True)
         print(f"{'':>12s} {table_sizes()}", flush=True)
+        if "quantile" in r:
+            print(f"{'':>12s} {r['quantile']}", flush=True)
     biggest = results[-1][1]
     print(f"\ngoal metric_statistics < 30 s at {results[-1][0]:,} events: "
           f"{'met' if biggest['metric_statistics'] < 30 else 'NOT met'} ({biggest['metric_statistics']:.1f} s); "

@@ -162,6 +162,11 @@ CELERY_TIMEZONE = "UTC"
 REPORT_REFRESH_MINUTES = env.float("REPORT_REFRESH_MINUTES", default=15)
 # Segment values with fewer units are merged into "(other)": a rare value can name a unit.
 REPORT_SEGMENT_MIN_UNITS = env.int("REPORT_SEGMENT_MIN_UNITS", default=20)
+# Default segment attributes (an experiment's own list, frozen with its plan, wins), the number of
+# segment values kept per attribute (the rest is "(other)"), and the days in the per-day series.
+REPORT_SEGMENT_ATTRIBUTES = env.list("REPORT_SEGMENT_ATTRIBUTES", default=["country", "platform", "plan"])
+REPORT_MAX_SEGMENTS = env.int("REPORT_MAX_SEGMENTS", default=10)
+REPORT_DAILY_MAX_DAYS = env.int("REPORT_DAILY_MAX_DAYS", default=90)
 # Expiry of a report's lock and heartbeat: a killed worker's report is given up this long after.
 REPORT_LOCK_SECONDS = env.int("REPORT_LOCK_SECONDS", default=30)
 EXPOSURE_FLUSH_SECONDS = env.float("EXPOSURE_FLUSH_SECONDS", default=10)

@@ -268,7 +268,8 @@ class ExperimentAdmin(SafeAdminMixin, LockOnPostMixin, SimpleHistoryAdmin):
 @admin.register(Metric)
 class MetricAdmin(SafeAdminMixin, SimpleHistoryAdmin):
     form = MetricForm
-    list_display = ["key", "name", "kind", "event", "denominator_event", "direction", "cap", "conversion_window_hours"]
+    list_display = ["key", "name", "kind", "quantile", "event", "denominator_event", "direction", "cap",
+                    "conversion_window_hours"]
     list_filter = ["kind", "direction"]
     search_fields = ["key", "name", "event"]
 
@@ -284,4 +285,5 @@ class LayerAdmin(SafeAdminMixin, LockOnPostMixin, SimpleHistoryAdmin):
         return obj.experiments.count()
 
 
-from . import admin_approvals  # noqa: E402, F401 - registers the approvals changelist
+from . import admin_approvals  # noqa: E402, F401, I001 - registers the approvals changelist
+from . import admin_flags  # noqa: E402, F401, I001 - flags, audiences, experiment audiences and environments

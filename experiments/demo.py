@@ -1,10 +1,11 @@
-"""The demo definitions a new user sees on first run: metrics, a layer and a running experiment."""
+"""The demo definitions a new user sees on first run: metrics, a layer, a running experiment and a
+feature flag rolled out to 10 % in production."""
 from __future__ import annotations
 
 from django.db import transaction
 
-from . import services
-from .models import Experiment, Layer, Metric
+from . import flags, services
+from .models import Experiment, Flag, Layer, Metric
 
 DEMO_METRICS = [
     {"key": "purchase", "name": "Purchase conversion", "event": "purchase", "kind": "conversion",
@@ -42,9 +43,25 @@ DEMO_EXPERIMENT = {
 }
 
 
+DEMO_FLAG = {
+    "key": "new-checkout", "name": "New checkout flow", "value_type": "boolean", "default_value": False,
+    "description": "The rebuilt checkout, rolled out gradually: 10 % of production users first.",
+    "environments": {
+        "production": {"rules": [{"type": "rollout", "value": True, "percent": 10}]},
+        "staging": {"rules": [{"type": "force", "value": True}]},  # everyone on staging sees it
+    },
+}
+
+
+def ensure_demo_flag() -> Flag:
+    """The demo flag (boolean, default off, 10 % rollout in production), unless it exists."""
+    return Flag.objects.filter(key=DEMO_FLAG["key"]).first() or flags.create_flag(DEMO_FLAG, actor="demo")
+
+
 @transaction.atomic
 def ensure_demo_definitions() -> tuple[Experiment, bool]:
     """Create the demo definitions unless they exist; return the experiment and whether it is new."""
+    ensure_demo_flag()
     existing = Experiment.objects.filter(key=DEMO_EXPERIMENT["key"]).first()
     if existing is not None:
         return existing, False

@@ -189,7 +189,8 @@ class MetricForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        probe = Metric(kind=cleaned.get("kind"), denominator_event=cleaned.get("denominator_event") or "")
+        probe = Metric(kind=cleaned.get("kind"), denominator_event=cleaned.get("denominator_event") or "",
+                       quantile=cleaned.get("quantile"), cap=cleaned.get("cap"))
         try:
             services.validate_metric(probe)
         except ValidationError as e:

@@ -74,6 +74,7 @@ class Metric(models.Model):
         COUNT = "count", "Count of events per unit"
         SUM = "sum", "Sum of the event value per unit (e.g. revenue)"
         RATIO = "ratio", "Ratio of two per-unit sums (e.g. revenue per order)"
+        QUANTILE = "quantile", "Quantile of the per-unit value (e.g. p90 load time)"
 
     class Direction(models.TextChoices):
         INCREASE = "increase", "Higher is better"
@@ -113,6 +114,12 @@ class Metric(models.Model):
     conversion_window_hours = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)],
         help_text="Count only events within this many hours after the unit's first exposure (blank: no limit).",
+    )
+    quantile = models.DecimalField(
+        max_digits=5, decimal_places=4, null=True, blank=True,
+        validators=[MinValueValidator(Decimal("0.0001")), MaxValueValidator(Decimal("0.9999"))],
+        help_text="Quantile metrics only: which quantile of the per-unit value, e.g. 0.5 (median), "
+                  "0.9 (p90), 0.99 (p99). The per-unit value is the numerator aggregation of the event.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords(get_user=history_user)
@@ -443,3 +450,14 @@ class Phase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.experiment_id} phase {self.number}"
+
+
+from .models_flags import (  # noqa: E402,F401  (flags and audiences: a module of their own)
+    Audience,
+    ExperimentAudience,
+    ExperimentEnvironment,
+    Flag,
+    FlagEnvironment,
+    FlagRule,
+    FlagRuleAudience,
+)

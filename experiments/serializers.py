@@ -41,7 +41,7 @@ class MetricSerializer(serializers.ModelSerializer):
         fields = [
             "key", "name", "description", "event", "kind", "numerator_aggregation",
             "denominator_event", "denominator_aggregation", "direction", "cap",
-            "conversion_window_hours", "created_at",
+            "conversion_window_hours", "quantile", "created_at",
         ]
         read_only_fields = ["created_at"]
         extra_kwargs = {"conversion_window_hours": {"max_value": 24 * 365 * 5}}

@@ -627,11 +627,27 @@ def save_metric(metric: Metric, data: Mapping[str, Any], *, actor: str | None = 
 
 
 def validate_metric(metric: Metric) -> None:
-    """Ratio metrics need a denominator; other kinds must not have one."""
+    """Ratio metrics need a denominator; other kinds must not have one. Quantile metrics need a
+    quantile level strictly between 0 and 1 (and no cap: winsorizing does not move a quantile
+    below the cap); other kinds must not have one."""
     if metric.kind == Metric.Kind.RATIO and not metric.denominator_event:
         raise ValidationError({"denominator_event": ["Ratio metrics need a denominator event."]})
     if metric.kind != Metric.Kind.RATIO and metric.denominator_event:
         raise ValidationError({"denominator_event": ["Only ratio metrics have a denominator event."]})
+    q = getattr(metric, "quantile", None)
+    if metric.kind == Metric.Kind.QUANTILE:
+        if q is None:
+            raise ValidationError({"quantile": ["Quantile metrics need a quantile, e.g. 0.9 for p90."]})
+        try:
+            q = Decimal(str(q))
+        except (InvalidOperation, ValueError):
+            raise ValidationError({"quantile": ["The quantile must be a number, e.g. 0.9."]}) from None
+        if not q.is_finite() or not Decimal("0") < q < Decimal("1"):
+            raise ValidationError({"quantile": ["The quantile must be strictly between 0 and 1, e.g. 0.9."]})
+        if metric.cap is not None:
+            raise ValidationError({"cap": ["Quantile metrics take no cap (a quantile is robust to outliers)."]})
+    elif q is not None:
+        raise ValidationError({"quantile": ["Only quantile metrics have a quantile."]})
 
 
 def keys_in_use(keys: Iterable[str]) -> set[str]:

@@ -57,6 +57,8 @@ def _change(m: dict[str, Any], v: dict[str, Any], control: dict[str, Any]) -> st
     mine = v.get("mean_adjusted", v["mean"])
     theirs = control.get("mean_adjusted", control["mean"])
     text = f"{_value(mine, kind)} vs {_value(theirs, kind)} in {control['variant']}"
+    if m.get("quantile_label"):  # quantile metrics: say which value is compared ("p90 812 vs ...")
+        text = f"{m['quantile_label']} {text}"
     if lift["relative"] is not None:
         text += f" ({_pct(lift['relative'], signed=True)}"
         ci = lift["ci_relative"]

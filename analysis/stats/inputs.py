@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import StatsInputError
 
-KINDS = ("conversion", "count", "sum", "ratio")
+KINDS = ("conversion", "count", "sum", "ratio", "quantile")
 ROLES = ("primary", "secondary", "guardrail")
 DIRECTIONS = ("increase", "decrease")
 DEFAULT_MARGIN = 0.02  # guardrail non-inferiority margin (relative) when none is set
@@ -52,6 +52,22 @@ class VariantStats:
     m2: float | None = None
     m3: float | None = None
     clamped_units: int = 0
+    # Ratio metrics with CUPED: the denominator before exposure (xp) and the cross products of
+    # the pre-period numerator (yp, see ``pre_*``) and denominator with each other and with the
+    # post-period numerator (y) and denominator (x).
+    pre_den_sum: float | None = None  # sum xp
+    pre_den_sum_sq: float | None = None  # sum xp^2
+    pre_num_den: float | None = None  # sum yp xp
+    pre_num_x_den: float | None = None  # sum yp x
+    pre_den_x_num: float | None = None  # sum xp y
+    pre_den_x_den: float | None = None  # sum xp x
+    # Quantile metrics (``n`` = units with a value): the order statistics the SQL picked, at
+    # ranks ceil(n q) (the estimate) and lower/upper_rank (the confidence interval's ends).
+    quantile_value: float | None = None
+    quantile_lower: float | None = None
+    quantile_upper: float | None = None
+    lower_rank: int | None = None
+    upper_rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,8 @@ class MetricInput:
     #: Guardrails only: the relative harm tolerated (0.02 = 2 %), judged by a one-sided
     #: non-inferiority test; None means DEFAULT_MARGIN.
     non_inferiority_margin: float | None = None
+    #: Quantile metrics only: the level q in (0, 1), e.g. 0.9 for p90.
+    quantile: float | None = None
 
 
 def as_float(value: Any, field: str) -> float:
@@ -127,6 +145,8 @@ class CleanStats:
     m2: float | None = None
     m3: float | None = None
     clamped: int = 0
+    ratio_pre: tuple[float, ...] | None = None  # (xp, xp^2, yp xp, yp x, xp y, xp x) sums
+    quantile: tuple[float | None, float | None, float | None, int | None, int | None] | None = None
 
     @property
     def has_pre(self) -> bool:
@@ -169,11 +189,30 @@ def clean_stats(vs: Any, kind: str, field: str) -> CleanStats:
     clamped = as_count(vs.clamped_units, f"{field}.clamped_units")
     if m2 is not None and m2 < 0:
         raise StatsInputError(f"{field}.m2", "a sum of squared deviations cannot be negative")
-    if kind in ("conversion", "ratio"):
-        m2 = m3 = None  # exact (conversion) or not used (ratio)
+    if kind in ("conversion", "ratio", "quantile"):
+        m2 = m3 = None  # exact (conversion) or not used (ratio, quantile)
     elif m3 is None and cube is not None and n > 0:
         mean = s / n  # raw third central moment; rough when the mean dwarfs the spread
         m3 = cube - 3.0 * mean * q + 2.0 * n * mean * mean * mean
         if not math.isfinite(m3):
             m3 = None
-    return CleanStats(n, s, q, den_s, den_q, cross, pre_s, pre_q, pre_x, m2, m3, clamped)
+    ratio_pre = None
+    names = ("pre_den_sum", "pre_den_sum_sq", "pre_num_den", "pre_num_x_den", "pre_den_x_num", "pre_den_x_den")
+    raw = [as_optional_float(getattr(vs, name), f"{field}.{name}") for name in names]
+    if kind == "ratio" and None not in raw:
+        if raw[1] < 0:  # type: ignore[operator]
+            raise StatsInputError(f"{field}.pre_den_sum_sq", "a sum of squares cannot be negative")
+        ratio_pre = tuple(raw)  # type: ignore[arg-type]
+    quantile = None
+    if kind == "quantile":
+        value = as_optional_float(vs.quantile_value, f"{field}.quantile_value")
+        lower = as_optional_float(vs.quantile_lower, f"{field}.quantile_lower")
+        upper = as_optional_float(vs.quantile_upper, f"{field}.quantile_upper")
+        lo_r = None if vs.lower_rank is None else as_count(vs.lower_rank, f"{field}.lower_rank")
+        hi_r = None if vs.upper_rank is None else as_count(vs.upper_rank, f"{field}.upper_rank")
+        if None not in (lower, upper, value) and not lower <= value <= upper:  # type: ignore[operator]
+            raise StatsInputError(f"{field}.quantile_value", "must lie between quantile_lower and quantile_upper")
+        if None not in (lo_r, hi_r) and not 1 <= lo_r <= hi_r <= max(n, 1):  # type: ignore[operator]
+            raise StatsInputError(f"{field}.lower_rank", "ranks must satisfy 1 <= lower_rank <= upper_rank <= n")
+        quantile = (value, lower, upper, lo_r, hi_r)
+    return CleanStats(n, s, q, den_s, den_q, cross, pre_s, pre_q, pre_x, m2, m3, clamped, ratio_pre, quantile)

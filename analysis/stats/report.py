@@ -15,7 +15,9 @@ Conventions (see docs/statistics.md):
   say at face value) and the always-valid interval is shown alongside under ``sequential``;
 * guardrails carry a ``non_inferiority`` block (one-sided test against a relative margin);
   ``guardrail_alert`` means the harm is shown to exceed the margin;
-* conversions with a 2x2 cell below 10 use Fisher's exact test (``test: "fisher_exact"``).
+* conversions with a 2x2 cell below 10 use Fisher's exact test (``test: "fisher_exact"``);
+* quantile metrics compare order-statistic estimates with a z-test (``test: "quantile_z"``, see
+  ``quantile.py``); ratio metrics get CUPED through ``cuped_ratio.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from . import bayes, cuped, frequentist, sequential
+from . import bayes, cuped, cuped_ratio, frequentist, sequential
+from . import quantile as quantiles
 from .decision import decide
 from .errors import StatsInputError
 from .inputs import (
@@ -132,6 +135,9 @@ def _fixed_horizon(
     elif kind == "conversion":
         p = frequentist.z_pvalue(diff / se)
         df, crit, test = None, frequentist.z_critical(alpha), "z_cuped"
+    elif kind == "quantile":  # order-statistic standard errors: a z-test of the difference
+        diff, se, p, crit = quantiles.z_difference(t, c, alpha)
+        df, test = None, "quantile_z"
     else:
         _, df_a, p = frequentist.welch_ttest(t.mean, t.unit_var, t.n, c.mean, c.unit_var, c.n)
         df = float(df_a)
@@ -149,6 +155,8 @@ def _raw_view(kind: str, st: CleanStats) -> tuple[float | None, float | None]:
     """Displayed mean and sd of a variant, whatever its status."""
     if st.n == 0:
         return None, None
+    if kind == "quantile":
+        return (st.quantile[0] if st.quantile else None), None
     if kind == "ratio":
         if not st.den_s:
             return None, None
@@ -158,6 +166,15 @@ def _raw_view(kind: str, st: CleanStats) -> tuple[float | None, float | None]:
     if kind == "conversion":
         return mean, math.sqrt(mean * (1.0 - mean))
     return mean, (math.sqrt(sample_var(st.n, st.s, st.q, st.m2)) if st.n >= 2 else None)
+
+
+def _quantile_view(kind: str, st: CleanStats) -> dict[str, Any]:
+    """Quantile metrics: the variant's distribution-free interval and the ranks it came from."""
+    if kind != "quantile" or not st.quantile:
+        return {}
+    _, lower, upper, lo_r, hi_r = st.quantile
+    ok = None not in (lower, upper)
+    return {"ci": [lower, upper] if ok else None, "ci_ranks": [lo_r, hi_r] if ok else None}
 
 
 def _insufficient(entry: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -222,7 +239,9 @@ def _non_inferiority(
             else frequentist.z_critical(2.0 * alpha)
         )
         lo, hi = head.rel - crit * head.se_rel, head.rel + crit * head.se_rel
-        stat = (head.rel + margin) / head.se_rel if increase else (margin - head.rel) / head.se_rel
+        distance = (head.rel + margin) if increase else (margin - head.rel)
+        # No spread of the relative lift (e.g. no events in one small arm): the side decides.
+        stat = distance / head.se_rel if head.se_rel > 0 else math.copysign(math.inf, distance) if distance else 0.0
         p = (
             frequentist.t_pvalue(stat, head.df, "larger")
             if head.df is not None
@@ -272,7 +291,11 @@ def _analyze_metric(
     for key, vs in m.variants.items():
         raw_stats[str(key)] = clean_stats(vs, kind, f"{field}.variants.{key}")
     stats = {k: raw_stats.get(k, EMPTY) for k in order}
-    ests = {k: estimate(kind, st) for k, st in stats.items()}
+    if kind == "quantile":
+        assert m.quantile is not None
+        ests = {k: quantiles.quantile_estimate(st, m.quantile, alpha) for k, st in stats.items()}
+    else:
+        ests = {k: estimate(kind, st) for k, st in stats.items()}
 
     cuped_fit: cuped.CupedFit | None = None
     cuped_reason: str | None = None
@@ -280,10 +303,8 @@ def _analyze_metric(
     if has_pre:
         if not use_cuped:
             cuped_reason = "CUPED is switched off for this experiment"
-        elif kind == "ratio":
-            cuped_reason = "CUPED is not applied to ratio metrics"
         else:
-            fit = cuped.fit_cuped(stats)
+            fit = cuped_ratio.fit_cuped_ratio(stats) if kind == "ratio" else cuped.fit_cuped(stats)
             if isinstance(fit, str):
                 cuped_reason = fit
             else:
@@ -299,6 +320,10 @@ def _analyze_metric(
         "status": "ok",
         "variants": [],
     }
+    if kind == "quantile":
+        assert m.quantile is not None
+        out["quantile"] = m.quantile
+        out["quantile_label"] = quantiles.quantile_label(m.quantile)
     increase = m.direction == "increase"
     c_est = ests[control]
     c_mean, c_sd = _raw_view(kind, stats[control])
@@ -316,6 +341,7 @@ def _analyze_metric(
                 if cuped_fit and control in cuped_fit.estimates
                 else {}
             ),
+            **_quantile_view(kind, stats[control]),
         }
     )
     plan: _Plan | None = None
@@ -333,6 +359,7 @@ def _analyze_metric(
             "mean": mean,
             "sd": sd,
             "guardrail_alert": False,
+            **_quantile_view(kind, st),
         }
         if isinstance(c_est, Insufficient):
             out["variants"].append(
@@ -520,6 +547,8 @@ _KEY_ORDER = (
     "mean",
     "sd",
     "mean_adjusted",
+    "ci",
+    "ci_ranks",
     "status",
     "reason",
     "lift",
@@ -689,6 +718,10 @@ def _validate_metric(m: Any, idx: int) -> MetricInput:
     as_choice(m.kind, f"{field}.kind", KINDS)
     as_choice(m.role, f"{field}.role", ROLES)
     as_choice(m.direction, f"{field}.direction", DIRECTIONS)
+    if m.kind == "quantile":
+        as_probability(m.quantile, f"{field}.quantile")
+    elif m.quantile is not None:
+        raise StatsInputError(f"{field}.quantile", "only quantile metrics have a quantile")
     if m.non_inferiority_margin is not None:
         margin = as_float(m.non_inferiority_margin, f"{field}.non_inferiority_margin")
         if not 0.0 < margin <= 1.0:
@@ -759,9 +792,12 @@ def analyze_experiment(
         order += [str(k) for k in m.variants if str(k) not in order]
 
     if exposure_counts is None:
-        exposure_counts = {str(k): vs.n for k, vs in metrics[0].variants.items()} if metrics else {}
+        # Units per variant from the first metric that counts every exposed unit (a quantile
+        # metric's n is the units with a value, which the treatment may change).
+        first = next((i for i, m in enumerate(metrics) if m.kind != "quantile"), 0)
+        exposure_counts = {str(k): vs.n for k, vs in metrics[first].variants.items()} if metrics else {}
         exposure_counts = {
-            k: as_count(v, f"metrics[0].variants.{k}.n") for k, v in exposure_counts.items()
+            k: as_count(v, f"metrics[{first}].variants.{k}.n") for k, v in exposure_counts.items()
         }
     srm = srm_check(exposure_counts, w)
     plan_block = _plan_block(

@@ -22,8 +22,10 @@ from assignment.models import Exposure
 
 from .test_queries import BOUNDARIES, T0, event, expose, make_experiment, store
 
-EXACT = ("n", "clamped_units")
-FLOATS = ("sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross")
+EXACT = ("n", "clamped_units", "lower_rank", "upper_rank")
+FLOATS = ("sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross",
+          "pre_den_sum", "pre_den_sum_sq", "pre_num_den", "pre_num_x_den", "pre_den_x_num", "pre_den_x_den",
+          "quantile_value", "quantile_lower", "quantile_upper")
 
 
 def _factories():
@@ -118,6 +120,8 @@ def test_every_engine_gives_the_same_statistics(generated, factory):
     assert sum(vs.n for vs in want["all"]["conv"].values()) == 400
     assert sum(vs.clamped_units for vs in want["all"]["revenue"].values()) > 0
     assert any(vs.pre_sum for vs in want["all"]["revenue"].values())
+    assert any(vs.pre_den_sum for vs in want["all"]["rpo"].values())  # CUPED for the ratio
+    assert all(vs.quantile_lower is not None for vs in want["all"]["p90"].values())  # window functions
     assert "(other)" in want["segments"] and "(none)" in want["segments"]
 
     loaded = engines.from_django(factory)

@@ -17,6 +17,7 @@ import pytest
 from analysis import privacy, queries
 from analysis.models import Event
 from analysis.stats import VariantStats
+from analysis.stats.quantile import order_statistics
 from assignment import exposures as exposure_buffer
 from assignment.models import Exposure
 from experiments import services
@@ -33,6 +34,8 @@ METRICS = {
     "rpo": dict(event="purchase", kind="ratio", numerator_aggregation="sum", cap=150.0,
                 denominator_event="checkout", denominator_aggregation="count"),
     "views": dict(event="page_view", kind="count", conversion_window_hours=24),
+    "p90": dict(event="purchase", kind="quantile", quantile=0.9, numerator_aggregation="sum",
+                conversion_window_hours=72),
 }
 
 
@@ -122,7 +125,10 @@ def reference(experiment, *, until=None, attribute=None, max_segments=20):
         per_metric = {}
         for link in links:
             m = link.metric
-            pre = experiment.cuped and m.kind != "ratio"
+            if m.kind == "quantile":
+                per_metric[m.key] = _quantile_reference(experiment, m, variants, xs, seg_of, seg, by_unit, until)
+                continue
+            pre = experiment.cuped
             per_variant = {}
             for vid, vkey in variants.items():
                 acc = defaultdict(float)
@@ -139,10 +145,17 @@ def reference(experiment, *, until=None, attribute=None, max_segments=20):
                         acc["den_sum_sq"] += d * d
                         acc["cross_sum"] += y * d
                     if pre:
-                        p, _ = _unit_value(m, x, by_unit[x.unit_id], "pre", until)
+                        p, pd = _unit_value(m, x, by_unit[x.unit_id], "pre", until)
                         acc["pre_sum"] += p
                         acc["pre_sum_sq"] += p * p
                         acc["pre_cross"] += p * y
+                        if pd is not None:  # ratio: CUPED needs the pre-period denominator too
+                            acc["pre_den_sum"] += pd
+                            acc["pre_den_sum_sq"] += pd * pd
+                            acc["pre_num_den"] += p * pd
+                            acc["pre_num_x_den"] += p * d
+                            acc["pre_den_x_num"] += pd * y
+                            acc["pre_den_x_den"] += pd * d
                 ratio = m.kind == "ratio"
                 ys = [_unit_value(m, x, by_unit[x.unit_id], "post", until)[0] for x in xs
                       if x.variant_id == vid and seg_of[x.pk] == seg]
@@ -158,9 +171,31 @@ def reference(experiment, *, until=None, attribute=None, max_segments=20):
                     pre_sum=acc["pre_sum"] if pre else None,
                     pre_sum_sq=acc["pre_sum_sq"] if pre else None,
                     pre_cross=acc["pre_cross"] if pre else None,
+                    **{k: (acc[k] if pre and ratio else None) for k in RATIO_PRE},
                 )
             per_metric[m.key] = per_variant
         out[seg] = per_metric
+    return out
+
+
+def _quantile_reference(experiment, m, variants, xs, seg_of, seg, by_unit, until):
+    """Order statistics of the per-unit values of the units with at least one event."""
+    out = {}
+    for vid, vkey in variants.items():
+        values = []
+        for x in xs:
+            if x.variant_id != vid or seg_of[x.pk] != seg:
+                continue
+            w = m.conversion_window_hours
+            evs = [e for e in by_unit[x.unit_id] if e.event == m.event and x.first_seen <= e.timestamp
+                   and (not w or e.timestamp < x.first_seen + w * HOUR) and (until is None or e.timestamp < until)]
+            if evs:
+                values.append(float(len(evs)) if m.numerator_aggregation == "count"
+                              else float(sum(max(-queries.VALUE_LIMIT, min(queries.VALUE_LIMIT, e.value or 0.0))
+                                             for e in evs)))
+        o = order_statistics(values, float(m.quantile), experiment.significance_level)
+        out[vkey] = VariantStats(n=o.n, quantile_value=o.value, quantile_lower=o.lower, quantile_upper=o.upper,
+                                 lower_rank=o.lower_rank, upper_rank=o.upper_rank)
     return out
 
 
@@ -169,7 +204,9 @@ def raw(vs: VariantStats) -> VariantStats:
     return dataclasses.replace(vs, m2=None, m3=None)
 
 
-FIELDS = ("n", "sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross")
+RATIO_PRE = ("pre_den_sum", "pre_den_sum_sq", "pre_num_den", "pre_num_x_den", "pre_den_x_num", "pre_den_x_den")
+FIELDS = ("n", "sum", "sum_sq", "den_sum", "den_sum_sq", "cross_sum", "pre_sum", "pre_sum_sq", "pre_cross",
+          *RATIO_PRE, "quantile_value", "quantile_lower", "quantile_upper", "lower_rank", "upper_rank")
 
 
 def assert_same(got: VariantStats, want: VariantStats, where=""):
@@ -334,7 +371,10 @@ def test_units_without_events_count_as_zero(db):
     stats = queries.metric_statistics(exp)
     assert stats["conv"]["b"] == VariantStats(n=4, sum=1.0, sum_sq=1.0, pre_sum=0.0, pre_sum_sq=0.0, pre_cross=0.0)
     assert stats["revenue"]["b"].n == 4 and stats["revenue"]["b"].sum == 10.0
-    assert stats["rpo"]["b"] == VariantStats(n=4, sum=10.0, sum_sq=100.0, den_sum=0.0, den_sum_sq=0.0, cross_sum=0.0)
+    zeros = dict.fromkeys(("pre_sum", "pre_sum_sq", "pre_cross", "pre_den_sum", "pre_den_sum_sq", "pre_num_den",
+                           "pre_num_x_den", "pre_den_x_num", "pre_den_x_den"), 0.0)
+    assert stats["rpo"]["b"] == VariantStats(n=4, sum=10.0, sum_sq=100.0, den_sum=0.0, den_sum_sq=0.0, cross_sum=0.0,
+                                             **zeros)
     assert stats["conv"]["control"] == VariantStats(n=0, sum=0.0, sum_sq=0.0, pre_sum=0.0, pre_sum_sq=0.0, pre_cross=0.0)
 
 

@@ -76,7 +76,7 @@ def test_segments_cover_configured_and_targeting_attributes(settings):
     assert list(segments) == ["country", "platform"]
     assert set(segments["platform"]) <= {"ios", "android", "web"}
     summaries = segments["country"]["US"]
-    assert [m["metric"] for m in summaries] == ["purchase"]  # primary metrics only
+    assert [m["metric"] for m in summaries] == ["purchase", "revenue", "refund"]  # every metric
     assert {v["variant"] for v in summaries[0]["variants"]} == {"control", "green"}
     total = sum(v["units"] for value in segments["platform"].values() for v in value[0]["variants"])
     assert total == Exposure.objects.filter(experiment=experiment).count()

@@ -152,7 +152,7 @@ def test_csv_export(analyst, computed, openapi):
     assert float(green["ci_relative_low"]) == payload_green["lift"]["ci_relative"][0]
     segments = [row for row in rows if row["section"] == "segment"]
     assert {row["segment_attribute"] for row in segments} == set(snapshot.payload["segments"])
-    assert all(row["metric"] == "purchase" for row in segments)
+    assert {row["metric"] for row in segments} == {"purchase", "revenue", "refund"}  # every metric
     # Errors stay JSON even when CSV is asked for.
     missing = analyst.get("/api/v1/experiments/checkout/results.csv?at=2000-01-01T00:00:00Z", HTTP_ACCEPT="text/csv")
     assert missing.status_code == 404 and missing["Content-Type"] == "application/json"

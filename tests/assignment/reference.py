@@ -189,10 +189,15 @@ def ref_assign(document, key, unit_id, attributes):
         return exp["shipped_variant"], False, "shipped"
     if status in ("draft", "running", "paused") and exp["overrides"].get(unit_id) in keys:
         return exp["overrides"][unit_id], status == "running", "override"
+    if exp.get("enabled", True) is False:
+        return control, False, "disabled_in_environment"
     if status != "running":
         return control, False, "not_running"
     for rule in exp["targeting"]:
         if not ref_rule(rule, attributes):
+            return control, False, "targeting"
+    for name in exp.get("audiences", []):
+        if not ref_member(document, name, attributes):
             return control, False, "targeting"
     if exp["layer"] is not None:
         layer = document["layers"][exp["layer"]]
@@ -208,3 +213,59 @@ def ref_assign(document, key, unit_id, attributes):
         if start <= b < end:
             return v["key"], True, "assigned"
     return control, False, "traffic_allocation"
+
+
+def ref_override_hash(salt, unit_id):
+    return hashlib.sha256(("override:" + salt + ":" + unit_id).encode("utf-8")).hexdigest()
+
+
+def ref_member(document, name, attributes):
+    """Section 5a: all / any of the conditions; no conditions: everyone; undefined: nobody."""
+    audience = document.get("audiences", {}).get(name)
+    if audience is None:
+        return False
+    conditions = audience["conditions"]
+    if not conditions:
+        return True
+    results = [ref_rule(c, attributes) for c in conditions]
+    return all(results) if audience["match"] == "all" else any(results)
+
+
+def ref_flag(document, key, unit_id, attributes):
+    """Section 6a -> (value, reason, rule_id, variant); ``None`` value for an unknown flag."""
+    flag = next((f for f in document.get("flags", []) if f["key"] == key), None)
+    if flag is None:
+        return None, "unknown_flag", None, None
+    if flag["enabled"] is False:
+        return flag["default"], "disabled", None, None
+    for rule in flag["rules"]:
+        kind = rule["type"]
+        if kind == "force":
+            if all(ref_member(document, a, attributes) for a in rule["audiences"]):
+                return rule["value"], "force", rule["id"], None
+        elif kind == "units":
+            if unit_id in rule["units"]:
+                return rule["units"][unit_id], "units", rule["id"], None
+            hashed = rule["hashed_units"]
+            if hashed and ref_override_hash(flag["unit_salt"], unit_id) in hashed:
+                return hashed[ref_override_hash(flag["unit_salt"], unit_id)], "units", rule["id"], None
+        elif kind == "rollout":
+            member = all(ref_member(document, a, attributes) for a in rule["audiences"])
+            if member and ref_bucket("flag", rule["salt"], unit_id) < ref_units(rule["percent"]):
+                return rule["value"], "rollout", rule["id"], None
+        elif kind == "experiment" and any(e["key"] == rule["experiment"] for e in document["experiments"]):
+            variant, in_experiment, _ = ref_assign_hashed(document, rule["experiment"], unit_id, attributes)
+            if in_experiment and variant in rule["values"]:
+                return rule["values"][variant], "experiment", rule["id"], variant
+    return flag["default"], "default", None, None
+
+
+def ref_assign_hashed(document, key, unit_id, attributes):
+    """``ref_assign`` for either document: the client document names override units by hash."""
+    exp = next(e for e in document["experiments"] if e["key"] == key)
+    hashed = exp.get("hashed_overrides") or {}
+    h = ref_override_hash(exp.get("override_salt", ""), unit_id)
+    if hashed and unit_id not in exp["overrides"] and h in hashed:
+        exp = {**exp, "overrides": {unit_id: hashed[h]}}
+        document = {**document, "experiments": [exp]}
+    return ref_assign(document, key, unit_id, attributes)

@@ -67,7 +67,7 @@ def test_failed_rebuild_keeps_serving_the_last_good_config(make_experiment, monk
     make_experiment("first")
     good = runtime.current()
 
-    def broken():
+    def broken(*args):
         raise RuntimeError("database down")
 
     monkeypatch.setattr(runtime, "build_document", broken)

@@ -11,7 +11,15 @@ from assignment.evaluator import Evaluator, variant_ranges
 from assignment.hashing import bucket
 from assignment.targeting import OPERATORS, matches
 
-from .reference import ref_assign, ref_bucket, ref_ranges, ref_rule, ref_semver_compare
+from .reference import (
+    ref_assign,
+    ref_assign_hashed,
+    ref_bucket,
+    ref_flag,
+    ref_ranges,
+    ref_rule,
+    ref_semver_compare,
+)
 
 VECTORS = json.loads(Path(vectors.PATH).read_text(encoding="utf-8"))
 
@@ -25,8 +33,54 @@ def test_vectors_cover_every_reason():
     reasons = {case["reason"] for case in VECTORS["cases"]}
     assert reasons == {
         "assigned", "override", "not_running", "targeting", "traffic_allocation",
-        "layer_holdout", "layer_other_experiment", "shipped",
+        "layer_holdout", "layer_other_experiment", "shipped", "disabled_in_environment",
     }
+
+
+@pytest.mark.parametrize(("cases", "document"), [("flag_cases", "document"), ("client_flag_cases", "client_document")])
+def test_flag_vectors_evaluator_and_reference(cases, document):
+    """Every flag case: the evaluator and the spec's transcription give the committed answer,
+    and every reason and every rule kind decides at least one case."""
+    doc = VECTORS[document]
+    evaluator = Evaluator(doc)
+    for case in VECTORS[cases]:
+        expected = (case["value"], case["reason"], case["rule_id"], case["variant"])
+        got = evaluator.evaluate_flag(case["flag"], case["unit_id"], case["attributes"])
+        assert (got.value, got.reason, got.rule_id, got.variant) == expected, case
+        assert ref_flag(doc, case["flag"], case["unit_id"], case["attributes"]) == expected, case
+    vectors.check_flag_coverage(VECTORS[cases], doc)
+
+
+def test_client_flag_cases_equal_the_full_documents_answers():
+    """Hashing the listed units and leaving out unused audiences changes no answer."""
+    strip = [{k: c[k] for k in ("flag", "unit_id", "value", "reason", "rule_id", "variant")}
+             for c in VECTORS["flag_cases"]]
+    assert strip == [{k: c[k] for k in strip[0]} for c in VECTORS["client_flag_cases"]]
+    client = VECTORS["client_document"]
+    assert "unused" not in client["audiences"] and "unused" in VECTORS["document"]["audiences"]
+    assert all(not r["units"] for f in client["flags"] for r in f["rules"] if r["type"] == "units")
+    assert "qa-user-1" not in json.dumps(client["flags"])
+
+
+def test_ramp_vectors_only_add_units():
+    """The ramp flags share one salt at 0, 10, 50, 100 %: a unit on at one step stays on."""
+    on = {}
+    for case in VECTORS["flag_cases"]:
+        if case["flag"] in vectors.RAMP_FLAGS:
+            on.setdefault(case["flag"], set())
+            if case["value"] is True:
+                on[case["flag"]].add(case["unit_id"])
+    steps = [on[k] for k in vectors.RAMP_FLAGS]
+    assert steps[0] == set() and len(steps[-1]) == len(vectors.UNIT_IDS)
+    assert all(a < b for a, b in zip(steps, steps[1:], strict=False))
+
+
+def test_client_case_vectors_reference():
+    """The client document's answers, hashed overrides included, follow the spec's transcription."""
+    doc = VECTORS["client_document"]
+    for case in VECTORS["client_cases"]:
+        expected = (case["variant"], case["in_experiment"], case["reason"])
+        assert ref_assign_hashed(doc, case["experiment"], case["unit_id"], case["attributes"]) == expected, case
 
 
 @pytest.mark.parametrize("case", VECTORS["hash"], ids=lambda c: f"{c['namespace']}:{c['salt']}:{c['unit_id'][:10]}")

@@ -51,12 +51,24 @@ def test_demo_report_in_chromium(live_server, page, demo, artifacts):
     # The stylesheet is served (no CDN): the decision card has its coloured border.
     assert page.eval_on_selector("#decision", "e => getComputedStyle(e).borderLeftWidth") == "6px"
 
+    # Day by day (issue 17): every metric's daily value and cumulative lift, the partial day marked.
+    daily = page.locator("#daily")
+    assert daily.is_visible()
+    assert page.locator("#daily .daily-metric").count() == 5
+    lift = page.locator("#daily-purchase svg.chart-line").nth(1)
+    box = lift.bounding_box()
+    assert box and box["width"] > 200 and box["height"] > 100
+    assert lift.locator("polyline.series").count() >= 1 and lift.locator("polygon.band").count() >= 1
+    if "is partial" in daily.locator("p").first.inner_text():
+        assert page.locator("#daily svg g.partial").count() == 2 * 5
+        assert "partial day" in page.locator("#daily-purchase svg g.partial").first.inner_html()
     page.screenshot(path=str(artifacts / "report-checkout-button.png"), full_page=True)
     assert_accessible(page, "report-detail", artifacts)
     # Every chart has its numbers as a table (its text alternative), checked by axe-core when open.
     assert page.locator("figure.chart-box details.chart-data table").count() == page.locator("svg.chart").count()
     page.eval_on_selector_all("details.chart-data", "els => els.forEach(e => e.open = true)")
     assert page.locator("#exposures details.chart-data table").is_visible()
+    assert page.locator("#daily-purchase details.chart-data table").first.is_visible()
     assert_accessible(page, "report-detail-tables", artifacts)
 
     with page.expect_download() as download:

@@ -29,6 +29,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/config"): "client",
     ("POST", "/api/v1/events"): "client",
     ("POST", "/api/v1/exposures"): "client",
+    ("POST", "/api/v1/flags/evaluate"): "client",
     ("GET", "/api/v1/sample-size"): "client",
     # analysts: read definitions and results, recompute a report
     ("GET", "/api/v1/experiments"): "analyst",
@@ -44,6 +45,16 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/experiments/{key}/results/refresh"): "analyst",
     ("GET", "/api/v1/tasks/{task_id}"): "analyst",
     ("GET", "/api/v1/experiments/{key}/approvals"): "analyst",
+    # flags, audiences, environments (definitions: analysts read, admins change)
+    ("GET", "/api/v1/flags"): "analyst",
+    ("GET", "/api/v1/flags/{key}"): "analyst",
+    ("GET", "/api/v1/flags/{key}/history"): "analyst",
+    ("GET", "/api/v1/audiences"): "analyst",
+    ("GET", "/api/v1/audiences/{key}"): "analyst",
+    ("GET", "/api/v1/audiences/{key}/history"): "analyst",
+    ("GET", "/api/v1/environments"): "analyst",
+    ("GET", "/api/v1/environments/{key}"): "analyst",
+    ("GET", "/api/v1/experiments/{key}/audiences"): "analyst",
     # admins: change definitions, run experiments, erase a unit's data
     ("POST", "/api/v1/experiments"): "admin",
     ("PATCH", "/api/v1/experiments/{key}"): "admin",
@@ -59,14 +70,26 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/experiments/{key}/approvals"): "admin",
     ("POST", "/api/v1/approvals/{approval_id}/approve"): "admin",
     ("POST", "/api/v1/approvals/{approval_id}/reject"): "admin",
+    ("POST", "/api/v1/flags"): "admin",
+    ("PATCH", "/api/v1/flags/{key}"): "admin",
+    ("DELETE", "/api/v1/flags/{key}"): "admin",
+    ("PUT", "/api/v1/flags/{key}/environments/{environment}"): "admin",
+    ("POST", "/api/v1/audiences"): "admin",
+    ("PATCH", "/api/v1/audiences/{key}"): "admin",
+    ("DELETE", "/api/v1/audiences/{key}"): "admin",
+    ("POST", "/api/v1/environments"): "admin",
+    ("PUT", "/api/v1/experiments/{key}/audiences"): "admin",
+    ("PUT", "/api/v1/experiments/{key}/environments/{environment}"): "admin",
 }
 RANK = {"client": 1, "analyst": 2, "admin": 3}
 CALLERS = ("none", "revoked", "expired", "client", "analyst", "admin")
 
 #: Plausible requests, so allowed callers reach the view's real work (not only validation).
-PATH_VALUES = {"key": "matrix-exp", "unit_id": "matrix-unit", "task_id": "no-such-task", "approval_id": "1"}
+PATH_VALUES = {"key": "matrix-exp", "unit_id": "matrix-unit", "task_id": "no-such-task", "approval_id": "1",
+               "environment": "staging"}
 BODIES = {
     ("POST", "/api/v1/assignments"): {"unit_id": "u-1", "attributes": {"country": "CN"}},
+    ("POST", "/api/v1/flags/evaluate"): {"unit_id": "u-1", "attributes": {"country": "CN"}},
     ("POST", "/api/v1/events"): {"events": [{"event_id": "matrix-1", "unit_id": "u-1", "event": "purchase", "value": 1}]},
     ("POST", "/api/v1/experiments"): {
         "key": "matrix-new", "name": "n", "variants": [
@@ -77,6 +100,15 @@ BODIES = {
     ("POST", "/api/v1/metrics"): {"key": "matrix-metric", "name": "m", "event": "click", "kind": "count"},
     ("POST", "/api/v1/layers"): {"key": "matrix-layer", "name": "l"},
     ("POST", "/api/v1/experiments/{key}/approvals"): {"action": "complete", "shipped_variant": "b"},
+    ("POST", "/api/v1/flags"): {"key": "matrix-flag", "name": "f", "type": "boolean", "default": False},
+    ("PATCH", "/api/v1/flags/{key}"): {"description": "changed"},
+    ("PUT", "/api/v1/flags/{key}/environments/{environment}"): {
+        "enabled": True, "rules": [{"type": "rollout", "value": True, "percent": 10}]},
+    ("POST", "/api/v1/audiences"): {"key": "matrix-audience", "name": "a", "match": "all", "conditions": []},
+    ("PATCH", "/api/v1/audiences/{key}"): {"description": "changed"},
+    ("POST", "/api/v1/environments"): {"key": "matrix-env", "name": "e"},
+    ("PUT", "/api/v1/experiments/{key}/audiences"): {"audiences": ["matrix-exp"]},
+    ("PUT", "/api/v1/experiments/{key}/environments/{environment}"): {"enabled": False},
 }
 QUERIES = {
     ("GET", "/api/v1/experiments/{key}/assignment"): {"unit_id": "u-1", "country": "CN"},
@@ -112,6 +144,11 @@ def callers(api_key):
         "metrics": [{"metric": "purchase", "role": "primary"}],
     })
     services.start_experiment(exp)
+    from experiments import audiences, flags
+    from experiments.models import Audience
+
+    flags.create_flag({"key": "matrix-exp", "name": "f", "value_type": "boolean", "default_value": False})
+    audiences.save_audience(Audience(), {"key": "matrix-exp", "name": "a"})
     revoked_obj, revoked = create_api_key("revoked", "admin")
     revoke_api_key(APIKey.objects.get(pk=revoked_obj.pk))
     _, expired = create_api_key("expired", "admin", expiry_date=timezone.now() - timedelta(seconds=1))

@@ -198,6 +198,7 @@ def test_import_events_applies_the_same_bounds_and_survives_hostile_cells(tmp_pa
 
 @pytest.mark.parametrize("path, template", [
     ("/api/v1/assignments", '{"unit_id": "p", "attributes": %s}'),
+    ("/api/v1/flags/evaluate", '{"unit_id": "p", "flags": %s}'),
     ("/api/v1/events", '{"events": %s}'),
     ("/api/v1/experiments", '{"key": %s}'),
     ("/api/v1/metrics", '{"key": "m", "name": %s}'),
@@ -238,7 +239,7 @@ def test_a_variant_payload_600_levels_deep_is_a_400(world):
 @pytest.mark.parametrize("method, path", [
     ("post", "/api/v1/experiments"), ("patch", "/api/v1/experiments/limits"), ("post", "/api/v1/metrics"),
     ("post", "/api/v1/layers"), ("post", "/api/v1/experiments/limits/complete"), ("post", "/api/v1/events"),
-    ("post", "/api/v1/assignments"),
+    ("post", "/api/v1/assignments"), ("post", "/api/v1/flags/evaluate"),
 ])
 def test_a_body_over_the_limit_is_a_json_413(world, method, path):
     """The definition endpoints answered Django's HTML "Bad Request (400)" page."""

@@ -22,7 +22,7 @@ def node():
 
 def test_js_sdk_unit_and_vector_tests(node):
     result = subprocess.run(
-        [node, "--test", "test/vectors.test.js", "test/client.test.js"],
+        [node, "--test", "test/vectors.test.js", "test/client.test.js", "test/flags.test.js"],
         cwd=SDK_JS, capture_output=True, text=True, timeout=120,
         env={**os.environ, "VECTORS": str(VECTORS)},
     )

@@ -72,3 +72,15 @@ def test_refuses_bad_documents(document):
 def test_unknown_experiment_answers_instead_of_failing():
     answer = Evaluator(DATA["document"]).evaluate("no-such", "u-1")
     assert (answer.variant, answer.in_experiment, answer.reason) == (None, False, "unknown_experiment")
+
+
+@pytest.mark.parametrize(("cases", "document"), [("flag_cases", "document"), ("client_flag_cases", "client_document")])
+def test_flag_vectors(cases, document):
+    """Every flag case from the full and the client-safe document (section 6a)."""
+    evaluator = Evaluator(DATA[document])
+    assert {c["reason"] for c in DATA[cases]} >= {"force", "units", "rollout", "experiment", "default",
+                                                  "disabled", "unknown_flag"}
+    for case in DATA[cases]:
+        got = evaluator.flags.evaluate(case["flag"], case["unit_id"], case["attributes"])
+        assert (got.value, got.reason, got.rule_id, got.variant) == (
+            case["value"], case["reason"], case["rule_id"], case["variant"]), case

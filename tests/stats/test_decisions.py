@@ -168,3 +168,15 @@ def test_skew_warning_kohavi_rule():
     y = rng.normal(10, 1, 400)
     v = treatment(_run([metric("m", "sum", {"control": vs(y), "green": vs(y + 0.1)})]), "m", "green")
     assert not any("skewed" in w for w in v["warnings"])
+
+
+def test_guardrail_without_spread_does_not_divide_by_zero():
+    """Regression (segments analyse guardrails too): no events in a small treatment arm gives a
+    relative lift of -100 % with no spread; the non-inferiority test must not raise."""
+    errors = {"control": conv(40, 3), "green": conv(40, 0)}
+    ni = treatment(_run([metric("err", "conversion", errors, role="guardrail", direction="decrease")]),
+                   "err", "green")["non_inferiority"]
+    assert ni["p_value"] == 0.0 and ni["worst_case_relative"] == -1.0 and ni["status"] == "holds"
+    # the same drop where higher is better: shown beyond the margin
+    ni = treatment(_run([metric("ret", "conversion", errors, role="guardrail")]), "ret", "green")["non_inferiority"]
+    assert ni["p_value"] == 1.0 and ni["status"] == "breached"

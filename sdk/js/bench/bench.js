@@ -6,7 +6,14 @@ const seconds = Number(process.argv[2] ?? 2);
 const variants = [{ key: "control", weight: 50, is_control: true, payload: {} }, { key: "green", weight: 50, is_control: false, payload: { color: "green" } }];
 const experiment = (key, targeting = []) => ({ key, status: "running", salt: key, traffic_allocation: 100, layer: null, layer_range: null, variants, targeting, overrides: {}, shipped_variant: null });
 const doc = { schema_version: 1, version: "bench", hash: { algorithm: "sha256", buckets: 10000 }, layers: {},
-  experiments: [experiment("plain"), experiment("targeted", [{ attribute: "country", operator: "in", values: ["CN", "US"] }])] };
+  experiments: [experiment("plain"), experiment("targeted", [{ attribute: "country", operator: "in", values: ["CN", "US"] }])],
+  audiences: { eu: { match: "all", conditions: [{ attribute: "country", operator: "in", values: ["DE", "FR"] }] } },
+  // A flag with three rules: a force rule whose audience fails, a units rule that does not list
+  // the unit, a 50 % rollout that hashes (bench/bench_flags.py measures the same in Python).
+  flags: [{ key: "new-checkout", type: "boolean", default: false, enabled: true, unit_salt: "", rules: [
+    { id: "r1", type: "force", audiences: ["eu"], value: true },
+    { id: "r2", type: "units", units: { "qa-user-1": true }, hashed_units: {} },
+    { id: "r3", type: "rollout", audiences: [], value: true, percent: 50, salt: "new-checkout" }] }] };
 
 function rate(fn) {
   let n = 0;
@@ -25,4 +32,5 @@ for (const key of ["plain", "targeted"]) {
   const bare = rate((u) => evaluator.evaluate(key, u, attrs));
   console.log(`${key.padEnd(9)} with exposures ${Math.round(withLog).toLocaleString("en")}/s, evaluator alone ${Math.round(bare).toLocaleString("en")}/s`);
 }
+console.log(`flag, 3 rules: client.getFlag ${Math.round(rate((u) => client.getFlag("new-checkout", u, attrs))).toLocaleString("en")}/s`);
 console.log(`queued ${client.stats.queued.toLocaleString("en")}, dropped ${client.stats.dropped.toLocaleString("en")} (queue bound 10,000, no server)`);

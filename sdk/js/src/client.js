@@ -2,6 +2,7 @@
 // `assign` is synchronous and never touches the network. Browsers and Node 18+ (global fetch).
 
 import { Evaluator } from "./evaluator.js";
+import { flagResult } from "./flags.js";
 
 /** The server's limit per POST /api/v1/exposures. */
 export const MAX_BATCH = 1000;
@@ -189,6 +190,45 @@ export class Client {
       for (const a of answers) if (a.reason === "assigned") this._expose(a, unitId, attributes, evaluator.version);
     }
     return answers;
+  }
+
+  /**
+   * The value of flag `key` for `unitId` (synchronous, no I/O); when an experiment rule decides,
+   * its exposure is queued exactly as `assign` would. Without a configuration, or for a flag it
+   * lacks, the value is `defaultValue` (reason `no_config` / `unknown_flag`).
+   * @param {string} key @param {string} unitId @param {Attributes} [attributes] @param {any} [defaultValue]
+   * @returns {import("./flags.js").FlagResult}
+   */
+  getFlag(key, unitId, attributes = {}, defaultValue = null) {
+    const evaluator = this.evaluator;
+    if (!evaluator) return flagResult(key, defaultValue, "no_config");
+    const result = evaluator.flags.evaluate(key, unitId, attributes, defaultValue);
+    this._flagExposure(result, unitId, attributes, evaluator.version);
+    return result;
+  }
+
+  /**
+   * Every flag of the configuration (or `keys`) for `unitId`, by key.
+   * @param {string} unitId @param {Attributes} [attributes] @param {string[]} [keys]
+   * @returns {Object<string, import("./flags.js").FlagResult>}
+   */
+  getFlags(unitId, attributes = {}, keys = undefined) {
+    const evaluator = this.evaluator;
+    const out = {};
+    if (!evaluator) {
+      for (const key of keys ?? []) out[key] = flagResult(key, null, "no_config");
+      return out;
+    }
+    for (const result of evaluator.flags.evaluateMany(unitId, attributes, keys)) {
+      this._flagExposure(result, unitId, attributes, evaluator.version);
+      out[result.key] = result;
+    }
+    return out;
+  }
+
+  _flagExposure(result, unitId, attributes, version) {
+    const answer = result.assignment;
+    if (answer && answer.reason === "assigned" && this.logExposures) this._expose(answer, unitId, attributes, version);
   }
 
   _expose(answer, unitId, attributes, version) {

@@ -2,6 +2,8 @@
 // no I/O, synchronous. Checked against assignment/vectors.json by test/vectors.test.js.
 
 import { sha256Hex, sha256Words } from "./sha256.js";
+import { Audiences } from "./audiences.js";
+import { FlagEvaluator } from "./flags.js";
 
 export const SCHEMA_VERSION = 1;
 export const BUCKETS = 10000;
@@ -11,7 +13,7 @@ export const BUCKETS = 10000;
  * @typedef {{experiment: string, variant: string|null, inExperiment: boolean, reason: string,
  *            detail: string, payload: any, phase: (number|null)}} Assignment
  *   `reason`: assigned | override | not_running | targeting | layer_holdout |
- *   layer_other_experiment | traffic_allocation | shipped, and in the SDK only
+ *   layer_other_experiment | traffic_allocation | shipped | disabled_in_environment, and in the SDK only
  *   unknown_experiment | no_config.
  * @typedef {{attribute: string, operator: string, values: any[]}} Rule
  */
@@ -252,7 +254,7 @@ function answer(experiment, variant, inExperiment, reason, detail, payload, phas
 }
 
 class CompiledExperiment {
-  constructor(spec, layers) {
+  constructor(spec, layers, audiences = null) {
     if (spec === null || typeof spec !== "object" || !hasOwn(spec, "key") || !hasOwn(spec, "status")) {
       throw new DocumentError("experiment entry is malformed");
     }
@@ -276,6 +278,7 @@ class CompiledExperiment {
       if (bounds[i][1] > bounds[i][0]) this.ranges.push([bounds[i][0], bounds[i][1], String(v.key), orDefault(get(v, "payload"), {})]);
     });
     this.checks = (orDefault(get(spec, "targeting"), [])).map(compileRule);
+    if (audiences) this.checks.push(...audiences.checks(get(spec, "audiences"))); // section 5a
     this.layer = null;
     this.layerStart = 0;
     this.layerEnd = 0;
@@ -299,6 +302,8 @@ class CompiledExperiment {
     const shipped = get(spec, "shipped_variant");
     if (shipped !== undefined && shipped !== null && SHIPPABLE.has(this.status) && this.variants.has(String(shipped))) {
       this.fixed = answer(this.key, String(shipped), false, "shipped", `experiment is ${this.status}`, this.variants.get(String(shipped)));
+    } else if (get(spec, "enabled") === false) {
+      this.fixed = answer(this.key, this.control[0], false, "disabled_in_environment", "experiment is switched off in this environment", this.control[1]);
     } else if (!this.running) {
       this.fixed = answer(this.key, this.control[0], false, "not_running", `experiment is ${this.status}`, this.control[1]);
     }
@@ -369,11 +374,14 @@ export class Evaluator {
     }
     /** @type {Map<string, CompiledExperiment>} */
     this.experiments = new Map();
+    const audiences = new Audiences(get(document, "audiences"));
     for (const spec of document.experiments) {
-      const compiled = new CompiledExperiment(spec, layers);
+      const compiled = new CompiledExperiment(spec, layers, audiences);
       this.experiments.set(compiled.key, compiled);
     }
     this.runningKeys = [...this.experiments.values()].filter((e) => e.running).map((e) => e.key);
+    /** The document's feature flags (flags.js), sharing the compiled experiments. */
+    this.flags = new FlagEvaluator(get(document, "flags"), this.experiments, audiences);
   }
 
   /** @param {string} key @returns {boolean} */

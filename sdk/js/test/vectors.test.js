@@ -67,3 +67,15 @@ test("attribute names from Object.prototype are not attributes", () => {
   const rule = { attribute: "constructor", operator: "exists", values: [] };
   assert.equal(rulePasses(rule, {}), false);
 });
+
+for (const [cases, doc] of [["flag_cases", "document"], ["client_flag_cases", "client_document"]]) {
+  test(`flag vectors (${cases})`, { skip: !DATA[cases] && "no flag vectors in this version" }, () => {
+    const evaluator = new Evaluator(DATA[doc]);
+    const reasons = new Set(DATA[cases].map((c) => c.reason));
+    for (const r of ["force", "units", "rollout", "experiment", "default", "disabled", "unknown_flag"]) assert.ok(reasons.has(r), r);
+    for (const c of DATA[cases]) {
+      const r = evaluator.flags.evaluate(c.flag, c.unit_id, c.attributes);
+      assert.deepEqual([r.value, r.reason, r.ruleId, r.variant], [c.value, c.reason, c.rule_id, c.variant], JSON.stringify(c));
+    }
+  });
+}

@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .evaluator import NO_CONFIG, Assignment, DocumentError, Evaluator
+from .flags import FlagsMixin
 
 logger = logging.getLogger("abplatform_sdk")
 
@@ -50,7 +51,7 @@ class _Response:
         self.status, self.headers, self.body = status, headers, body
 
 
-class Client:
+class Client(FlagsMixin):
     """Assign locally from ``GET /api/v1/config`` and report exposures in batches.
 
     >>> client = Client("https://ab.example.com", api_key="...")          # doctest: +SKIP

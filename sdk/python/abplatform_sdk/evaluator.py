@@ -24,6 +24,7 @@ LAYER_HOLDOUT = "layer_holdout"
 LAYER_OTHER_EXPERIMENT = "layer_other_experiment"
 TRAFFIC_ALLOCATION = "traffic_allocation"
 SHIPPED = "shipped"
+DISABLED_IN_ENVIRONMENT = "disabled_in_environment"
 #: SDK-only reasons: the experiment is not in the configuration, or there is no configuration.
 UNKNOWN_EXPERIMENT = "unknown_experiment"
 NO_CONFIG = "no_config"
@@ -285,7 +286,7 @@ class _Experiment:
         "hashed_overrides", "fixed",
     )
 
-    def __init__(self, spec: Mapping[str, Any], layers: Mapping[str, tuple]) -> None:
+    def __init__(self, spec: Mapping[str, Any], layers: Mapping[str, tuple], audiences: Any = None) -> None:
         try:
             self.key = str(spec["key"])
             self.status = str(spec["status"])
@@ -304,6 +305,8 @@ class _Experiment:
             for i in range(len(variants)) if bounds[i][1] > bounds[i][0]
         )
         self.checks = tuple(compile_rule(r) for r in spec.get("targeting") or [])
+        if spec.get("audiences") and audiences is not None:  # section 5a: like targeting rules
+            self.checks += audiences.checks(spec["audiences"])
         self.layer = None
         self.layer_start = self.layer_end = 0
         layer_key = spec.get("layer")
@@ -327,6 +330,9 @@ class _Experiment:
         if shipped is not None and self.status in _SHIPPABLE and str(shipped) in self.variants:
             self.fixed = Assignment(self.key, str(shipped), False, SHIPPED,
                                     f"experiment is {self.status}", self.variants[str(shipped)])
+        elif spec.get("enabled", True) is False:
+            self.fixed = Assignment(self.key, self.control[0], False, DISABLED_IN_ENVIRONMENT,
+                                    "experiment is switched off in this environment", self.control[1])
         elif not self.running:
             self.fixed = Assignment(self.key, self.control[0], False, NOT_RUNNING,
                                     f"experiment is {self.status}", self.control[1])
@@ -403,16 +409,23 @@ class Evaluator:
             }
         except (AttributeError, TypeError, ValueError) as exc:
             raise DocumentError(f"layers are malformed: {exc!r}") from exc
+        from .audiences import Audiences  # (late: they build on this module)
+        from .flags import FlagEvaluator
+        audiences = Audiences(document.get("audiences"))
         self._experiments: dict[str, _Experiment] = {}
         for spec in experiments:
             if not isinstance(spec, Mapping):
                 raise DocumentError("experiment entries must be objects")
             try:
-                compiled = _Experiment(spec, layers)
+                compiled = _Experiment(spec, layers, audiences)
             except (TypeError, ValueError, IndexError) as exc:
                 raise DocumentError(f"experiment entry is malformed: {exc!r}") from exc
             self._experiments[compiled.key] = compiled
         self.running_keys = tuple(k for k, e in self._experiments.items() if e.running)
+        try:
+            self.flags = FlagEvaluator(document.get("flags"), self._experiments, audiences)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise DocumentError(f"flag entry is malformed: {exc!r}") from exc
 
     def __contains__(self, key: object) -> bool:
         return key in self._experiments
