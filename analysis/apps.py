@@ -6,6 +6,7 @@ class AnalysisConfig(AppConfig):
     verbose_name = "Analysis"
 
     def ready(self) -> None:
-        from . import signals
+        from . import checks, mirror, signals  # noqa: F401 - checks registers itself
 
         signals.connect()
+        mirror.connect()

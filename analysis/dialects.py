@@ -42,6 +42,15 @@ class Dialect:
     #: CTE hints: the exposure CTE (read once per event row) and CTEs read twice (v, c).
     materialize_exposures = False
     materialize_reused = True
+    #: Per-metric pilot means as window aggregates over the per-unit values (``AVG(y) OVER ()``)
+    #: instead of a second CTE joined back: for engines that inline CTEs (the per-unit join
+    #: would run twice).
+    window_pilots = False
+    #: The exposures on the right of the event join (the hash join's build side, the smaller
+    #: input) for engines that build the hash table from the right side as written.
+    exposures_on_the_right = False
+    #: Appended to the heavy aggregation query (engine settings).
+    heavy_settings = ""
 
     def quote(self, name: str) -> str:
         """Identifier quoting (Django's for SQLite/PostgreSQL; ClickHouse and DuckDB accept it)."""
@@ -190,6 +199,12 @@ class ClickHouse(Dialect):
     text_type = "String"
     least = "least"
     materialize_reused = False  # CTEs are inlined; no hint
+    # ClickHouse inlines CTEs: a pilot CTE read from v would evaluate the event join twice.
+    window_pilots = True
+    exposures_on_the_right = True
+    # Copies of an event (same event_id, same timestamp) are in one monthly partition, so FINAL
+    # need not merge across partitions (a merged partition is then read without merging).
+    heavy_settings = " SETTINGS do_not_merge_across_partitions_select_final = 1"
 
     def source(self, table: str, alias: str = "") -> str:
         # ReplacingMergeTree keeps a retried insert until a background merge: FINAL reads each

@@ -20,6 +20,8 @@ from .models import Event
 
 #: Columns loaded (the builder reads no others), in insert order.
 EVENT_FIELDS = ("event_id", "unit_id", "event", "value", "timestamp")
+#: What ``clickhouse_init --copy`` copies of an event (``received_at`` starts anew).
+COPY_EVENT_FIELDS = (*EVENT_FIELDS, "properties")
 EXPOSURE_FIELDS = ("id", "experiment", "variant", "unit_id", "first_seen", "attributes", "phase")
 
 _TYPES = {
@@ -64,7 +66,7 @@ def _row(dialect: dialects.Dialect, obj, fields: Iterable[str]) -> tuple:
         value = getattr(obj, field.attname)
         if isinstance(value, datetime):
             value = dialect.timestamp(value) if dialect.name == "clickhouse" else _naive_utc(value)
-        elif f == "attributes":
+        elif f in ("attributes", "properties"):
             value = json.dumps(value or {})
         out.append(value)
     return tuple(out)
@@ -129,16 +131,25 @@ def chdb_connection_engine(conn: Any) -> dialects.Engine:
 
 
 def _load_rows(engine: dialects.Engine, events: Iterable[Event], exposures: Iterable[Exposure], *,
-               batch: int = 10_000) -> None:
-    """Insert rows into an engine's existing tables (ClickHouse: ``clickhouse_init``'s)."""
+               batch: int = 10_000, event_fields: Iterable[str] = EVENT_FIELDS) -> None:
+    """Insert rows into an engine's existing tables (ClickHouse: ``clickhouse_init``'s), one
+    INSERT per ``batch`` rows, never holding more than one batch."""
     dialect = engine.dialect
-    for model, fields, rows in ((Event, EVENT_FIELDS, events), (Exposure, EXPOSURE_FIELDS, exposures)):
+    for model, fields, rows in ((Event, tuple(event_fields), events), (Exposure, EXPOSURE_FIELDS, exposures)):
         head, values = _insert_sql(dialect, model, list(fields), "%s").split(" VALUES ")
-        data = [_row(dialect, obj, fields) for obj in rows]
-        for start in range(0, len(data), batch):  # one INSERT per batch
-            chunk = data[start : start + batch]
+
+        def insert(chunk: list[tuple], head: str = head, values: str = values) -> None:
             engine.execute(dialect, f"{head} VALUES {', '.join([values] * len(chunk))}",
                            [v for row in chunk for v in row])
+
+        chunk: list[tuple] = []
+        for obj in rows:
+            chunk.append(_row(dialect, obj, fields))
+            if len(chunk) >= batch:
+                insert(chunk)
+                chunk = []
+        if chunk:
+            insert(chunk)
 
 
 def from_django(factory) -> dialects.Engine:

@@ -25,7 +25,7 @@ from access.permissions import IsAdmin, IsClient
 from assignment.serializers import ErrorSerializer  # the shared "Error" component
 from experiments.models import EVENT_NAME_VALIDATOR
 
-from . import ingestion, privacy
+from . import ingestion, privacy, stream
 
 # --- serializers -------------------------------------------------------------------------------
 
@@ -168,6 +168,12 @@ _NOT_A_BATCH = OpenApiResponse(
 _BAD_UNIT = OpenApiResponse(OpenApiTypes.OBJECT, description="An impossible unit id (`unit_id`).")
 
 
+def _stream_unavailable(exc: stream.StreamError) -> Response:
+    """503 with Retry-After: the event stream (ANALYTICS_BACKEND=clickhouse) is full or down."""
+    return Response({"detail": f"{exc}; retry later."}, status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                    headers={"Retry-After": str(exc.retry_after)})
+
+
 def _max_body() -> int:
     return int(getattr(settings, "API_MAX_BODY_BYTES", 2 * 1024 * 1024))
 
@@ -212,7 +218,10 @@ class EventBatchView(APIView):
             return too_large
         serializer = EventBatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = ingestion.ingest_events(serializer.validated_data["events"])
+        try:
+            result = ingestion.ingest_events(serializer.validated_data["events"])
+        except stream.StreamError as exc:
+            return _stream_unavailable(exc)
         return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)
 
 
@@ -244,7 +253,10 @@ class UnitErasureView(APIView):
             )
         if not ingestion.text_ok(unit_id):
             return Response({"unit_id": [ingestion.BAD_TEXT]}, status=status.HTTP_400_BAD_REQUEST)
-        deleted = privacy.erase_unit(unit_id)
+        try:
+            deleted = privacy.erase_unit(unit_id)
+        except stream.StreamError as exc:  # nothing is silently kept: the erasure is retried
+            return _stream_unavailable(exc)
         return Response({"unit_id": unit_id, "deleted": deleted})
 
 

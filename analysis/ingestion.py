@@ -24,6 +24,7 @@ from django.db import connection, transaction
 
 from experiments.models import EVENT_NAME_VALIDATOR
 
+from . import clickhouse, stream
 from .models import Event
 
 MAX_BATCH = 1000
@@ -250,7 +251,10 @@ def ingest_events(items: Sequence[Any], *, now: datetime | None = None) -> Inges
         seen.add(event_id)
         rows.append(row)  # type: ignore[arg-type]
     erased: list[str] = []
-    inserted = write_events(rows, received_at=now, erased=erased)
+    if clickhouse.enabled():
+        inserted = append_to_stream(rows, received_at=now, erased=erased)
+    else:
+        inserted = write_events(rows, received_at=now, erased=erased)
     if erased:  # events of erased units from before their erasure (analysis.privacy)
         refused = set(erased)
         for index, item in enumerate(items):
@@ -290,6 +294,34 @@ def write_events(rows: Sequence[Row], *, received_at: datetime, erased: list[str
         if connection.vendor == "postgresql":
             return _write_postgresql(rows, received_at)
         return _write_generic(rows, received_at)
+
+
+def append_to_stream(rows: Sequence[Row], *, received_at: datetime, erased: list[str] | None = None) -> int:
+    """``ANALYTICS_BACKEND=clickhouse``: append the batch to the event stream (one entry), for the
+    loader to insert into ClickHouse; returns how many events it holds.
+
+    Events of erased units from before their erasure are refused here already (no lock needed:
+    an erasure that commits between this check and the append purges the stream first or is
+    seen by the loader, which checks the tombstones again under the lock). Duplicates of events
+    stored earlier are not known here; ClickHouse reads them once (``analysis.clickhouse``).
+    Raises ``stream.StreamFull`` / ``stream.StreamUnavailable`` (the API answers 503).
+    """
+    from assignment import erasure
+
+    if not rows:
+        return 0
+    tombstones = erasure.erased_at((row[1] for row in rows), since=min(row[4] for row in rows))
+    if tombstones:
+        kept = []
+        for row in rows:
+            when = tombstones.get(row[1])
+            if when is not None and row[4] <= when:
+                if erased is not None:
+                    erased.append(row[0])
+            else:
+                kept.append(row)
+        rows = kept
+    return stream.append_events(rows, received_at)
 
 
 def _without_erased(rows: Sequence[Row], erased: list[str] | None) -> Sequence[Row]:

@@ -1,6 +1,7 @@
 """Erasure of everything recorded about one unit (a data subject's right to be forgotten).
 
-Every copy: events, exposures (stored, buffered or queued: a tombstone makes later writes of
+Every copy: events (with ``ANALYTICS_BACKEND=clickhouse`` in ClickHouse and in the pending
+event stream too), exposures (stored, buffered or queued: a tombstone makes later writes of
 the unit's data from before the erasure drop it, see ``assignment.erasure``), rejected exposures,
 QA overrides with their history, the admin log's mentions of those overrides, and segment rows
 of stored report snapshots small enough to single the unit out. docs/operations.md states the
@@ -16,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import clickhouse, stream
 from .models import Event, ReportSnapshot
 
 #: What a redacted mention of the unit in the admin log reads.
@@ -54,9 +56,20 @@ def erase_unit(unit_id: str) -> dict[str, int]:
         overrides = per_model.get(Override._meta.label, 0)
         Override.history.filter(unit_id=unit_id).delete()
         erase_from_flag_rules(unit_id)  # feature flags' listed units, with their history
+        if clickhouse.enabled():  # under the same lock: a loader inserts before, or sees the tombstone
+            events += stream.purge_unit(unit_id) + clickhouse_erase(unit_id)
     redact_admin_log(unit_id)
     scrub_snapshots(erased.get("experiment_ids", []))
     return {"events": events, "exposures": int(erased.get("exposures_deleted", 0)), "overrides": overrides}
+
+
+def clickhouse_erase(unit_id: str) -> int:
+    """Delete the unit from ClickHouse; an unreachable server raises ``StreamUnavailable`` (503:
+    the erasure is rolled back and retried, never half done in silence)."""
+    try:
+        return clickhouse.erase_unit(unit_id)
+    except Exception as exc:
+        raise stream.StreamUnavailable(f"ClickHouse is unreachable ({type(exc).__name__})") from exc
 
 
 # --- the admin log ---------------------------------------------------------------------------

@@ -429,17 +429,19 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
         where.append(f"{e_ts} < %s")
         where_params.append(_adapt(hi))
     group = "x.unit_id, x.variant_id" + (", x.s" if seg_sql else "")
+    events_source = _d().source(etable, "e")
+    join = (f"{events_source} JOIN x" if _d().exposures_on_the_right else f"x JOIN {events_source}")
     u_cte = (
         f"SELECT x.variant_id AS variant_id{', x.s AS s' if seg_sql else ''}, "
         + ", ".join(columns.sql)
-        + f" FROM x JOIN {_d().source(etable, 'e')} ON {e_unit} = x.unit_id WHERE {' AND '.join(where)} GROUP BY {group}"
+        + f" FROM {join} ON {e_unit} = x.unit_id WHERE {' AND '.join(where)} GROUP BY {group}"
     )
     u_params = [*columns.params, *where_params]
 
     v_select: list[str] = []
     v_params: list[Any] = []
     sums_select: list[str] = ["COUNT(*)"]  # units with a row (the others have value 0)
-    pilots: list[str] = []
+    pilots: list[tuple[str, str]] = []  # (AVG(y), its column)
     for i, (spec, cols) in enumerate(zip(specs, value_cols, strict=True)):
         y = f"y{i}"
         v_select.append(f"{_value_sql(spec, cols[0], v_params)} AS {y}")
@@ -451,7 +453,7 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
         else:
             sums_select.append("0")
         if _has_moments(spec):
-            pilots.append(f"AVG({y}) AS c{i}")
+            pilots.append((f"AVG({y})", f"c{i}"))
             z = f"({y} - c{i})"
             sums_select += [f"MIN(c{i})", f"SUM({z})", f"SUM({z} * {z})", f"SUM({z} * {z} * {z})"]
         rest = cols[1:]
@@ -471,18 +473,22 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
     seg_out = ", s" if seg_sql else ""
     materialized = _d().cte("exposures")
     v_cte = f"v AS (SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u)"
-    if pilots:  # per-metric shift (pilot mean): v is read twice and c once per row, so both are
+    source = "v"
+    if pilots and _d().window_pilots:  # the pilot means as window aggregates: u is read once
+        source = f"(SELECT *, {', '.join(f'{avg} OVER () AS {c}' for avg, c in pilots)} FROM v) AS v"
+    elif pilots:  # per-metric shift (pilot mean): v is read twice and c once per row, so both are
         # materialised (else, without table statistics, PostgreSQL re-aggregates c for every row)
         v_cte = (
             f"v AS {_d().cte('reused')}(SELECT variant_id{seg_out}, {', '.join(v_select)} FROM u), "
-            f"c AS {_d().cte('reused')}(SELECT {', '.join(pilots)} FROM v)"
+            f"c AS {_d().cte('reused')}(SELECT {', '.join(f'{avg} AS {c}' for avg, c in pilots)} FROM v)"
         )
-    source = "v CROSS JOIN c" if pilots else "v"
+        source = "v CROSS JOIN c"
     sql = (
         f"WITH x AS {materialized}({x_cte}), "
         f"u AS ({u_cte}), "
         f"{v_cte} "
         f"SELECT variant_id{seg_out}, {', '.join(sums_select)} FROM {source} GROUP BY variant_id{seg_out}"
+        f"{_d().heavy_settings}"
     )
     rows = _fetch(sql, [*x_params, *u_params, *v_params], heavy=True)
 

@@ -286,6 +286,20 @@ def refresh_running_experiments() -> int:
     return count
 
 
+@shared_task(name="analysis.tasks.load_clickhouse", ignore_result=True)
+def load_clickhouse() -> int:
+    """Beat job (``ANALYTICS_BACKEND=clickhouse``): move the event stream into ClickHouse in large
+    inserts, acknowledging entries only once inserted (``analysis.loader``); returns rows loaded.
+    Several workers may run it at once: the consumer group gives each its own entries."""
+    from . import clickhouse, loader
+
+    if not clickhouse.enabled():
+        return 0
+    seconds = float(getattr(settings, "CLICKHOUSE_LOAD_SECONDS", 5))
+    result = loader.load(max_seconds=max(1.0, seconds * 0.9))  # done before the next beat
+    return result.events + result.exposures
+
+
 # --- enqueueing and state ------------------------------------------------------------------------
 
 class QueueUnavailable(Exception):

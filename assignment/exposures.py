@@ -756,4 +756,7 @@ def _upsert(items: list[Item]) -> int:
                 params += [exp_id, variant_id, unit_id, when(first_ts), when(last_ts), blob(attributes), phase_no]
             placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
             cursor.execute(sql_head + placeholders + sql_tail, params)
+    from .signals import exposures_written
+
+    exposures_written.send(sender=Exposure, rows=rows)  # in the transaction: a failure keeps the items
     return len(rows)

@@ -1,11 +1,19 @@
 """Invalidate every process's configuration when a definition (experiment, flag, audience,
-environment) changes."""
+environment) changes; tell the apps above (``analysis``) when exposures are written."""
 from __future__ import annotations
 
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
+from django.dispatch import Signal
 
 from . import runtime
+
+#: Sent by ``exposures._upsert`` inside the write's transaction, under the shared erasure lock,
+#: with ``rows``: the collapsed rows written, ``(experiment_id, variant_id, unit_id, first_ts,
+#: attributes, last_ts, phase)`` (times in epoch seconds). A receiver that raises fails the
+#: write, so the items stay queued (analysis mirrors exposures to ClickHouse this way: the
+#: arrow points from analysis to assignment, never back).
+exposures_written = Signal()
 
 
 def _changed(sender, **kwargs) -> None:

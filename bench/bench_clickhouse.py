@@ -3,7 +3,8 @@
 Builds the ``bench_aggregation`` data set in a throw-away PostgreSQL database (one experiment,
 3 variants, 5 metrics, CUPED on; 10 events per unit), copies the event and exposure tables into
 ClickHouse (chdb, the ``clickhouse_init`` DDL: ReplacingMergeTree, monthly partitions, read with
-FINAL), then times ``metric_statistics`` and ``segment_statistics`` on each engine and checks
+FINAL), then times (on chdb both as inserted, with intersecting parts FINAL merges at read time,
+and after ``OPTIMIZE ... FINAL``) ``metric_statistics`` and ``segment_statistics`` on each engine and checks
 that both give the same per-variant statistics (counts exactly, float sums to 1e-12 relative).
 
     .venv/bin/python bench/bench_clickhouse.py [--events 1000000]
@@ -72,8 +73,37 @@ def load_chdb(paths: dict[str, str]):
         "SELECT id, e, v, u, parseDateTime64BestEffort(ts, 6, 'UTC'), a, p FROM file("
         f"'{paths['exposures']}', 'CSV', 'id Int64, e Int64, v Int64, u String, ts String, a String, p UInt16')"
     )
-    cur.execute('OPTIMIZE TABLE "analysis_event" FINAL')
     return engines.chdb_connection_engine(conn)
+
+
+def optimize(engine) -> None:
+    """Merge each partition into one part (what background merges reach over time)."""
+    for table in ("analysis_event", "assignment_exposure"):
+        engine.execute(engine.dialect, f'OPTIMIZE TABLE "{table}" FINAL', [])
+
+
+def postgres_cpu(fn) -> float:
+    """CPU seconds PostgreSQL spends on ``fn``'s queries, without parallel workers (their CPU is
+    not attributable): the backend's utime + stime from /proc. The machine is shared, so CPU
+    time is the steadier measure of the work; wall time is what a user waits."""
+    from django.db import connection
+
+    with connection.cursor() as c:
+        c.execute("SELECT pg_backend_pid()")
+        (pid,) = c.fetchone()
+        c.execute("SET max_parallel_workers_per_gather = 0")
+
+    def ticks() -> int:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    before = ticks()
+    fn()
+    used = (ticks() - before) / os.sysconf("SC_CLK_TCK")
+    with connection.cursor() as c:
+        c.execute("RESET max_parallel_workers_per_gather")
+    return used
 
 
 def timed(fn):
@@ -112,12 +142,21 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--events-per-unit", type=int, default=10)
     parser.add_argument("--database", default="abp_bench_ch")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the database a previous run left (same --events): skips the PostgreSQL load")
+    parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     args = parser.parse_args()
 
-    os.environ["DATABASE_URL"] = create_database(args.database)
+    if args.reuse:
+        from bench_aggregation import PG_SERVER
+
+        os.environ["DATABASE_URL"] = f"{PG_SERVER}/{args.database}"
+    else:
+        os.environ["DATABASE_URL"] = create_database(args.database)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.pop("REDIS_URL", None)
-    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=os.environ, check=True)
+    if not args.reuse:
+        subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=os.environ, check=True)
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -126,20 +165,33 @@ def main() -> None:
 
     from analysis import dialects, queries
 
-    with connection.cursor() as c:  # bench_aggregation's loader predates phases (throw-away database)
-        c.execute("ALTER TABLE assignment_exposure ALTER COLUMN phase SET DEFAULT 1")
-    experiment = setup_experiment()
     units = max(1, args.events // args.events_per_unit)
-    pg_load = grow(experiment, 0, args.events, units)
+    if args.reuse:
+        from experiments.models import Experiment
+
+        experiment, pg_load = Experiment.objects.get(), float("nan")
+    else:
+        with connection.cursor() as c:  # bench_aggregation's loader predates phases (throw-away database)
+            c.execute("ALTER TABLE assignment_exposure ALTER COLUMN phase SET DEFAULT 1")
+        experiment = setup_experiment()
+        pg_load = grow(experiment, 0, args.events, units)
     pg_stats, pg_first, pg_metric = best_of_two(lambda: queries.metric_statistics(experiment))
     pg_segments, _, pg_seg = best_of_two(lambda: queries.segment_statistics(experiment, "country"))
+    pg_cpu = postgres_cpu(lambda: queries.metric_statistics(experiment))
     pg_rss = rss_mb()
 
     with tempfile.TemporaryDirectory() as tmp:
         paths, export_s = timed(lambda: export(tmp))
         engine, ch_load = timed(lambda: load_chdb(paths))
+    (parts,) = engine.execute(engine.dialect, "SELECT count() FROM system.parts WHERE active AND table = 'analysis_event'", [])
+    with dialects.using(engine):  # as inserted: several intersecting parts, FINAL merges at read time
+        ch_unmerged_stats, _, ch_unmerged = best_of_two(lambda: queries.metric_statistics(experiment))
+    _, optimize_s = timed(lambda: optimize(engine))
     with dialects.using(engine):
         ch_stats, ch_first, ch_metric = best_of_two(lambda: queries.metric_statistics(experiment))
+        started = time.process_time()
+        queries.metric_statistics(experiment)
+        ch_cpu = time.process_time() - started
         ch_segments, _, ch_seg = best_of_two(lambda: queries.segment_statistics(experiment, "country"))
 
     class NoFinal(dialects.ClickHouse):  # what the FINAL (deduplicating) reads cost
@@ -149,6 +201,7 @@ def main() -> None:
     with dialects.using(dialects.Engine(NoFinal(), engine.execute)):
         _, _, ch_nofinal = best_of_two(lambda: queries.metric_statistics(experiment))
     verdict = compare(ch_stats, pg_stats)
+    compare(ch_unmerged_stats, pg_stats)
     for seg in pg_segments:
         compare(ch_segments[seg], pg_segments[seg])
 
@@ -158,6 +211,17 @@ def main() -> None:
     print(f"{'PostgreSQL':<12s} {pg_load:>8.1f} {pg_metric:>20.2f} ({pg_first:.2f}) {pg_seg:>21.2f}")
     print(f"{'chdb':<12s} {ch_load:>8.1f} {ch_metric:>20.2f} ({ch_first:.2f}) {ch_seg:>21.2f}   "
           f"(+ {export_s:.1f} s CSV export; without FINAL: {ch_nofinal:.2f} s)")
+    print(f"CPU seconds of one metric_statistics: PostgreSQL {pg_cpu:.1f} (serial plan, backend process), "
+          f"chdb {ch_cpu:.1f} (all its threads): x{pg_cpu / ch_cpu:.1f}; load average {os.getloadavg()[0]:.1f}")
+    print(f"chdb before OPTIMIZE FINAL ({parts[0]} event parts as inserted): metric_statistics "
+          f"{ch_unmerged:.2f} s; OPTIMIZE FINAL took {optimize_s:.1f} s")
+    if args.drop:
+        connection.close()
+        import psycopg
+        from bench_aggregation import PG_SERVER
+
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
     print(f"speed-up metric_statistics x{pg_metric / ch_metric:.1f}, segments x{pg_seg / ch_seg:.1f}; "
           f"statistics {verdict}")
 

@@ -114,6 +114,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # exposures from CLICKHOUSE_URL, http[s]://user:password@host:8123/database; docs/scaling.md).
 ANALYTICS_BACKEND = env.str("ANALYTICS_BACKEND", default="django")
 CLICKHOUSE_URL = env.str("CLICKHOUSE_URL", default="")
+# Events and mirrored exposures wait in a Redis Stream (REDIS_URL) for the loader: at most this
+# many batches (then the event API answers 503 + Retry-After); entries a loader took but did not
+# acknowledge are claimed by another after CLICKHOUSE_LOADER_CLAIM_SECONDS; the loader runs
+# every CLICKHOUSE_LOAD_SECONDS and inserts about CLICKHOUSE_LOAD_ROWS rows per INSERT.
+CLICKHOUSE_STREAM_KEY = env.str("CLICKHOUSE_STREAM_KEY", default="abp:clickhouse:stream")
+CLICKHOUSE_STREAM_MAX_ENTRIES = env.int("CLICKHOUSE_STREAM_MAX_ENTRIES", default=20_000)
+CLICKHOUSE_LOADER_CLAIM_SECONDS = env.float("CLICKHOUSE_LOADER_CLAIM_SECONDS", default=60)
+CLICKHOUSE_LOAD_SECONDS = env.float("CLICKHOUSE_LOAD_SECONDS", default=5)
+CLICKHOUSE_LOAD_ROWS = env.int("CLICKHOUSE_LOAD_ROWS", default=50_000)
 
 # --- Redis: broker and shared cache ------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="") or None
@@ -181,6 +190,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=REPORT_REFRESH_MINUTES),
     },
 }
+if ANALYTICS_BACKEND == "clickhouse":
+    CELERY_BEAT_SCHEDULE["load-clickhouse"] = {
+        "task": "analysis.tasks.load_clickhouse",
+        "schedule": timedelta(seconds=CLICKHOUSE_LOAD_SECONDS),
+    }
 # --- alerts (automation) ----------------------------------------------------------------------
 # Console backend by default (embedded mode prints the mail); set e.g.
 # EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST in production.
