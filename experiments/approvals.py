@@ -30,7 +30,8 @@ State = ApprovalRequest.Status
 
 
 def fingerprint(experiment: Experiment) -> str:
-    """A digest of everything an approver approves: settings, variants, metrics, targeting, status."""
+    """A digest of everything an approver approves: settings, variants, metrics, targeting,
+    audiences, environment switches, status."""
     fields = {f: str(getattr(experiment, f)) for f in (*services.EXPERIMENT_FIELDS, "status")}
     fields["variants"] = [
         [v.key, str(v.weight), v.is_control, v.payload] for v in experiment.variants.order_by("key")
@@ -39,6 +40,17 @@ def fingerprint(experiment: Experiment) -> str:
     fields["targeting"] = [
         [r.attribute, r.operator, r.values] for r in experiment.targeting_rules.order_by("position", "id")
     ]
+    # Saved audiences (with their conditions: they decide who enters) and per-environment
+    # switches; only when set, so fingerprints of requests filed before they existed still hold.
+    audiences = [
+        [link.audience.key, link.audience.match, link.audience.conditions]
+        for link in experiment.audience_links.select_related("audience").order_by("position", "id")
+    ]
+    if audiences:
+        fields["audiences"] = audiences
+    switches = sorted(experiment.environment_states.values_list("environment__key", "enabled"))
+    if switches:
+        fields["environments"] = switches
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -97,6 +97,28 @@ def test_a_child_edit_also_makes_the_request_stale(person, draft):
         approvals.approve(approval.pk, user=person("sam", "analyst"))
 
 
+@pytest.mark.parametrize("edit", ["audience", "audience_conditions", "environment"])
+def test_audiences_and_environment_switches_also_make_the_request_stale(person, draft, edit):
+    from experiments import audiences, environments
+    from experiments.models import Audience
+
+    us = audiences.save_audience(Audience(), {"key": "us", "name": "US", "match": "all", "conditions": [
+        {"attribute": "country", "operator": "equals", "values": ["US"]}]})
+    if edit == "audience_conditions":
+        audiences.set_experiment_audiences(draft, ["us"])
+    before = approvals.fingerprint(type(draft).objects.get(pk=draft.pk))
+    approval = approvals.request_approval(draft, "start", user=person("pat", "pm"))
+    if edit == "audience":
+        audiences.set_experiment_audiences(draft, ["us"])
+    elif edit == "audience_conditions":  # a draft's audience may change: the approver must see it
+        audiences.save_audience(us, {"conditions": [{"attribute": "country", "operator": "equals", "values": ["DE"]}]})
+    else:
+        environments.set_experiment_enabled(draft, "production", False)
+    assert approvals.fingerprint(type(draft).objects.get(pk=draft.pk)) != before
+    with pytest.raises(ValidationError, match="changed since"):
+        approvals.approve(approval.pk, user=person("sam", "analyst"))
+
+
 def test_one_pending_request_per_action(person, draft):
     pat = person("pat", "pm")
     approvals.request_approval(draft, "start", user=pat)
