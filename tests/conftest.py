@@ -57,15 +57,18 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(autouse=True)
 def _fresh_process_caches():
-    """Tests must not see another test's cached keys or configuration."""
+    """Tests must not see another test's cached keys, configuration or buffered exposures (a
+    rolled-back database reuses ids, so a leftover item would land in this test's experiment)."""
     from django.core.cache import cache
 
     from access import keycache, throttling
+    from assignment import exposures
 
     with contextlib.suppress(Exception):
         cache.clear()
     keycache.clear()
     throttling.reset()
+    exposures.local_buffer.take()
     yield
 
 
