@@ -161,7 +161,7 @@ def growthbook_loops(key: str) -> list[Callable[[list[str]], None]] | None:
 
 def flush_cost(client_doc: dict, n: int = 20_000) -> float:
     """Seconds of the flusher's CPU per exposure: the wire dict and JSON of a full batch."""
-    items = [("plain", "green", f"user-{i}", time.time(), dict(ATTRIBUTES), "bench", 1) for i in range(n)]
+    items = [(("plain", "green", "bench", 1), f"user-{i}", time.time(), dict(ATTRIBUTES)) for i in range(n)]
     start = time.process_time()
     for i in range(0, n, 200):
         json.dumps({"exposures": [_wire(item) for item in items[i:i + 200]]}, separators=(",", ":")).encode()
