@@ -203,9 +203,13 @@ class Client(FlagsMixin):
         Without a configuration (never loaded), the answer is ``default`` (reason ``no_config``).
         The answer is frozen and may be shared with other calls (it names no unit).
         """
-        fast = self._fast.get(experiment)
-        if fast is not None:
-            return fast(unit_id, attributes)
+        try:  # (a subscript is cheaper than ``.get``; only the lookup is inside the ``try``)
+            fast = self._fast[experiment]
+        except KeyError:
+            return self._unknown(experiment, default)
+        return fast(unit_id, attributes)
+
+    def _unknown(self, experiment: str, default: str | None) -> Assignment:
         if self._evaluator is None:
             return Assignment(experiment, default, False, NO_CONFIG, "no configuration loaded", {})
         return Assignment(experiment, default, False, UNKNOWN_EXPERIMENT, "no such experiment", {})
@@ -245,7 +249,7 @@ class Client(FlagsMixin):
         wake, drop, deduplicated = self._wake_flush.set, self._drop_oldest, self._deduplicated.add
         heads = {answer: (experiment, answer.variant, version, answer.phase)
                  for answer in answers if answer.reason == ASSIGNED}
-        head_of = heads.get
+        head_of, remember = heads.get, seen.add
         snapshot, reusable, pending = self._snapshot, self._reusable, self._pending
 
         def assign(unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
@@ -260,14 +264,14 @@ class Client(FlagsMixin):
                 return answer
             if len(seen) >= limit:  # full: forget everyone (bounded memory)
                 seen.clear()
-            seen.add(unit_id)
+            remember(unit_id)
             if attributes:
                 # The caller's mapping is snapshotted (it may change it afterwards); the same
                 # mapping still equal to a snapshot of plain text values shares that snapshot.
-                last = reusable[0]
-                if attributes is last[0] and last[1] is not None:
-                    attributes = last[1] if attributes == last[1] else snapshot(attributes)
-                elif attributes is pending[0] and attributes is not last[0]:  # again: shareable?
+                source, shared = reusable[0]
+                if attributes is source and shared is not None:
+                    attributes = shared if attributes == shared else snapshot(attributes)
+                elif attributes is pending[0] and attributes is not source:  # again: shareable?
                     attributes = snapshot(attributes)
                 else:
                     pending[0] = attributes
