@@ -311,3 +311,30 @@ def test_assigning_from_threads_queues_each_unit_once_with_its_own_attributes():
         offset, i = record[2].split("-")[1:]
         expected = {"country": "CN"} if int(i) % 2 else {"country": "US", "worker": offset}
         assert record[4] == expected
+
+
+@pytest.mark.parametrize("document", [DATA["document"], DATA["client_document"], SHAPES],
+                         ids=["vectors", "client-document", "shapes"])
+def test_assign_with_logging_answers_like_the_evaluator_and_queues_exactly_the_enrolled(document):
+    client = Client("http://127.0.0.1:9", "key", bootstrap=document, start=False, background=False,
+                    max_queue=100_000)
+    expected = []
+    for key, unit, attrs, sdk, _ in _answers(document):
+        answer = client.assign(key, unit, attrs)
+        reference = sdk.evaluate(key, unit, attrs)
+        assert (answer.variant, answer.reason, answer.phase) == (reference.variant, reference.reason, reference.phase)
+        if answer.reason == "assigned":
+            expected.append((key, answer.variant, unit, attrs or None, document.get("version"), answer.phase))
+    assert expected
+    assert [(r[0], r[1], r[2], r[4], r[5], r[6]) for r in client._records()] == expected
+
+
+def test_an_assigned_answer_without_a_prebuilt_head_is_still_queued():
+    client = _client()
+    evaluator = client._evaluator
+    assign = client._logging("half", evaluator._assigners["half"], "shapes", set())  # no heads
+    units = [f"u-{i}" for i in range(40)]
+    answers = [assign(u, {"country": "CN"}) for u in units]
+    assert [(r[0], r[1], r[2], r[4], r[5], r[6]) for r in client._records()] == [
+        ("half", a.variant, u, {"country": "CN"}, "shapes", 2)
+        for u, a in zip(units, answers, strict=True) if a.reason == "assigned"]
