@@ -16,6 +16,9 @@ all scenarios interleaved chunk by chunk, so that they share the load of a busy 
 * ``sdk+log new``: ``Client.assign`` with exposure logging, every call a unit not seen before
   (the pool is far larger than what the dedupe remembers), so every enrolled one is queued;
   the queue is emptied after each chunk as the flusher would (its JSON is not counted);
+* ``server dicts`` and ``sdk+log new dicts``: ``server`` and ``sdk+log new`` with the caller
+  building a new attributes dict for every call (as a request handler does), where the SDK
+  cannot share one snapshot of an unchanged mapping but copies each;
 * ``sdk+log new+send``: the same with the sending counted too (batches taken off the queue,
   their JSON, the answer parsed; a server that answers at once, no socket);
 * ``sdk+log repeat``: ``Client.assign`` on 1,000 units again and again (deduplicated: the
@@ -102,6 +105,21 @@ def server_loop(evaluator: ServerEvaluator, key: str) -> Callable[[list[str]], N
     return loop
 
 
+def server_dicts_loop(evaluator: ServerEvaluator, key: str) -> Callable[[list[str]], None]:
+    def loop(units: list[str], evaluate=evaluator.evaluate) -> None:
+        for unit in units:
+            evaluate(key, unit, {"country": "CN"})
+    return loop
+
+
+def sdk_assign_dicts_loop(client: Client, key: str, after: Callable[[], object]) -> Callable[[list[str]], None]:
+    def loop(units: list[str], assign=client.assign) -> None:
+        for unit in units:
+            assign(key, unit, {"country": "CN"})
+        after()
+    return loop
+
+
 def sdk_eval_loop(evaluator: SdkEvaluator, key: str) -> Callable[[list[str]], None]:
     def loop(units: list[str], evaluate=evaluator.evaluate, attrs=ATTRIBUTES) -> None:
         for unit in units:
@@ -161,7 +179,7 @@ def growthbook_loops(key: str) -> list[Callable[[list[str]], None]] | None:
 
 def flush_cost(client_doc: dict, n: int = 20_000) -> float:
     """Seconds of the flusher's CPU per exposure: the wire dict and JSON of a full batch."""
-    items = [("plain", "green", f"user-{i}", time.time(), dict(ATTRIBUTES), "bench", 1) for i in range(n)]
+    items = [(("plain", "green", "bench", 1), f"user-{i}", time.time(), dict(ATTRIBUTES)) for i in range(n)]
     start = time.process_time()
     for i in range(0, n, 200):
         json.dumps({"exposures": [_wire(item) for item in items[i:i + 200]]}, separators=(",", ":")).encode()
@@ -195,11 +213,14 @@ def main() -> None:
             sender = NullClient("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
             repeater = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
             mixer = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
+            dicts = Client("http://127.0.0.1:9", "bench", bootstrap=doc, start=False, max_queue=100_000)
             loops = {
                 "server": (server_loop(server, key), units, 5_000),
                 "sdk eval": (sdk_eval_loop(sdk, key), units, 5_000),
                 # the queue emptied after each chunk, as the flusher would (its JSON not counted)
                 "sdk+log new": (sdk_assign_loop(client, key, client._queue.clear), units, 5_000),
+                "server dicts": (server_dicts_loop(server, key), units, 5_000),
+                "sdk+log new dicts": (sdk_assign_dicts_loop(dicts, key, dicts._queue.clear), units, 5_000),
                 "sdk+log new+send": (sdk_assign_loop(sender, key, sender.flush), units, 1_000),
                 "sdk+log repeat": (sdk_assign_loop(repeater, key), repeated, 5_000),
                 "sdk+log 1 new in 5": (sdk_assign_loop(mixer, key, mixer._queue.clear), mixed, 5_000),
@@ -209,13 +230,14 @@ def main() -> None:
             row = rates(loops, args.seconds)
             if "growthbook 0" in row:
                 row["growthbook"] = max(row.pop("growthbook 0"), row.pop("growthbook 1"))
-            for c in (client, sender, repeater, mixer):
+            for c in (client, sender, repeater, mixer, dicts):
                 stats = c.stats
                 queued, dropped = queued + stats["queued"], dropped + stats["dropped"]
             for name, value in row.items():
                 figures.setdefault((key, name), []).append(value)
             figures.setdefault((key, "eval/server"), []).append(row["sdk eval"] / row["server"])
             figures.setdefault((key, "new/server"), []).append(row["sdk+log new"] / row["server"])
+            figures.setdefault((key, "dicts/server"), []).append(row["sdk+log new dicts"] / row["server dicts"])
             figures.setdefault((key, "new+send/server"), []).append(row["sdk+log new+send"] / row["server"])
             figures.setdefault((key, "repeat/server"), []).append(row["sdk+log repeat"] / row["server"])
             figures.setdefault((key, "mix/server"), []).append(row["sdk+log 1 new in 5"] / row["server"])
@@ -224,14 +246,15 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}; evaluations per CPU second of one core; median (min-max) "
           f"of {args.rounds} rounds of {args.seconds:g} s; exposures queued {queued:,}, dropped "
           f"{dropped:,}")
-    columns = ("server", "sdk eval", "sdk+log new", "sdk+log new+send", "sdk+log repeat",
+    columns = ("server", "sdk eval", "sdk+log new", "server dicts", "sdk+log new dicts", "sdk+log new+send",
+               "sdk+log repeat",
                "sdk+log 1 new in 5", "growthbook")
     for key in EXPERIMENTS:
         print(f"\n{key}:")
         for name in columns:
-            print(f"  {name:<16} {summary(figures.get((key, name), []))}")
-        for name in ("eval/server", "new/server", "new+send/server", "repeat/server", "mix/server", "new/GB"):
-            print(f"  {name:<16} {summary(figures.get((key, name), []), '{:.2f}x')}")
+            print(f"  {name:<18} {summary(figures.get((key, name), []))}")
+        for name in ("eval/server", "new/server", "dicts/server", "new+send/server", "repeat/server", "mix/server", "new/GB"):
+            print(f"  {name:<18} {summary(figures.get((key, name), []), '{:.2f}x')}")
     print(f"\nflusher (background thread): {flush_cost(doc) * 1e6:.2f} µs of CPU per exposure sent")
     if not any(k[1] == "growthbook" for k in figures):
         print("growthbook is not installed: pip install '.[bench]' to compare")

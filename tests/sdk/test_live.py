@@ -70,7 +70,8 @@ def test_a_broken_sdk_shows_on_the_report(sdk_server):
     with Client(sdk_server.url, sdk_server.keys["client"], background=False) as client:
         answer = client.assign("sdk-other", "broken-1")
         assert client._records()[0][1] == answer.variant
-        client._queue[1] = "control" if answer.variant == "green" else "green"  # its variant field
+        experiment, variant, version, phase = client._queue[0]  # the record's head
+        client._queue[0] = (experiment, "control" if variant == "green" else "green", version, phase)
         assert client.flush() is True
     assert client.stats["rejected"] == 1
     sdk_server.call("POST", "/api/v1/experiments/sdk-other/results/refresh")

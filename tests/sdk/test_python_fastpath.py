@@ -219,3 +219,122 @@ def test_wire_timestamps_match_datetime_to_the_millisecond():
         got = datetime.strptime(_iso(ts), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         assert abs(got.timestamp() - ts) < 0.0011, (ts, _iso(ts))
         assert _iso(ts)[:19] == datetime.fromtimestamp(int(ts * 1000) // 1000, UTC).isoformat()[:19]
+
+
+def test_records_name_experiment_variant_version_and_phase():
+    client = _client()
+    answers = {u: client.assign("thirds", u) for u in (f"u-{i}" for i in range(30))}
+    client.assign_all("all-1", {"country": "CN"})
+    records = client._records()
+    assert records[:30] == [("thirds", a.variant, u, records[i][3], None, "shapes", 2)
+                            for i, (u, a) in enumerate(answers.items())]
+    assert {r[0] for r in records[30:]} >= {"half", "thirds"}
+    assert all(r[2] == "all-1" and r[4] == {"country": "CN"} and r[5] == "shapes" for r in records[30:])
+
+
+def _enrolled(client, key, n, attributes, start=0):
+    """Units ``u-{start}..`` enrolled in ``key``, each assigned once with ``attributes``."""
+    units = []
+    i = start
+    while len(units) < n:
+        unit = f"u-{i}"
+        if client.assign(key, unit, attributes).reason == "assigned":
+            units.append(unit)
+        i += 1
+    return units
+
+
+def test_a_reused_mapping_is_snapshotted_at_each_call_even_when_changed_in_place():
+    client = _client()
+    attrs = {"country": "CN", "plan": "pro"}
+    for round_, country in enumerate(("CN", "US", "CN")):
+        attrs["country"] = country
+        _enrolled(client, "half", 5, attrs, start=round_ * 1000)
+    attrs["plan"] = "free"  # after the calls: changes nothing queued
+    attrs.pop("country")
+    got = [r[4] for r in client._records()]
+    assert got == [{"country": c, "plan": "pro"} for c in ("CN", "US", "CN") for _ in range(5)]
+    # an unchanged plain-text mapping shares one snapshot, never the caller's own object
+    assert len({id(a) for a in got[5:10]}) == 1 and all(a is not attrs for a in got)
+    assert got[0] is not got[10]  # a copy made again after the change
+
+
+def test_a_reused_mapping_keeps_value_types_exactly():
+    """``1 == True == 1.0``: equal values of another type must not reuse an older snapshot."""
+    client = _client()
+    attrs = {"country": "CN", "age": 1}
+    for value in (1, True, 1.0, "1", 1):
+        attrs["age"] = value
+        _enrolled(client, "half", 2, attrs, start=len(client._records()) * 10)
+    got = [(type(r[4]["age"]), r[4]["age"]) for r in client._records()]
+    assert got == [(t, v) for t, v in ((int, 1), (bool, True), (float, 1.0), (str, "1"), (int, 1))
+                   for _ in range(2)]
+    text = {"country": "CN"}
+    _enrolled(client, "half", 2, text, start=50_000)
+    text["country"] = "US"
+    _enrolled(client, "half", 2, text, start=60_000)
+    assert [r[4] for r in client._records()[-4:]] == [{"country": "CN"}] * 2 + [{"country": "US"}] * 2
+
+
+def test_a_read_only_view_is_snapshotted_from_what_it_shows_at_each_call():
+    client = _client()
+    underlying = {"country": "CN"}
+    view = MappingProxyType(underlying)
+    _enrolled(client, "half", 3, view)
+    underlying["country"] = "US"
+    _enrolled(client, "half", 3, view, start=1000)
+    got = [r[4] for r in client._records()]
+    assert got == [{"country": "CN"}] * 3 + [{"country": "US"}] * 3
+    assert all(type(a) is dict for a in got)
+
+
+def test_assigning_from_threads_queues_each_unit_once_with_its_own_attributes():
+    import threading
+
+    client = _client()
+    shared = {"country": "CN"}
+
+    def work(offset):
+        mine = {"country": "US", "worker": str(offset)}
+        for i in range(2_000):
+            unit = f"u-{offset}-{i}"
+            client.assign("half", unit, shared if i % 2 else mine)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = client._records()
+    assert len(records) == len({r[2] for r in records}) == client.stats["queued"]
+    for record in records:
+        offset, i = record[2].split("-")[1:]
+        expected = {"country": "CN"} if int(i) % 2 else {"country": "US", "worker": offset}
+        assert record[4] == expected
+
+
+@pytest.mark.parametrize("document", [DATA["document"], DATA["client_document"], SHAPES],
+                         ids=["vectors", "client-document", "shapes"])
+def test_assign_with_logging_answers_like_the_evaluator_and_queues_exactly_the_enrolled(document):
+    client = Client("http://127.0.0.1:9", "key", bootstrap=document, start=False, background=False,
+                    max_queue=100_000)
+    expected = []
+    for key, unit, attrs, sdk, _ in _answers(document):
+        answer = client.assign(key, unit, attrs)
+        reference = sdk.evaluate(key, unit, attrs)
+        assert (answer.variant, answer.reason, answer.phase) == (reference.variant, reference.reason, reference.phase)
+        if answer.reason == "assigned":
+            expected.append((key, answer.variant, unit, attrs or None, document.get("version"), answer.phase))
+    assert expected
+    assert [(r[0], r[1], r[2], r[4], r[5], r[6]) for r in client._records()] == expected
+
+
+def test_an_assigned_answer_without_a_prebuilt_head_is_still_queued():
+    client = _client()
+    evaluator = client._evaluator
+    assign = client._logging("half", evaluator._assigners["half"], "shapes", set())  # no heads
+    units = [f"u-{i}" for i in range(40)]
+    answers = [assign(u, {"country": "CN"}) for u in units]
+    assert [(r[0], r[1], r[2], r[4], r[5], r[6]) for r in client._records()] == [
+        ("half", a.variant, u, {"country": "CN"}, "shapes", 2)
+        for u, a in zip(units, answers, strict=True) if a.reason == "assigned"]

@@ -17,7 +17,8 @@ Failure behaviour:
   again and the server ignores it. A new configuration forgets everything (it may start a new
   phase).
 * A queued exposure keeps a copy of the attributes (the caller may change its mapping
-  afterwards); a value JSON cannot encode (a date, a Decimal) is sent as text.
+  afterwards); a mapping of plain text passed again unchanged shares its copy (see
+  ``_snapshot``); a value JSON cannot encode (a date, a Decimal) is sent as text.
 * No configuration ever loaded (server unreachable at start, no ``cache_path`` copy): every
   answer is the ``default`` the caller passes, with reason ``no_config``, and nothing is logged.
 * ``close()`` (also run at interpreter exit) stops the threads and flushes what is queued,
@@ -40,7 +41,7 @@ import urllib.error
 import urllib.request
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -125,6 +126,10 @@ class Client(FlagsMixin):
         # at most ``dedupe_limit`` per experiment.
         self._seen: dict[str, set[str]] = {}
         self._dedupe_limit = max(1, dedupe_limit)
+        # The caller's last mapping, and ``(mapping, copy)`` a plain-text mapping shares while
+        # it stays equal to its copy (see ``_snapshot``); one item each, swapped atomically.
+        self._pending: list[Any] = [None]
+        self._reusable: list[tuple[Any, Any]] = [(None, None)]
         self._threads: list[threading.Thread] = []
         if bootstrap is not None:  # a document to serve before (or without) the first fetch
             self._install(Evaluator(bootstrap))
@@ -198,9 +203,13 @@ class Client(FlagsMixin):
         Without a configuration (never loaded), the answer is ``default`` (reason ``no_config``).
         The answer is frozen and may be shared with other calls (it names no unit).
         """
-        fast = self._fast.get(experiment)
-        if fast is not None:
-            return fast(unit_id, attributes)
+        try:  # (a subscript is cheaper than ``.get``; only the lookup is inside the ``try``)
+            fast = self._fast[experiment]
+        except KeyError:
+            return self._unknown(experiment, default)
+        return fast(unit_id, attributes)
+
+    def _unknown(self, experiment: str, default: str | None) -> Assignment:
         if self._evaluator is None:
             return Assignment(experiment, default, False, NO_CONFIG, "no configuration loaded", {})
         return Assignment(experiment, default, False, UNKNOWN_EXPERIMENT, "no such experiment", {})
@@ -217,45 +226,62 @@ class Client(FlagsMixin):
         if self._log_exposures:
             for key in evaluator.running_keys:  # only a running experiment answers ``assigned``
                 seen = self._seen.setdefault(key, set())
-                fast[key] = self._logging(key, fast[key], evaluator.version, seen)
+                answers = evaluator._experiments[key].answers
+                fast[key] = self._logging(key, fast[key], evaluator.version, seen, answers)
         return fast
 
     def _logging(self, experiment: str, assigner: Callable[..., Assignment], version: str | None,
-                 seen: set[str]) -> Callable[..., Assignment]:
+                 seen: set[str], answers: Iterable[Assignment] = ()) -> Callable[..., Assignment]:
         """``assigner`` that queues the exposure of an ``assigned`` answer, once per unit.
 
         ``_expose`` does the same for any answer; this is it specialised for one experiment of
-        one configuration, with every constant bound once (the hot path of ``assign``).
+        one configuration, with every constant bound once (the hot path of ``assign``): the
+        record's head (experiment, variant, version, phase) is built once per answer, so an
+        exposure is four fields (head, unit, time, attributes snapshot).
         No lock: every step is one operation the GIL makes atomic (set lookup, add and clear,
-        deque append, ``next`` on a count). Two threads assigning the same new unit at the
-        same instant may both queue it (the server keeps the first); racing adds may pass the
-        limit by one unit per thread. Neither loses an exposure or lets memory grow.
+        deque extend, list item swap, ``next`` on a count). Two threads assigning the same new
+        unit at the same instant may both queue it (the server keeps the first); racing adds
+        may pass the limit by one unit per thread. Neither loses an exposure or lets memory grow.
         """
         queue = self._queue
         extend, now, limit = queue.extend, _now, self._dedupe_limit
         max_items, batch_items = self.max_queue * _FIELDS, self.batch_size * _FIELDS
         wake, drop, deduplicated = self._wake_flush.set, self._drop_oldest, self._deduplicated.add
+        heads = {answer: (experiment, answer.variant, version, answer.phase)
+                 for answer in answers if answer.reason == ASSIGNED}
+        head_of, remember = heads.get, seen.add
+        snapshot, reusable, pending = self._snapshot, self._reusable, self._pending
 
         def assign(unit_id: str, attributes: Mapping[str, Any] | None = None) -> Assignment:
             answer = assigner(unit_id, attributes)
-            if answer.reason != ASSIGNED:
-                return answer
-            known = len(seen)
-            seen.add(unit_id)  # one probe: the unit was seen if the set did not grow
-            if len(seen) == known:
+            head = head_of(answer)
+            if head is None:
+                if answer.reason != ASSIGNED:
+                    return answer
+                head = (experiment, answer.variant, version, answer.phase)
+            if unit_id in seen:
                 deduplicated()
                 return answer
-            if known >= limit:  # full: forget everyone but this unit
+            if len(seen) >= limit:  # full: forget everyone (bounded memory)
                 seen.clear()
-                seen.add(unit_id)
+            remember(unit_id)
             if attributes:
-                try:
-                    attributes = attributes.copy()  # a dict's own copy is the fastest snapshot
-                except AttributeError:
-                    attributes = dict(attributes)
+                # The caller's mapping is snapshotted (it may change it afterwards); the same
+                # mapping still equal to a snapshot of plain text values shares that snapshot.
+                source, shared = reusable[0]
+                if attributes is source and shared is not None:
+                    attributes = shared if attributes == shared else snapshot(attributes)
+                elif attributes is pending[0] and attributes is not source:  # again: shareable?
+                    attributes = snapshot(attributes)
+                else:
+                    pending[0] = attributes
+                    try:
+                        attributes = attributes.copy()  # a dict's own copy is the fastest snapshot
+                    except AttributeError:
+                        attributes = dict(attributes)
             else:
                 attributes = None
-            extend((experiment, answer.variant, unit_id, now(), attributes, version, answer.phase))
+            extend((head, unit_id, now(), attributes))
             size = len(queue)
             if size > max_items:
                 drop()
@@ -264,6 +290,26 @@ class Client(FlagsMixin):
             return answer
 
         return assign
+
+    def _snapshot(self, attributes: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of the caller's attributes, as queued with an exposure.
+
+        When the same mapping comes twice in a row (``_pending``), its copy becomes the shared
+        one (``_reusable``) if every key and value is plain text: a later call with that very
+        mapping, still *equal* to the copy (``==`` on text is exact), queues the same copy
+        rather than a new one. Any other value is copied every time (``1 == True == 1.0``:
+        equal, yet sent differently). Each step swaps one list item: safe without a lock."""
+        try:
+            snap = attributes.copy()  # a dict's own copy is the fastest snapshot
+        except AttributeError:
+            snap = dict(attributes)
+        pending = self._pending
+        if pending[0] is attributes or self._reusable[0][0] is attributes:
+            plain = type(snap) is dict and all(type(k) is str and type(v) is str for k, v in snap.items())
+            self._reusable[0] = (attributes, snap if plain else None)  # None: copy it every time
+        else:
+            pending[0] = attributes
+        return snap
 
     def assign_all(self, unit_id: str, attributes: Mapping[str, Any] | None = None) -> list[Assignment]:
         """Answers for every running experiment (one layer hash per layer)."""
@@ -303,16 +349,10 @@ class Client(FlagsMixin):
         if len(seen) >= self._dedupe_limit:
             seen.clear()
         seen.add(unit_id)
-        if attributes:
-            try:
-                attributes = attributes.copy()
-            except AttributeError:
-                attributes = dict(attributes)
-        else:
-            attributes = None
+        attributes = self._snapshot(attributes) if attributes else None
         queue = self._queue
-        queue.extend((answer.experiment, answer.variant, unit_id, _now(), attributes, version,
-                      answer.phase))
+        queue.extend(((answer.experiment, answer.variant, version, answer.phase), unit_id, _now(),
+                      attributes))
         size = len(queue)
         if size > self.max_queue * _FIELDS:
             self._drop_oldest()
@@ -333,10 +373,11 @@ class Client(FlagsMixin):
         return len(self._queue) // _FIELDS
 
     def _records(self) -> list[tuple]:
-        """The queued exposures, oldest first (a snapshot, for tests and debugging)."""
+        """The queued exposures, oldest first, each ``(experiment, variant, unit_id, timestamp,
+        attributes, config version, phase)`` (a snapshot, for tests and debugging)."""
         with self._lock:
             items = list(self._queue)
-        return [tuple(items[i:i + _FIELDS]) for i in range(0, len(items) - _FIELDS + 1, _FIELDS)]
+        return [_unpacked(tuple(items[i:i + _FIELDS])) for i in range(0, len(items) - _FIELDS + 1, _FIELDS)]
 
     # --- configuration ---------------------------------------------------------------------------
 
@@ -486,7 +527,7 @@ class Client(FlagsMixin):
 
 
 _now = time.time
-_FIELDS = 7  # experiment, variant, unit_id, timestamp, attributes, config version, phase
+_FIELDS = 4  # (experiment, variant, config version, phase), unit_id, timestamp, attributes
 
 
 class _Counter:
@@ -508,9 +549,14 @@ class _Counter:
         return value
 
 
+def _unpacked(item: tuple) -> tuple:
+    (experiment, variant, version, phase), unit_id, ts, attributes = item
+    return experiment, variant, unit_id, ts, attributes, version, phase
+
+
 def _wire(item: tuple) -> dict[str, Any]:
     """A queued exposure as ``POST /api/v1/exposures`` takes it."""
-    experiment, variant, unit_id, ts, attributes, version, phase = item
+    (experiment, variant, version, phase), unit_id, ts, attributes = item
     out = {"experiment": experiment, "variant": variant, "unit_id": unit_id, "timestamp": _iso(ts),
            "attributes": {} if attributes is None else attributes if type(attributes) is dict else dict(attributes),
            "config_version": version}
