@@ -100,6 +100,8 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if env.str("DATABASE_TEST_NAME", default=""):  # the test runner's shards each get their own test database
+    DATABASES["default"]["TEST"] = {"NAME": env.str("DATABASE_TEST_NAME")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the in-process report task read while a request writes.
     DATABASES["default"]["OPTIONS"] = {
