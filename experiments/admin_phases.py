@@ -18,8 +18,9 @@ from django.urls import path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from . import plan
-from .models import Experiment, ExperimentMetric, TargetingRule
+from . import approvals, plan
+from .governance import requires_approval
+from .models import ApprovalRequest, Experiment, ExperimentMetric, TargetingRule
 from .phases import PhaseConflict, start_new_phase
 
 
@@ -154,7 +155,22 @@ def start_phase_view(model_admin: admin.ModelAdmin, request: HttpRequest, object
         messages.error(request, f"Only a running or paused experiment can start a new phase; this one is {experiment.status}.")
         return HttpResponseRedirect(change_url)
     form = NewPhaseForm(request.POST or None, experiment=experiment)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and requires_approval():
+        try:  # four eyes: file the request; a second person's approval starts the phase as asked
+            approval = approvals.request_approval(
+                experiment, ApprovalRequest.Action.NEW_PHASE, user=request.user, comment=form.cleaned_data["reason"],
+                phase_request={"changes": form.changes(), "rerandomize": form.cleaned_data["rerandomize"],
+                               "reason": form.cleaned_data["reason"]},
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                for error in errors:
+                    form.add_error(None, f"{field.replace('_', ' ')}: {error}" if field not in ("__all__", "changes") else error)
+        else:
+            messages.success(request, f"Approval requested (#{approval.pk}): phase {experiment.current_phase + 1} of "
+                                      f"'{experiment.key}' starts when a second person approves it.")
+            return HttpResponseRedirect(change_url)
+    elif request.method == "POST" and form.is_valid():
         try:
             phase = start_new_phase(
                 experiment, form.changes(), rerandomize=form.cleaned_data["rerandomize"],

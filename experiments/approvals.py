@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -60,8 +61,11 @@ def _who(user, key: str) -> str:
 
 def request_approval(
     experiment: Experiment, action: str, *, user=None, key: str = "", shipped_variant: str = "", comment: str = "",
+    phase_request: dict[str, Any] | None = None,
 ) -> ApprovalRequest:
-    """Ask for a start or a completion. ``user`` is a person; ``key`` names an API key (admin scope)."""
+    """Ask for a start, a completion or a new phase. ``user`` is a person; ``key`` names an API key
+    (admin scope). A new phase carries ``phase_request``: ``{"changes", "rerandomize", "reason"}``,
+    validated now and applied as asked once approved."""
     if action not in Action.values:
         raise ValidationError({"action": [f"Approvals are for {' or '.join(Action.values)}, not {action!r}."]})
     if user is not None and not may_act(user, experiment, action):
@@ -69,11 +73,15 @@ def request_approval(
     try:
         with transaction.atomic():
             experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
-            target = services.ACTION_TARGETS[action]
-            if target not in services.TRANSITIONS[experiment.status] or (
-                action == "start" and experiment.status != Experiment.Status.DRAFT
-            ):
-                raise ValidationError({"status": [f"A {experiment.status} experiment cannot be asked to {action}."]})
+            if action == Action.NEW_PHASE:
+                phase_request = _checked_phase_request(experiment, phase_request)
+            else:
+                target = services.ACTION_TARGETS[action]
+                if target not in services.TRANSITIONS[experiment.status] or (
+                    action == "start" and experiment.status != Experiment.Status.DRAFT
+                ):
+                    raise ValidationError({"status": [
+                        f"A {experiment.status} experiment cannot be asked to {action}."]})
             if action == "complete" and shipped_variant and not experiment.variants.filter(key=shipped_variant).exists():
                 raise ValidationError({"shipped_variant": [f"No variant '{shipped_variant}' in this experiment."]})
             if action == "start":
@@ -85,6 +93,7 @@ def request_approval(
                 ]})
             approval = ApprovalRequest(
                 experiment=experiment, action=action, shipped_variant=shipped_variant if action == "complete" else "",
+                phase_request=phase_request if action == Action.NEW_PHASE else {},
                 requested_by=user, requested_by_key="" if user is not None else key[:100],
                 fingerprint=fingerprint(experiment), comment=comment,
             )
@@ -93,6 +102,23 @@ def request_approval(
             return approval
     except IntegrityError:  # a concurrent request for the same action won the race
         raise ValidationError({"action": [f"A {action} request is already pending."]}) from None
+
+
+def _checked_phase_request(experiment: Experiment, phase_request: dict[str, Any] | None) -> dict[str, Any]:
+    from .phases import check_request  # phases imports services; keep this module's imports flat
+
+    if not isinstance(phase_request, dict):
+        raise ValidationError({"action": [
+            "A new phase is requested with its changes: use the admin's new-phase form or "
+            "POST /api/v1/experiments/<key>/phases."]})
+    if experiment.status not in (Experiment.Status.RUNNING, Experiment.Status.PAUSED):
+        raise ValidationError({"status": [
+            f"Only a running or paused experiment can start a new phase; this one is {experiment.status}."]})
+    changes = dict(phase_request.get("changes") or {})
+    rerandomize = bool(phase_request.get("rerandomize"))
+    reason, _ = check_request(experiment, changes, rerandomize=rerandomize, reason=phase_request.get("reason", ""))
+    return {"changes": json.loads(json.dumps(changes, cls=DjangoJSONEncoder)), "rerandomize": rerandomize, "reason": reason,
+            "expected_phase": experiment.current_phase}
 
 
 def _lock(approval_id: int) -> tuple[Experiment, ApprovalRequest]:
@@ -139,6 +165,13 @@ def approve(approval_id: int, *, user=None, key: str = "", comment: str = "") ->
             actor = _who(user, key)
             if approval.action == Action.START:
                 services.start_experiment(experiment, actor=actor, approved=True)
+            elif approval.action == Action.NEW_PHASE:
+                from .phases import start_new_phase
+
+                asked = approval.phase_request
+                start_new_phase(experiment, asked["changes"], rerandomize=asked["rerandomize"],
+                                reason=asked["reason"], actor=actor, expected_phase=asked["expected_phase"],
+                                approved=True)
             else:
                 services.complete_experiment(
                     experiment, shipped_variant=approval.shipped_variant or None, actor=actor, approved=True

@@ -17,6 +17,7 @@ ACTION_PERMISSIONS = {
     "resume": "experiments.start_experiment",
     "complete": "experiments.complete_experiment",
     "archive": "experiments.complete_experiment",
+    "new_phase": "experiments.change_experiment",
 }
 APPROVE_PERMISSION = "experiments.approve_experiment"
 

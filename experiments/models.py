@@ -365,7 +365,7 @@ class Override(models.Model):
 
 
 class ApprovalRequest(models.Model):
-    """Four eyes: a start or a completion asked by one person and decided by another.
+    """Four eyes: a start, a completion or a new phase asked by one person and decided by another.
 
     The request records a fingerprint of the definition; approving a request whose experiment
     changed since is refused (see ``experiments.approvals``).
@@ -374,6 +374,7 @@ class ApprovalRequest(models.Model):
     class Action(models.TextChoices):
         START = "start", "Start"
         COMPLETE = "complete", "Complete"
+        NEW_PHASE = "new_phase", "New phase"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -385,6 +386,10 @@ class ApprovalRequest(models.Model):
     action = models.CharField(max_length=16, choices=Action.choices)
     shipped_variant = models.CharField(
         max_length=64, blank=True, help_text="Completion only: the key of the variant to ship (blank: none).",
+    )
+    phase_request = models.JSONField(
+        default=dict, blank=True,
+        help_text="New phase only: the changes, rerandomize and reason to apply once approved.",
     )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -134,6 +135,24 @@ def _validate(experiment: Experiment, changes: Mapping[str, Any]) -> None:
         plan.validate_segment_attributes(changes["segment_attributes"])
 
 
+def check_request(
+    experiment: Experiment, changes: Mapping[str, Any], *, rerandomize: bool, reason: str,
+) -> tuple[str, list[str]]:
+    """``(reason, changed fields)`` of a valid new-phase request, else ValidationError: run when
+    the phase starts and when its approval is requested (so approvers only see valid requests)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["Say why the plan changes (kept with the phase and in the history)."]})
+    _validate(experiment, changes)
+    lists = plan.current_lists(experiment)
+    changed = [f for f in plan.FROZEN if f in changes and plan.differs(experiment, f, changes[f], lists)]
+    if not changed and not rerandomize:
+        raise ValidationError({"changes": [
+            f"Nothing in the plan would change; phase {experiment.current_phase} goes on as it is."
+        ]})
+    return reason, changed
+
+
 @transaction.atomic
 def start_new_phase(
     experiment: Experiment,
@@ -143,13 +162,22 @@ def start_new_phase(
     reason: str,
     actor: str | None = None,
     expected_phase: int | None = None,
+    approved: bool = False,
 ) -> Phase:
     """End the current phase and begin the next with ``changes`` applied to the plan.
+
+    With ``REQUIRE_APPROVAL`` on, only an approved ``new_phase`` request runs this
+    (``experiments.approvals``): a plan change mid-flight deserves the same four eyes as a start.
 
     ``changes`` holds any of ``plan.FROZEN`` (lists replace the current ones). Refused for drafts
     and completed experiments, without a reason, when nothing would change, and when
     ``expected_phase`` is given and another phase began meanwhile (``PhaseConflict``).
     """
+    if not approved and getattr(settings, "REQUIRE_APPROVAL", False):
+        raise ValidationError({"status": [
+            "This platform requires a second person's approval to start a new phase: the admin form and "
+            "POST /api/v1/experiments/<key>/phases file the request while approvals are required."
+        ]})
     experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
     if experiment.status not in (Status.RUNNING, Status.PAUSED):
         raise ValidationError({"status": [
@@ -162,16 +190,7 @@ def start_new_phase(
             f"Phase {experiment.current_phase} was started meanwhile (you expected phase "
             f"{expected_phase}); review the current plan and try again."
         ]})
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": ["Say why the plan changes (kept with the phase and in the history)."]})
-    _validate(experiment, changes)
-    lists = plan.current_lists(experiment)
-    changed = [f for f in plan.FROZEN if f in changes and plan.differs(experiment, f, changes[f], lists)]
-    if not changed and not rerandomize:
-        raise ValidationError({"changes": [
-            f"Nothing in the plan would change; phase {experiment.current_phase} goes on as it is."
-        ]})
+    reason, changed = check_request(experiment, changes, rerandomize=rerandomize, reason=reason)
 
     now = timezone.now()
     previous = current_phase(experiment) or begin_first_phase(experiment, actor=actor)

@@ -1,17 +1,19 @@
 """Definitions API: thin views over ``experiments.services``."""
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.permissions import IsAnalyst, ReadAnalystWriteAdmin
 
-from . import audit, phases, services
-from .models import Experiment, Layer, Metric
+from . import approvals, audit, phases, services
+from .governance import requires_approval
+from .models import ApprovalRequest, Experiment, Layer, Metric
 from .serializers import (
     CompleteSerializer,
     ExperimentHistoryEntrySerializer,
@@ -22,6 +24,7 @@ from .serializers import (
     PhaseCreateSerializer,
     PhaseSerializer,
 )
+from .views_approvals import ApprovalSerializer, _actor
 
 
 def actor_of(request) -> str:
@@ -179,6 +182,8 @@ class ExperimentPhases(APIView):
         request=PhaseCreateSerializer,
         responses={
             201: PhaseSerializer,
+            202: OpenApiResponse(description="REQUIRE_APPROVAL: a new-phase approval request was filed "
+                                             "(the approval; approving starts the phase)"),
             400: OpenApiResponse(description="Invalid change, nothing to change, or not running/paused"),
             409: OpenApiResponse(description="Another phase was started meanwhile (expected_phase)"),
         },
@@ -188,6 +193,16 @@ class ExperimentPhases(APIView):
         serializer = PhaseCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if requires_approval():  # four eyes: file the request; approving starts the phase as asked
+            try:
+                approval = approvals.request_approval(
+                    experiment, ApprovalRequest.Action.NEW_PHASE, comment=data["reason"], **_actor(request),
+                    phase_request={"changes": dict(data.get("changes") or {}), "rerandomize": data["rerandomize"],
+                                   "reason": data["reason"]},
+                )
+            except DjangoPermissionDenied as e:
+                raise PermissionDenied(str(e)) from None
+            return Response(ApprovalSerializer(approval).data, status=status.HTTP_202_ACCEPTED)
         try:
             phase = phases.start_new_phase(
                 experiment, dict(data.get("changes") or {}), rerandomize=data["rerandomize"],

@@ -215,3 +215,87 @@ def test_bulk_start_is_refused_with_a_message(login, draft):
     assert "second person" in r.content.decode()
     draft.refresh_from_db()
     assert draft.status == "draft"
+
+
+# --- a new phase (a plan change mid-flight) needs the same four eyes -------------------------------
+
+@pytest.fixture
+def started(draft, person):
+    approval = approvals.request_approval(draft, "start", user=person("ann", "pm"))
+    approvals.approve(approval.pk, user=person("bob", "analyst"))
+    draft.refresh_from_db()
+    return draft
+
+
+SPLIT = {"variants": [{"key": "control", "weight": 70, "is_control": True},
+                      {"key": "green", "weight": 30, "payload": {"color": "green"}}]}
+
+
+def test_a_new_phase_is_refused_without_approval_and_starts_once_approved(person, started):
+    from experiments import phases
+
+    with pytest.raises(ValidationError, match="second person's approval to start a new phase"):
+        phases.start_new_phase(started, SPLIT, rerandomize=True, reason="ship-safe split")
+    # Requests are checked when filed: no reason, or nothing to change, is refused at once.
+    with pytest.raises(ValidationError, match="Say why"):
+        approvals.request_approval(started, "new_phase", user=person("pat", "pm"),
+                                   phase_request={"changes": SPLIT, "rerandomize": True, "reason": " "})
+    with pytest.raises(ValidationError, match="Nothing in the plan"):
+        approvals.request_approval(started, "new_phase", user=person("pam", "pm"),
+                                   phase_request={"changes": {}, "rerandomize": False, "reason": "r"})
+    with pytest.raises(ValidationError, match="with its changes"):
+        approvals.request_approval(started, "new_phase", user=person("pia", "pm"))
+    pat = person("pat2", "pm")
+    approval = approvals.request_approval(started, "new_phase", user=pat,
+                                          phase_request={"changes": SPLIT, "rerandomize": True, "reason": "ship-safe"})
+    assert started.phases.count() == 1
+    with pytest.raises(PermissionDenied):
+        approvals.approve(approval.pk, user=pat)
+    approvals.approve(approval.pk, user=person("sam", "analyst"))
+    started.refresh_from_db()
+    assert started.current_phase == 2 and started.salt == "gov-exp.phase2"
+    assert sorted((v.key, int(v.weight)) for v in started.variants.all()) == [("control", 70), ("green", 30)]
+    phase = started.phases.get(number=2)
+    assert phase.reason == "ship-safe" and phase.rerandomized and phase.created_by == "sam"
+
+
+def test_a_phase_request_goes_stale_when_the_plan_moved(person, started):
+    first = approvals.request_approval(started, "new_phase", user=person("pat", "pm"),
+                                       phase_request={"changes": SPLIT, "rerandomize": False, "reason": "a"})
+    other = approvals.request_approval  # a second pending new-phase request is refused
+    with pytest.raises(ValidationError, match="already pending"):
+        other(started, "new_phase", user=person("pam", "pm"),
+              phase_request={"changes": {}, "rerandomize": True, "reason": "b"})
+    # Meanwhile the definition moved: the request no longer describes what would start.
+    started.variants.filter(key="green").update(payload={"color": "teal"})
+    with pytest.raises(ValidationError, match="changed since"):
+        approvals.approve(first.pk, user=person("sam", "analyst"))
+    assert started.phases.count() == 1
+
+
+def test_phase_api_and_admin_file_requests_while_approval_is_required(person, started, api_client_for, login):
+    r = api_client_for("admin").post(f"/api/v1/experiments/{started.key}/phases",
+                                     {"changes": SPLIT, "rerandomize": False, "reason": "api split"}, format="json")
+    assert r.status_code == 202, r.content
+    body = r.json()
+    assert body["action"] == "new_phase" and body["status"] == "pending"
+    assert started.phases.count() == 1
+    approval = ApprovalRequest.objects.get(pk=body["id"])
+    assert float(approval.phase_request["changes"]["variants"][0]["weight"]) == 70
+    approvals.reject(approval.pk, user=person("sam", "analyst"))
+    pm = login("pat", "pm")
+    url = f"/admin/experiments/experiment/{started.pk}/phases/new/"
+    form = pm.get(url).context["form"]
+    import json
+
+    data = {k: ("on" if v is True else "" if v in (None, False) else json.dumps(v) if isinstance(v, list) else str(v))
+            for k, v in {**form.initial, **{n: f.initial for n, f in form.fields.items()
+                                             if f.initial is not None}}.items()}
+    data = {k: v for k, v in data.items() if v != ""}
+    r = pm.post(url, {**data, "weight_control": "60", "weight_green": "40", "reason": "admin split"}, follow=True)
+    assert "Approval requested" in r.content.decode()
+    approval = ApprovalRequest.objects.get(action="new_phase", status="pending")
+    approvals.approve(approval.pk, user=person("sue", "analyst"))
+    started.refresh_from_db()
+    assert started.current_phase == 2
+    assert sorted((v.key, int(v.weight)) for v in started.variants.all()) == [("control", 60), ("green", 40)]
