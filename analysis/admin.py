@@ -252,10 +252,14 @@ def calculator_answer(query) -> tuple[dict[str, Any], int]:
 
 def silent_metrics(metrics: list[Metric]) -> list[dict[str, str]]:
     """Metrics whose event (or denominator event) was never received: a typo or a missing integration."""
+    wanted = [e for metric in metrics for e in (metric.event, metric.denominator_event) if e]
+    received = selectors.received_event_names(wanted)
+    if received is None:  # the store is unreachable: no warning rather than a false one
+        return []
     out = []
     for metric in metrics:
         for event in filter(None, (metric.event, metric.denominator_event)):
-            if not Event.objects.filter(event=event).exists():
+            if event not in received:
                 out.append({"metric": metric.key, "event": event})
     return out
 
@@ -332,6 +336,14 @@ class EventAdmin(SafeAdminMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        from . import clickhouse
+
+        if clickhouse.enabled():  # this table stays empty: say where the events are
+            messages.info(request, "Events are stored in ClickHouse (ANALYTICS_BACKEND=clickhouse), not in this "
+                                   "table; query the ClickHouse table of the same name to inspect them.")
+        return super().changelist_view(request, extra_context)
 
 
 @admin.register(Conclusion)

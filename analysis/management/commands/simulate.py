@@ -8,6 +8,10 @@ experiment's primary metrics get the true ``--lift`` in the treatment variants, 
 ``--guardrail-lift`` (0: the guardrail holds), other events ``--secondary-lift``. Unit and event
 ids are deterministic (prefix, experiment, unit number), so running the same command again
 writes nothing new; ``--reset`` deletes earlier simulated rows first.
+
+With ``ANALYTICS_BACKEND=clickhouse`` the events go straight into ClickHouse (where reports read
+them) and the exposures into both stores, as the mirror would put them; ``--reset`` deletes from
+ClickHouse too.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from tqdm import tqdm
 
+from analysis import clickhouse, stream
+from analysis.dialects import DIALECTS
 from analysis.ingestion import write_events
 from analysis.models import Event
 from assignment.models import Exposure
@@ -141,6 +147,9 @@ def simulate(
             "value": rng.lognormal(mean=3.8, sigma=0.7, size=units),
         }
 
+    to_clickhouse = clickhouse.enabled()
+    unit_prefix = f"{prefix}-{experiment.key}-"
+    ch_before = _clickhouse_events(unit_prefix) if to_clickhouse else 0
     own = Exposure.objects.filter(experiment=experiment, unit_id__startswith=f"{prefix}-{experiment.key}-")
     exposures_before = own.count()
     events_generated = events_written = 0
@@ -179,11 +188,16 @@ def simulate(
                                            round(value * (1 + 0.1 * k), 2), at, '{"simulated": true}'))
         with transaction.atomic():
             Exposure.objects.bulk_create(exposure_rows, ignore_conflicts=True, batch_size=1000)
-            events_written += write_events(event_rows, received_at=received)
+            if to_clickhouse:
+                _insert_clickhouse(exposure_rows, event_rows, received)
+            else:
+                events_written += write_events(event_rows, received_at=received)
         events_generated += len(event_rows)
         bar.update(hi - lo)
     bar.close()
     exposures_written = own.count() - exposures_before
+    if to_clickhouse:
+        events_written = _clickhouse_events(unit_prefix) - ch_before
     if backdate and experiment.started_at is not None and experiment.started_at > start:
         # The simulated units arrived from ``start``: make the timeline agree (no history row).
         Experiment.objects.filter(pk=experiment.pk).update(started_at=start)
@@ -195,11 +209,41 @@ def simulate(
     return SimulationResult(int(keep.sum()), exposures_written, events_generated, events_written, start, end)
 
 
+def _q(name: str) -> str:
+    return DIALECTS["clickhouse"].quote(name)
+
+
+def _clickhouse_events(unit_prefix: str) -> int:
+    """Distinct events of the simulated units in ClickHouse."""
+    events, _ = clickhouse.tables()
+    rows = clickhouse.client().query(
+        f"SELECT count() FROM {_q(events)} FINAL WHERE startsWith({_q('unit_id')}, %s)",
+        parameters=(unit_prefix,)).result_rows
+    return int(rows[0][0])
+
+
+def _insert_clickhouse(exposures: list[Exposure], events: list[tuple], received: datetime) -> None:
+    """One chunk into ClickHouse: the stream's own line format, one INSERT per table. Re-running
+    the command inserts copies that the tables read once (``analysis.clickhouse``)."""
+    event_table, exposure_table = clickhouse.tables()
+    clickhouse.insert_lines(event_table, clickhouse.EVENT_COLUMNS, stream.event_lines(events, received))
+    rows = [(e.experiment_id, e.variant_id, e.unit_id, e.first_seen.timestamp(), e.attributes,
+             e.last_seen.timestamp(), e.phase) for e in exposures]
+    clickhouse.insert_lines(exposure_table, clickhouse.EXPOSURE_COLUMNS, stream.exposure_lines(rows))
+
+
 def reset(experiment: Experiment, prefix: str = "sim") -> tuple[int, int]:
-    """Delete the simulated exposures and events of ``experiment``."""
+    """Delete the simulated exposures and events of ``experiment`` (from ClickHouse too)."""
     unit_prefix = f"{prefix}-{experiment.key}-"
     events, _ = Event.objects.filter(unit_id__startswith=unit_prefix).delete()
     exposures, _ = Exposure.objects.filter(experiment=experiment, unit_id__startswith=unit_prefix).delete()
+    if clickhouse.enabled():
+        events = _clickhouse_events(unit_prefix)
+        event_table, exposure_table = clickhouse.tables()
+        ch = clickhouse.client()
+        ch.command(f"DELETE FROM {_q(event_table)} WHERE startsWith({_q('unit_id')}, %s)", parameters=(unit_prefix,))
+        ch.command(f"DELETE FROM {_q(exposure_table)} WHERE {_q('experiment_id')} = %s "
+                   f"AND startsWith({_q('unit_id')}, %s)", parameters=(experiment.pk, unit_prefix))
     return exposures, events
 
 
