@@ -12,7 +12,10 @@ and ``raw_insert(table, column_names, insert_block, fmt=...)``.
 
 Idempotency: both tables are ``ReplacingMergeTree``s. Events are keyed by ``event_id``, so a
 retried batch or a redelivered stream entry is stored twice until a merge and read once
-(``dialects.ClickHouse.source``). Exposures are keyed by (experiment, phase, unit) with the
+(``dialects.ClickHouse.source``: FINAL, merging across partitions). The version ``ver`` falls as
+``received_at`` grows, so of two copies the one received first is read: Django's rule (the
+first insert wins, ``ON CONFLICT DO NOTHING``), even when a retry carries another timestamp
+(a server-assigned one, a month later) and its copy lands in another monthly partition. Exposures are keyed by (experiment, phase, unit) with the
 version ``ver`` falling as ``first_seen`` grows, so the row kept is the earliest exposure:
 PostgreSQL's upsert rule (first variant, first attributes) whatever order rows arrive in.
 """
@@ -27,7 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import dialects
 
-#: Upper bound of ``first_seen`` in microseconds (9999-12-31): ``ver`` stays positive.
+#: Upper bound of ``first_seen``/``received_at`` in microseconds (9999-12-31): ``ver`` stays positive.
 _VER_BASE = 253402300800000000
 
 
@@ -48,8 +51,9 @@ def tables() -> tuple[str, str]:
 def ddl() -> list[str]:
     """CREATE TABLE statements (idempotent) with Django's table and column names.
 
-    Events: monthly partitions on ``timestamp`` (a retried event carries the same timestamp,
-    so its copies meet in one partition), ordered by ``event_id`` (the deduplication key).
+    Events: monthly partitions on ``timestamp`` (old months can be dropped or moved), ordered by
+    ``event_id`` (the deduplication key), the earliest received copy kept (``ver``). Copies of
+    one event_id in different months are never merged on disk; reads dedupe them (FINAL).
     Exposures: not partitioned, because ``first_seen`` of a unit can still move back (an older
     exposure flushed late) and copies of one key must share a partition to be deduplicated.
     """
@@ -60,8 +64,9 @@ def ddl() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {q(events)} ("
         f"{q('event_id')} String, {q('unit_id')} String, {q('event')} LowCardinality(String), "
         f"{q('value')} Nullable(Float64), {q('timestamp')} {ts}, {q('properties')} String DEFAULT '{{}}', "
-        f"{q('received_at')} {ts} DEFAULT now64(6)"
-        f") ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM({q('timestamp')}) ORDER BY {q('event_id')}",
+        f"{q('received_at')} {ts} DEFAULT now64(6), "
+        f"{q('ver')} UInt64 DEFAULT toUInt64({_VER_BASE} - toUnixTimestamp64Micro({q('received_at')}))"
+        f") ENGINE = ReplacingMergeTree({q('ver')}) PARTITION BY toYYYYMM({q('timestamp')}) ORDER BY {q('event_id')}",
         f"CREATE TABLE IF NOT EXISTS {q(exposures)} ("
         f"{q('id')} Int64 DEFAULT 0, {q('experiment_id')} Int64, {q('variant_id')} Int64, {q('unit_id')} String, "
         f"{q('first_seen')} {ts}, {q('last_seen')} {ts} DEFAULT {q('first_seen')}, "

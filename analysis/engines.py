@@ -20,8 +20,9 @@ from .models import Event
 
 #: Columns loaded (the builder reads no others), in insert order.
 EVENT_FIELDS = ("event_id", "unit_id", "event", "value", "timestamp")
-#: What ``clickhouse_init --copy`` copies of an event (``received_at`` starts anew).
-COPY_EVENT_FIELDS = (*EVENT_FIELDS, "properties")
+#: What ``clickhouse_init --copy`` copies of an event (``received_at`` too: of two copies of an
+#: event_id, ClickHouse keeps the one received first, as Django's table did).
+COPY_EVENT_FIELDS = (*EVENT_FIELDS, "properties", "received_at")
 EXPOSURE_FIELDS = ("id", "experiment", "variant", "unit_id", "first_seen", "attributes", "phase")
 
 _TYPES = {

@@ -127,7 +127,11 @@ class RejectedEventSerializer(serializers.Serializer):
 class EventBatchResultSerializer(serializers.Serializer):
     accepted = serializers.IntegerField(help_text="Events stored by this request.")
     duplicates = serializers.IntegerField(
-        help_text="Events whose event_id was already stored or came earlier in this batch."
+        help_text=(
+            "Events whose event_id was already stored or came earlier in this batch. With "
+            "ANALYTICS_BACKEND=clickhouse only repeats within the batch are known here; repeats "
+            "of earlier batches are accepted and read once."
+        )
     )
     rejected = RejectedEventSerializer(many=True)
 

@@ -488,7 +488,6 @@ def _metric_sums(specs: list[_Spec], x: _Exposures, until, seg_sql, seg_params):
         f"u AS ({u_cte}), "
         f"{v_cte} "
         f"SELECT variant_id{seg_out}, {', '.join(sums_select)} FROM {source} GROUP BY variant_id{seg_out}"
-        f"{_d().heavy_settings}"
     )
     rows = _fetch(sql, [*x_params, *u_params, *v_params], heavy=True)
 

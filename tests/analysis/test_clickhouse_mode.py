@@ -83,3 +83,16 @@ def test_the_warning_is_left_out_not_wrong_when_clickhouse_cannot_answer(ch, set
     assert page.status_code == 200 and "never received" not in page.content.decode()
     page = admin_client.get("/admin/analysis/event/")
     assert page.status_code == 200 and "Events are stored in ClickHouse" in page.content.decode()
+
+
+def test_clickhouse_init_refuses_an_events_table_without_the_version(ch, settings):  # noqa: F811
+    from django.core.management import CommandError
+
+    ch.command('DROP TABLE "analysis_event"')
+    ch.command('CREATE TABLE "analysis_event" (event_id String, unit_id String, event String, '
+               "value Nullable(Float64), timestamp DateTime64(6, 'UTC'), properties String, "
+               "received_at DateTime64(6, 'UTC')) ENGINE = ReplacingMergeTree ORDER BY event_id")
+    with pytest.raises(CommandError, match="predates the version column"):
+        call_command("clickhouse_init", stdout=io.StringIO())
+    ch.command('DROP TABLE "analysis_event"')
+    call_command("clickhouse_init", stdout=io.StringIO())  # a fresh table passes

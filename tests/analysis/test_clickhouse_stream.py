@@ -353,3 +353,53 @@ def test_system_checks_name_the_missing_setting(settings):
     assert [e.id for e in clickhouse_settings(None)] == ["analysis.E001"]
     settings.ANALYTICS_BACKEND = "django"
     assert clickhouse_settings(None) == []
+
+
+def test_an_event_id_sent_again_in_another_month_counts_once_the_first_copy(ch, settings, api_client_for):
+    """PostgreSQL keeps the first insert of an event_id whatever the copy says. A retry whose
+    timestamp was assigned by the server (no ``timestamp`` sent) can land on the other side of
+    midnight on the 1st, so its copy sits in another monthly partition, where ReplacingMergeTree
+    merges never reach; the reads must still count the event once, as the first copy says."""
+    from analysis import daily
+    from analysis.models import Event
+    from assignment.models import Exposure
+
+    from .test_queries import T0
+
+    experiment = make_experiment("months", ("conv", "revenue"), cuped=False)
+    variant = experiment.variants.get(key="control").pk
+    start = T0.replace(day=30, hour=20, minute=0)  # 2026-11-30 20:00 UTC
+    experiment.started_at = start - timedelta(days=1)
+    experiment.save(update_fields=["started_at"])
+    items = [(experiment.pk, variant, f"u{i}", start.timestamp(), {}, 1) for i in range(4)]
+    first = [{"event_id": f"e{i}", "unit_id": f"u{i}", "event": "purchase", "value": 10.0 + i,
+              "timestamp": (start + timedelta(hours=3, minutes=59, seconds=59)).isoformat()} for i in range(4)]
+    retry = [{**e, "value": 99.0, "timestamp": (start + timedelta(hours=4, seconds=1)).isoformat()} for e in first]
+
+    api = api_client_for("client")
+    exposures.write(items)
+    _post(api, first)
+    loader.load()
+    _post(api, retry)  # the retry: accepted (the endpoint does not ask ClickHouse) ...
+    loader.load()
+    for _ in range(2):
+        ch.command('OPTIMIZE TABLE "analysis_event" FINAL')  # merges never join two months
+    assert _count(ch, "analysis_event", final=False) == 8
+    assert _count(ch, "analysis_event") == 4  # ... and read once
+    partitions = ch.query('SELECT DISTINCT _partition_id FROM "analysis_event" ORDER BY 1').result_rows
+    assert partitions == [("202611",), ("202612",)]
+    got = queries.metric_statistics(experiment)
+    got_daily = daily.daily_increments(experiment)[1]
+
+    Exposure.objects.all().delete()
+    Event.objects.all().delete()
+    settings.ANALYTICS_BACKEND = "django"
+    exposures.write(items)
+    _post(api, first)
+    response = api.post("/api/v1/events", {"events": retry}, format="json")
+    assert response.json()["duplicates"] == 4
+    want, want_daily = queries.metric_statistics(experiment), daily.daily_increments(experiment)[1]
+    assert want["revenue"]["control"].sum == 10 + 11 + 12 + 13  # the first copies' values
+    settings.ANALYTICS_BACKEND = "clickhouse"
+    assert_same_tables(got, want)
+    assert got_daily == want_daily

@@ -27,6 +27,7 @@ class Command(BaseCommand):
             raise CommandError("ANALYTICS_BACKEND is not 'clickhouse': set it and CLICKHOUSE_URL first")
         for sql in statements:
             engine.execute(engine.dialect, sql, [])
+        self._check_event_version(engine)
         self.stdout.write(self.style.SUCCESS(f"{len(statements)} ClickHouse tables ready"))
         if copy:
             from analysis import engines
@@ -38,3 +39,16 @@ class Command(BaseCommand):
                                event_fields=engines.COPY_EVENT_FIELDS)
             self.stdout.write(self.style.SUCCESS(
                 f"copied {Event.objects.count()} events and {Exposure.objects.count()} exposures"))
+
+    def _check_event_version(self, engine) -> None:
+        """An events table created before the ``ver`` column keeps the *last* copy of an event_id
+        and cannot be altered into keeping the first: say how to rebuild it."""
+        events, _ = clickhouse.tables()
+        rows = engine.execute(engine.dialect, "SELECT name FROM system.columns WHERE database = currentDatabase() "
+                              "AND table = %s", [events])
+        if rows and "ver" not in {r[0] for r in rows}:
+            cols = ", ".join(clickhouse.EVENT_COLUMNS)
+            raise CommandError(
+                f"The ClickHouse table {events} predates the version column (the first copy of an event_id "
+                f"must win). Rebuild it: RENAME TABLE {events} TO {events}_old; run clickhouse_init again; "
+                f"INSERT INTO {events} ({cols}) SELECT {cols} FROM {events}_old; DROP TABLE {events}_old.")
