@@ -7,7 +7,11 @@ FINAL), then times (on chdb both as inserted, with intersecting parts FINAL merg
 and after ``OPTIMIZE ... FINAL``) ``metric_statistics`` and ``segment_statistics`` on each engine and checks
 that both give the same per-variant statistics (counts exactly, float sums to 1e-12 relative).
 
-    .venv/bin/python bench/bench_clickhouse.py [--events 1000000]
+    .venv/bin/python bench/bench_clickhouse.py [--events 1000000] [--via-stream] [--reuse]
+
+``--via-stream`` fills ClickHouse the production way instead (the Redis Stream and the loader,
+many INSERTs of ``--rows`` rows, chdb in a directory): the loader's rate at that size, and the
+report on the parts the loader made (needs Redis, ``BENCH_REDIS_URL``).
 
 Needs PostgreSQL at postgres://postgres@127.0.0.1:5432 and the ``clickhouse`` extra (chdb).
 chdb runs ClickHouse's engine in this process on this machine's cores: it measures the query
@@ -74,6 +78,55 @@ def load_chdb(paths: dict[str, str]):
         f"'{paths['exposures']}', 'CSV', 'id Int64, e Int64, v Int64, u String, ts String, a String, p UInt16')"
     )
     return engines.chdb_connection_engine(conn)
+
+
+def load_via_stream(directory: str, rows_per_insert: int) -> tuple[object, dict[str, float]]:
+    """ClickHouse filled the production way: every event and exposure of the PostgreSQL tables
+    appended to the Redis Stream in entries of 1,000 (as the endpoint and the mirror do), then
+    drained by ``analysis.loader`` (``CLICKHOUSE_LOAD_ROWS`` rows per INSERT, the erasure lock and
+    tombstone check included) into a chdb directory. Returns the engine and the timings."""
+    import psycopg
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from analysis import clickhouse, loader, stream
+
+    settings.ANALYTICS_BACKEND, settings.CLICKHOUSE_URL = "clickhouse", f"chdb://{directory}/ch"
+    settings.REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    settings.CLICKHOUSE_STREAM_KEY = f"bench:chstream:{os.getpid()}"
+    settings.CLICKHOUSE_STREAM_MAX_ENTRIES = 10**7
+    settings.CLICKHOUSE_LOAD_ROWS = rows_per_insert
+    clickhouse._client.cache_clear()
+    call_command("clickhouse_init", verbosity=0)
+    redis = stream.redis_client()
+    redis.delete(settings.CLICKHOUSE_STREAM_KEY)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    events = 0
+    with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+        with conn.cursor(name="events") as cur:
+            cur.itersize = 10_000
+            cur.execute("SELECT event_id, unit_id, event, value, \"timestamp\", properties::text, received_at "
+                        "FROM analysis_event")
+            while batch := cur.fetchmany(1000):
+                stream.append_events([r[:6] for r in batch], batch[0][6])
+                events += len(batch)
+        with conn.cursor(name="exposures") as cur:
+            cur.execute("SELECT experiment_id, variant_id, unit_id, extract(epoch FROM first_seen), attributes, "
+                        "extract(epoch FROM last_seen), phase FROM assignment_exposure")
+            while batch := cur.fetchmany(1000):
+                stream.append_exposures([(e, v, u, float(f), a, float(last), p) for e, v, u, f, a, last, p in batch])
+    timings["append_s"] = time.perf_counter() - started
+    timings["entries"] = stream.pending()
+    timings["redis_mb"] = redis.info("memory")["used_memory"] / 2**20
+    started = time.perf_counter()
+    result = loader.load(max_seconds=10**6)
+    timings["drain_s"] = time.perf_counter() - started
+    timings["loaded"] = result.events
+    timings["rounds"] = result.rounds
+    assert result.events == events and stream.pending() == 0, (result, events)
+    redis.delete(settings.CLICKHOUSE_STREAM_KEY)
+    return clickhouse.client_engine(clickhouse.client()), timings
 
 
 def optimize(engine) -> None:
@@ -145,6 +198,10 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="reuse the database a previous run left (same --events): skips the PostgreSQL load")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    parser.add_argument("--via-stream", action="store_true",
+                        help="fill ClickHouse through the Redis Stream and the loader (many INSERTs of "
+                             "--rows rows), not one INSERT from a CSV file")
+    parser.add_argument("--rows", type=int, default=50_000, help="rows per loader INSERT (--via-stream)")
     args = parser.parse_args()
 
     if args.reuse:
@@ -180,8 +237,18 @@ def main() -> None:
     pg_cpu = postgres_cpu(lambda: queries.metric_statistics(experiment))
     pg_rss = rss_mb()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        paths, export_s = timed(lambda: export(tmp))
+    tmpdir = tempfile.TemporaryDirectory()
+    streamed: dict[str, float] = {}
+    if args.via_stream:
+        (engine, streamed), ch_load = timed(lambda: load_via_stream(tmpdir.name, args.rows))
+        export_s = 0.0
+        (parts,) = engine.execute(engine.dialect, "SELECT count() FROM system.parts WHERE active AND table = 'analysis_event'", [])
+        print(f"via the stream: {streamed['append_s']:.1f} s to append {args.events:,} events and the exposures "
+              f"({streamed['entries']:,.0f} entries, Redis {streamed['redis_mb']:,.0f} MB); loader "
+              f"{streamed['drain_s']:.1f} s ({streamed['loaded'] / streamed['drain_s']:,.0f} events/s, "
+              f"{streamed['rounds']:.0f} rounds); {parts[0]} event parts right after", flush=True)
+    else:
+        paths, export_s = timed(lambda: export(tmpdir.name))
         engine, ch_load = timed(lambda: load_chdb(paths))
     (parts,) = engine.execute(engine.dialect, "SELECT count() FROM system.parts WHERE active AND table = 'analysis_event'", [])
     with dialects.using(engine):  # as inserted: several intersecting parts, FINAL merges at read time
@@ -213,7 +280,7 @@ def main() -> None:
           f"(+ {export_s:.1f} s CSV export; without FINAL: {ch_nofinal:.2f} s)")
     print(f"CPU seconds of one metric_statistics: PostgreSQL {pg_cpu:.1f} (serial plan, backend process), "
           f"chdb {ch_cpu:.1f} (all its threads): x{pg_cpu / ch_cpu:.1f}; load average {os.getloadavg()[0]:.1f}")
-    print(f"chdb before OPTIMIZE FINAL ({parts[0]} event parts as inserted): metric_statistics "
+    print(f"chdb before OPTIMIZE FINAL ({parts[0]} event parts as {'loaded' if args.via_stream else 'inserted'}): metric_statistics "
           f"{ch_unmerged:.2f} s; OPTIMIZE FINAL took {optimize_s:.1f} s")
     if args.drop:
         connection.close()
@@ -222,8 +289,9 @@ def main() -> None:
 
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-    print(f"speed-up metric_statistics x{pg_metric / ch_metric:.1f}, segments x{pg_seg / ch_seg:.1f}; "
-          f"statistics {verdict}")
+    print(f"speed-up metric_statistics x{pg_metric / ch_metric:.1f} merged, x{pg_metric / ch_unmerged:.1f} as "
+          f"{'loaded' if args.via_stream else 'inserted'}, segments x{pg_seg / ch_seg:.1f}; statistics {verdict}")
+    tmpdir.cleanup()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from analysis import clickhouse, queries, selectors
+from analysis import clickhouse, privacy, queries, selectors
 from analysis.admin import silent_metrics
 from analysis.models import Event
 from experiments.models import Metric
@@ -51,10 +51,17 @@ def test_simulate_writes_clickhouse_and_gives_the_same_statistics_as_django(ch, 
     assert again.events_written == 0
     assert_same_tables(queries.metric_statistics(experiment), want)
 
+    unit = next(u for u in ("sim-checkout-%06d" % i for i in range(600))
+                if _rows(ch, f"SELECT count() FROM \"analysis_event\" WHERE unit_id = '{u}'"))
+    erased = _rows(ch, f"SELECT count() FROM \"analysis_event\" FINAL WHERE unit_id = '{unit}'")
+    privacy.erase_unit(unit)
+    populate(experiment, units=600, seed=11, end=end)  # an erased unit is not simulated back
+    assert _rows(ch, f"SELECT count() FROM \"analysis_event\" WHERE unit_id = '{unit}'") == 0
+
     out = io.StringIO()
     call_command("simulate", "--experiment", "checkout", "--units", "100", "--reset", "--no-report",
                  "--no-progress", "--end", end.isoformat(), stdout=out)
-    assert f"{django_events} events" in out.getvalue()  # what --reset deleted, counted in ClickHouse
+    assert f"{django_events - erased} events" in out.getvalue()  # what --reset deleted, counted in ClickHouse
     assert _rows(ch, "SELECT count() FROM \"assignment_exposure\" FINAL WHERE startsWith(unit_id, 'sim-')") == 100
     smaller = _rows(ch, "SELECT count() FROM \"analysis_event\" FINAL WHERE startsWith(unit_id, 'sim-')")
     assert 0 < smaller < django_events

@@ -225,7 +225,10 @@ def _clickhouse_events(unit_prefix: str) -> int:
 def _insert_clickhouse(exposures: list[Exposure], events: list[tuple], received: datetime) -> None:
     """One chunk into ClickHouse: the stream's own line format, one INSERT per table. Re-running
     the command inserts copies that the tables read once (``analysis.clickhouse``)."""
+    from analysis.ingestion import _without_erased
+
     event_table, exposure_table = clickhouse.tables()
+    events = list(_without_erased(events, None)) if events else events  # as write_events does
     clickhouse.insert_lines(event_table, clickhouse.EVENT_COLUMNS, stream.event_lines(events, received))
     rows = [(e.experiment_id, e.variant_id, e.unit_id, e.first_seen.timestamp(), e.attributes,
              e.last_seen.timestamp(), e.phase) for e in exposures]
