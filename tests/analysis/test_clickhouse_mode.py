@@ -51,7 +51,7 @@ def test_simulate_writes_clickhouse_and_gives_the_same_statistics_as_django(ch, 
     assert again.events_written == 0
     assert_same_tables(queries.metric_statistics(experiment), want)
 
-    unit = next(u for u in ("sim-checkout-%06d" % i for i in range(600))
+    unit = next(u for u in (f"sim-checkout-{i:06d}" for i in range(600))
                 if _rows(ch, f"SELECT count() FROM \"analysis_event\" WHERE unit_id = '{u}'"))
     erased = _rows(ch, f"SELECT count() FROM \"analysis_event\" FINAL WHERE unit_id = '{unit}'")
     privacy.erase_unit(unit)
